@@ -1,0 +1,325 @@
+"""MobileNetV2 backbone with an output stride of 8, 16 or 32.
+
+Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks", CVPR 2018,
+https://arxiv.org/abs/1801.04381
+
+Parameter names equal ``torchvision.models.mobilenet_v2().features`` so torchvision's
+ImageNet checkpoints load strictly. Layers are numbered like the official TensorFlow
+DeepLab endpoints: ``layer_1`` is the stem conv (``features.0``), ``layer_N`` is
+``features.(N-1)``, ``layer_18`` the last 320-channel block and ``layer_19`` the
+optional 1x1 conv to 1280 channels.
+
+Output stride follows the official DeepLab rule: once the running stride reaches the
+target, a later stride-2 layer gets stride 1 and keeps the previous dilation rate; every
+layer after it gets the rate multiplied by that stride. Only depthwise convs are dilated.
+(torchvision and smp give the new rate to the layer that lost its stride; that costs the
+same but does not reproduce the official weights' outputs.)
+
+This module imports nothing from segkit's config or data code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["MobileNetV2", "FeatureInfo", "InvertedResidual", "load_torchvision_weights", "make_divisible"]
+
+NormLayer = Callable[[int], nn.Module]
+
+# (expand ratio t, output channels c, repeats n, first stride s) -- Table 2 of the paper.
+INVERTED_RESIDUAL_SETTING: tuple[tuple[int, int, int, int], ...] = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+
+
+def make_divisible(value: float, divisor: int, min_value: int | None = None) -> int:
+    """Round channels to a multiple of ``divisor`` without going 10% below ``value`` (as torchvision/TF)."""
+    if divisor == 1:
+        return max(min_value or 1, int(value))
+    min_value = min_value or divisor
+    new_value = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if new_value < 0.9 * value:
+        new_value += divisor
+    return new_value
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """One returned feature map: its name, channel count and stride w.r.t. the input."""
+
+    name: str
+    channels: int
+    stride: int
+
+
+class Conv2dSame(nn.Conv2d):
+    """Conv2d with TensorFlow 'SAME' padding computed from the input size.
+
+    TF pads asymmetrically (more at the bottom/right) when a stride-2 conv meets an even
+    input size; PyTorch's symmetric padding then shifts the output by one pixel.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        pads = []
+        for size, k, s, d in zip(x.shape[-2:], self.kernel_size, self.stride, self.dilation):
+            out = math.ceil(size / s)
+            total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+            pads.append((total // 2, total - total // 2))
+        (top, bottom), (left, right) = pads
+        x = F.pad(x, (left, right, top, bottom))
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+def conv_norm_act(
+    in_ch: int,
+    out_ch: int,
+    kernel_size: int,
+    norm_layer: NormLayer,
+    *,
+    stride: int = 1,
+    dilation: int = 1,
+    groups: int = 1,
+    tf_same_padding: bool = False,
+) -> nn.Sequential:
+    """conv -> norm -> ReLU6, indexed ``0``/``1``/``2`` like torchvision's Conv2dNormActivation."""
+    conv_cls = Conv2dSame if tf_same_padding and stride > 1 else nn.Conv2d
+    padding = 0 if conv_cls is Conv2dSame else (kernel_size - 1) // 2 * dilation
+    conv = conv_cls(in_ch, out_ch, kernel_size, stride, padding, dilation=dilation, groups=groups, bias=False)
+    return nn.Sequential(conv, norm_layer(out_ch), nn.ReLU6(inplace=True))
+
+
+class InvertedResidual(nn.Module):
+    """Expand 1x1 -> depthwise 3x3 (strided or dilated) -> linear project 1x1, residual when shapes match."""
+
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        stride: int,
+        expand_ratio: int,
+        norm_layer: NormLayer,
+        *,
+        dilation: int = 1,
+        tf_same_padding: bool = False,
+    ) -> None:
+        super().__init__()
+        hidden = int(round(in_ch * expand_ratio))
+        self.stride = stride
+        self.dilation = dilation
+        self.use_res_connect = stride == 1 and in_ch == out_ch
+        layers: list[nn.Module] = []
+        if expand_ratio != 1:
+            layers.append(conv_norm_act(in_ch, hidden, 1, norm_layer))
+        layers += [
+            conv_norm_act(hidden, hidden, 3, norm_layer, stride=stride, dilation=dilation, groups=hidden,
+                          tf_same_padding=tf_same_padding),
+            nn.Conv2d(hidden, out_ch, 1, bias=False),
+            norm_layer(out_ch),
+        ]
+        self.conv = nn.Sequential(*layers)
+        self.out_channels = out_ch
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv(x) if self.use_res_connect else self.conv(x)
+
+
+class MobileNetV2(nn.Module):
+    """MobileNetV2 feature extractor returning a dict of named feature maps.
+
+    Args:
+        width_mult: channel multiplier (depth multiplier in TF), e.g. 1.0, 0.5.
+        round_nearest: round channel counts to a multiple of this; 1 disables rounding.
+        output_stride: stride of the deepest features, 8, 16 or 32 (dilation beyond).
+        out_features: names of the layers to return, ``layer_1`` .. ``layer_19``.
+            Default: the last layer of every stride plus the last layer built.
+        final_conv: build ``layer_19``, the 1x1 conv to 1280 channels. DeepLab's MNet V2*
+            head reads the 320-channel ``layer_18`` and does not build it.
+        frozen_stages: -1 freezes nothing; ``k >= 0`` freezes the stem and the first ``k``
+            bottleneck stages (of 7; 8 also freezes ``layer_19``): no gradients, BN in eval mode.
+        norm_eval: keep every norm layer in eval mode (running statistics frozen) in ``train()``.
+        norm_layer: builds the norm layer from a channel count; default ``nn.BatchNorm2d``.
+        tf_same_padding: TF 'SAME' padding for the stride-2 convs, to reproduce TF-trained
+            weights exactly at even input sizes.
+    """
+
+    def __init__(
+        self,
+        *,
+        width_mult: float = 1.0,
+        round_nearest: int = 8,
+        output_stride: Literal[8, 16, 32] = 32,
+        out_features: Sequence[str] | None = None,
+        final_conv: bool = True,
+        frozen_stages: int = -1,
+        norm_eval: bool = False,
+        norm_layer: NormLayer | None = None,
+        tf_same_padding: bool = False,
+    ) -> None:
+        super().__init__()
+        if output_stride not in (8, 16, 32):
+            raise ValueError(
+                f"output_stride must be 8, 16 or 32, got {output_stride!r}. "
+                "Use 16 (DeepLab default), 8 (denser, ~3x the compute) or 32 (classification)."
+            )
+        if not (isinstance(width_mult, (int, float)) and width_mult > 0):
+            raise ValueError(f"width_mult must be a number > 0 (e.g. 1.0 or 0.5), got {width_mult!r}.")
+        if not (isinstance(round_nearest, int) and round_nearest >= 1):
+            raise ValueError(f"round_nearest must be an integer >= 1 (1 disables rounding), got {round_nearest!r}.")
+        num_stages = len(INVERTED_RESIDUAL_SETTING) + 1
+        if not (isinstance(frozen_stages, int) and -1 <= frozen_stages <= num_stages):
+            raise ValueError(
+                f"frozen_stages must be -1 (none) or 0..{num_stages} (0 = stem only), got {frozen_stages!r}."
+            )
+        norm_layer = norm_layer or nn.BatchNorm2d
+        self.output_stride = output_stride
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+
+        in_ch = make_divisible(32 * width_mult, round_nearest)
+        layers: list[nn.Module] = [conv_norm_act(3, in_ch, 3, norm_layer, stride=2, tf_same_padding=tf_same_padding)]
+        layer_info = [FeatureInfo("layer_1", in_ch, 2)]
+        self.layer_stage = [0]  # stage index of every layer, for frozen_stages
+        self.layer_dilation = [1]  # dilation rate of the depthwise conv of every layer (1 for the stem)
+        current_stride, rate = 2, 1
+        for stage, (t, c, n, s) in enumerate(INVERTED_RESIDUAL_SETTING, start=1):
+            out_ch = make_divisible(c * width_mult, round_nearest)
+            for i in range(n):
+                stride = s if i == 0 else 1
+                if stride > 1 and current_stride == output_stride:
+                    layer_stride, layer_rate = 1, rate  # keeps the previous rate ...
+                    rate *= stride  # ... the layers after it get the multiplied rate
+                else:
+                    layer_stride, layer_rate = stride, rate
+                    current_stride *= stride
+                layers.append(InvertedResidual(in_ch, out_ch, layer_stride, t, norm_layer, dilation=layer_rate,
+                                               tf_same_padding=tf_same_padding))
+                layer_info.append(FeatureInfo(f"layer_{len(layers)}", out_ch, current_stride))
+                self.layer_stage.append(stage)
+                self.layer_dilation.append(layer_rate)
+                in_ch = out_ch
+        if final_conv:
+            last_ch = make_divisible(1280 * max(1.0, width_mult), round_nearest)
+            layers.append(conv_norm_act(in_ch, last_ch, 1, norm_layer))
+            layer_info.append(FeatureInfo(f"layer_{len(layers)}", last_ch, current_stride))
+            self.layer_stage.append(num_stages)
+            self.layer_dilation.append(1)
+        self.features = nn.Sequential(*layers)
+        self._all_layers = {info.name: (idx, info) for idx, info in enumerate(layer_info)}
+
+        if out_features is None:
+            last_of_stride = {info.stride: info.name for info in layer_info}
+            out_features = sorted(set(last_of_stride.values()) | {layer_info[-1].name}, key=lambda n: int(n[6:]))
+        unknown = [name for name in out_features if name not in self._all_layers]
+        if unknown or not out_features:
+            raise ValueError(
+                f"out_features {list(out_features)!r} has unknown names {unknown}; valid names are "
+                f"layer_1 .. layer_{len(layers)}" + ("" if final_conv else " (layer_19 needs final_conv=True)") + "."
+            )
+        self.out_features = sorted(out_features, key=lambda n: int(n[6:]))
+        self.feature_info = [self._all_layers[name][1] for name in self.out_features]
+        self._out_index = {self._all_layers[name][0]: name for name in self.out_features}
+        self._last_needed = max(self._out_index)
+
+        self._init_weights()
+        self._freeze_stages()
+
+    @property
+    def out_channels(self) -> int:
+        """Channels of the deepest returned feature."""
+        return self.feature_info[-1].channels
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def _frozen_layers(self) -> list[nn.Module]:
+        return [layer for layer, stage in zip(self.features, self.layer_stage) if stage <= self.frozen_stages]
+
+    def _freeze_stages(self) -> None:
+        for layer in self._frozen_layers():
+            layer.eval()
+            for p in layer.parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True) -> MobileNetV2:
+        super().train(mode)
+        if mode:
+            for layer in self._frozen_layers():
+                layer.eval()
+            if self.norm_eval:
+                for m in self.modules():
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                        m.eval()
+        return self
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        # x: [N, 3, H, W], any H and W; each feature: [N, C, ceil(H / stride), ceil(W / stride)]
+        outputs: dict[str, Tensor] = {}
+        for idx, layer in enumerate(self.features):
+            x = layer(x)
+            if idx in self._out_index:
+                outputs[self._out_index[idx]] = x
+            if idx == self._last_needed:
+                break
+        return outputs
+
+
+def load_torchvision_weights(backbone: MobileNetV2, path: str | Path, *, strict: bool = True) -> tuple[list[str], list[str]]:
+    """Load a torchvision ImageNet ``mobilenet_v2`` checkpoint file (a local path) into ``backbone``.
+
+    Accepts the full classifier state dict (``features.*`` + ``classifier.*``; the classifier
+    is dropped) or a bare ``features`` state dict, optionally nested under ``state_dict``/``model``.
+
+    Returns:
+        ``(missing, unexpected)`` key lists. With ``strict`` a mismatch raises a ``RuntimeError``
+        listing them (e.g. loading a 1280-channel checkpoint into ``final_conv=False`` is fine:
+        ``features.18`` keys are then expected to be unused and are dropped).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"ImageNet weights file not found: {path}. Download torchvision's mobilenet_v2 weights "
+            "(e.g. mobilenet_v2-b0353104.pth or mobilenet_v2-7ebf99e0.pth) on a machine with internet and pass its path."
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}.")
+    if not any(k.startswith("features.") for k in state):
+        state = {f"features.{k}": v for k, v in state.items()}
+    own = backbone.state_dict()
+    state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+    if "features.18.0.weight" not in own:  # no final conv: the checkpoint's layer_19 is not used
+        state = {k: v for k, v in state.items() if not k.startswith(f"features.{len(backbone.features)}.")}
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shape_mismatch = [k for k in set(own) & set(state) if own[k].shape != state[k].shape]
+    if strict and (missing or unexpected or shape_mismatch):
+        raise RuntimeError(
+            f"{path} does not fit this MobileNetV2 (width_mult/round_nearest must match the checkpoint). "
+            f"Missing keys: {missing[:10]}{'...' if len(missing) > 10 else ''}; unexpected keys: "
+            f"{unexpected[:10]}{'...' if len(unexpected) > 10 else ''}; shape mismatches: {sorted(shape_mismatch)[:10]}."
+        )
+    state = {k: v for k, v in state.items() if k in own and k not in shape_mismatch}
+    backbone.load_state_dict(state, strict=False)
+    return missing, unexpected + sorted(shape_mismatch)

@@ -1,0 +1,57 @@
+"""The segmentor: backbone -> head (+ auxiliary head) -> logits at the input resolution."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class Segmentor(nn.Module):
+    """Composes built modules; knows nothing about how they were configured.
+
+    Args:
+        backbone: returns ``dict[str, Tensor]`` and publishes ``feature_info``.
+        head: maps the ``head_in`` feature to logits.
+        head_in: name of the backbone feature the head reads.
+        aux_head: optional auxiliary head, run only in training mode.
+        aux_in: name of the feature the auxiliary head reads.
+        align_corners: bilinear upsampling convention (the official models use True).
+
+    ``forward`` returns ``{"out": logits}`` (``[N, num_classes, H, W]``, the input size) and,
+    in training mode with an auxiliary head, ``"aux"`` as well (torchvision's convention).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        *,
+        head_in: str,
+        aux_head: nn.Module | None = None,
+        aux_in: str | None = None,
+        align_corners: bool = True,
+    ) -> None:
+        super().__init__()
+        names = [info.name for info in backbone.feature_info]
+        for key, name in (("head_in", head_in), ("aux_in", aux_in)):
+            if name is not None and name not in names:
+                raise ValueError(f"{key}={name!r} is not a feature the backbone returns; it returns {names}.")
+        if aux_head is not None and aux_in is None:
+            raise ValueError("aux_head needs aux_in, the name of the feature it reads.")
+        self.backbone = backbone
+        self.head = head
+        self.aux_head = aux_head
+        self.head_in = head_in
+        self.aux_in = aux_in
+        self.align_corners = align_corners
+
+    def _upsample(self, logits: Tensor, size: tuple[int, int]) -> Tensor:
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=self.align_corners)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        size = (x.shape[-2], x.shape[-1])
+        features = self.backbone(x)
+        out = {"out": self._upsample(self.head(features[self.head_in]), size)}
+        if self.aux_head is not None and self.training:
+            out["aux"] = self._upsample(self.aux_head(features[self.aux_in]), size)
+        return out
