@@ -5,12 +5,35 @@ Public API::
     import segkit
     cfg = segkit.load_config("voc_mnv2_os16", ["model.output_stride=8"])
     model = segkit.build_model(cfg).eval()
-    model = segkit.load_model("work_dirs/demo/best.pth")
+    model = segkit.load_model("work_dirs/demo_mnv2_os16/best.pth")
+
+Attributes are imported lazily, so ``from segkit.models.backbones import MobileNetV2`` loads
+the backbone alone (no config, YAML or data code).
 """
 
-from segkit.checkpoint import load_model
-from segkit.config import Config, ConfigError, load_config
-from segkit.models import build_model
+from __future__ import annotations
 
-__all__ = ["Config", "ConfigError", "build_model", "load_config", "load_model"]
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+_API = {
+    "Config": "segkit.config",
+    "ConfigError": "segkit.config",
+    "load_config": "segkit.config",
+    "build_model": "segkit.models",
+    "load_model": "segkit.checkpoint",
+    "optimize_for_inference": "segkit.optimize",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'segkit' has no attribute {name!r}; public API: {', '.join(__all__)}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -1,0 +1,261 @@
+"""Model complexity: trainable parameters and conv/linear multiply-adds (MAdds).
+
+Counts the way the MobileNetV2 paper's Table 7 does (see ``docs/readme_parts/complexity.md``):
+
+- **Params**: trainable parameters (conv weights, BN scale/shift, biases; no running stats).
+- **MAdds**: multiply-adds of ``Conv2d`` and ``Linear`` layers only, measured with forward
+  hooks on a real forward pass. A conv costs ``out_elements * in_channels / groups * kh * kw``;
+  a linear layer ``rows * in_features * out_features``. Pooling, BN, activations, additions and
+  resizing are not counted.
+
+Two conventions are recorded for every layer:
+
+- ``pytorch``: what the PyTorch model computes (native dilated convs).
+- ``tf1``: TensorFlow 1's atrous overhead. TF1 ran a conv with rate ``r > 1`` (stride 1) via
+  space-to-batch: each spatial dim is padded up to a multiple of ``r``, so the conv is computed on
+  a ``ceil(H / r) * r x ceil(W / r) * r`` output grid (33 -> 36 for rates 6/12/18, 33 -> 34 for
+  rate 2). This is how the paper's ASPP rows were counted.
+
+The forward pass can run on the ``meta`` device (shapes only, no arithmetic), which makes even
+ResNet-101 at output stride 8 on a 897x897 input instant::
+
+    report = count_complexity(model, 513, device="meta")
+    print(report.params, report.madds("tf1"))
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "CONVENTIONS",
+    "ComplexityReport",
+    "LayerRecord",
+    "count_complexity",
+    "count_trainable_parameters",
+    "format_count",
+    "format_table",
+    "multi_scale_sizes",
+    "scale_dimension",
+]
+
+Convention = Literal["pytorch", "tf1"]
+CONVENTIONS: tuple[str, ...] = ("pytorch", "tf1")
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """One counted call of a conv or linear layer.
+
+    Attributes:
+        name: qualified module name (``backbone.features.3.conv.1.0``); a module called twice
+            appears twice.
+        type: class name (``Conv2d``, ``Linear``, ...).
+        output_shape: shape of the layer's output, batch included.
+        params: trainable parameters of the module (counted once per module in the totals).
+        madds_pytorch: multiply-adds the PyTorch layer computes.
+        madds_tf1: multiply-adds under TF1's atrous (space-to-batch) convention.
+        dilation: the conv's dilation (``(1, 1)`` for linear layers).
+    """
+
+    name: str
+    type: str
+    output_shape: tuple[int, ...]
+    params: int
+    madds_pytorch: int
+    madds_tf1: int
+    dilation: tuple[int, int] = (1, 1)
+
+    def madds(self, convention: Convention = "pytorch") -> int:
+        """MAdds of this layer under ``convention``."""
+        return self.madds_tf1 if convention == "tf1" else self.madds_pytorch
+
+
+@dataclass
+class ComplexityReport:
+    """Per-layer records and totals of one (or several summed) forward passes.
+
+    Attributes:
+        layers: one record per counted layer call, in execution order.
+        params: trainable parameters of the whole model (not only conv/linear).
+        input_sizes: the ``(H, W)`` of every counted pass.
+    """
+
+    layers: list[LayerRecord] = field(default_factory=list)
+    params: int = 0
+    input_sizes: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def madds_pytorch(self) -> int:
+        """Total MAdds, ``pytorch`` convention."""
+        return sum(r.madds_pytorch for r in self.layers)
+
+    @property
+    def madds_tf1(self) -> int:
+        """Total MAdds, ``tf1`` convention."""
+        return sum(r.madds_tf1 for r in self.layers)
+
+    def madds(self, convention: Convention = "pytorch") -> int:
+        """Total MAdds under ``convention`` (``"pytorch"`` or ``"tf1"``)."""
+        _check_convention(convention)
+        return self.madds_tf1 if convention == "tf1" else self.madds_pytorch
+
+    def __add__(self, other: ComplexityReport) -> ComplexityReport:
+        if self.params and other.params and self.params != other.params:
+            raise ValueError(f"cannot add reports of different models ({self.params} vs {other.params} params).")
+        return ComplexityReport(self.layers + other.layers, self.params or other.params,
+                                self.input_sizes + other.input_sizes)
+
+
+def _check_convention(convention: str) -> None:
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {', '.join(CONVENTIONS)}, got {convention!r}.")
+
+
+def count_trainable_parameters(model: nn.Module) -> int:
+    """Trainable parameters, as the paper counts them (BN running statistics are buffers, not counted)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _pair(value: int | Sequence[int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def _conv_madds(module: nn.Conv2d, out: Tensor) -> tuple[int, int]:
+    """``(pytorch, tf1)`` MAdds of one conv call with output ``out`` ([N, C, H, W])."""
+    kh, kw = module.kernel_size
+    per_output = module.in_channels // module.groups * kh * kw
+    n, c, h, w = out.shape
+    pytorch = n * c * h * w * per_output
+    dh, dw = _pair(module.dilation)
+    sh, sw = _pair(module.stride)
+    if (dh > 1 or dw > 1) and sh == 1 and sw == 1:
+        # TF1 space-to-batch: the output grid is padded up to a multiple of the rate.
+        h, w = math.ceil(h / dh) * dh, math.ceil(w / dw) * dw
+    return pytorch, n * c * h * w * per_output
+
+
+def _linear_madds(module: nn.Linear, out: Tensor) -> int:
+    rows = out.numel() // module.out_features
+    return rows * module.in_features * module.out_features
+
+
+def _module_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters(recurse=False) if p.requires_grad)
+
+
+def count_complexity(
+    model: nn.Module,
+    input_size: int | Sequence[int] = 513,
+    *,
+    batch_size: int = 1,
+    in_channels: int = 3,
+    device: str | torch.device | None = None,
+) -> ComplexityReport:
+    """Count trainable params and conv/linear MAdds of one forward pass.
+
+    Args:
+        model: any module whose forward takes one ``[N, C, H, W]`` tensor. It is run in eval
+            mode (restored afterwards) under ``torch.no_grad``; it is not modified.
+        input_size: ``H`` (square) or ``(H, W)``.
+        batch_size: images per pass; MAdds scale linearly with it (1 gives per-image MAdds).
+        in_channels: channels of the input tensor.
+        device: where to run the pass. ``"meta"`` computes shapes only (no arithmetic, no
+            memory): a model that is not on the meta device is deep-copied there first.
+            ``None`` uses the device of the model's first parameter.
+
+    Returns:
+        A :class:`ComplexityReport` with one record per conv/linear call.
+    """
+    height, width = _pair(input_size)
+    if height < 1 or width < 1 or batch_size < 1:
+        raise ValueError(f"input_size {input_size!r} and batch_size {batch_size!r} must be positive.")
+    params = count_trainable_parameters(model)
+    first = next(iter(model.parameters()), None)
+    model_device = first.device if first is not None else torch.device("cpu")
+    device = torch.device(device) if device is not None else model_device
+    if device.type == "meta" and model_device.type != "meta":
+        model = copy.deepcopy(model).to("meta")
+
+    records: list[LayerRecord] = []
+    names = {module: name for name, module in model.named_modules()}
+
+    def hook(module: nn.Module, inputs: tuple[Tensor, ...], out: Tensor) -> None:
+        if isinstance(module, nn.Conv2d):
+            pytorch, tf1 = _conv_madds(module, out)
+            dilation = _pair(module.dilation)
+        else:
+            pytorch = tf1 = _linear_madds(module, out)
+            dilation = (1, 1)
+        records.append(LayerRecord(names[module], type(module).__name__, tuple(out.shape),
+                                   _module_params(module), pytorch, tf1, dilation))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(batch_size, in_channels, height, width, device=device))
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return ComplexityReport(records, params, [(height, width)])
+
+
+def scale_dimension(size: int, scale: float) -> int:
+    """Scaled input size of a multi-scale pass, as the official DeepLab (``int((size - 1) * scale + 1)``).
+
+    ``513 -> 257, 385, 513, 641, 769, 897`` for the scales 0.5 .. 1.75; this reproduces the
+    paper's MF figures (``round(size * scale)`` differs by at most one pixel).
+    """
+    return int((size - 1) * scale + 1)
+
+
+def multi_scale_sizes(size: int, scales: Iterable[float]) -> list[int]:
+    """:func:`scale_dimension` for every scale."""
+    return [scale_dimension(size, s) for s in scales]
+
+
+def format_count(value: float, unit: str = "") -> str:
+    """Human-readable count: ``2113557 -> '2.11M'``, ``5.364e9 -> '5.364B'``."""
+    for factor, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= factor:
+            digits = 3 if suffix in ("B", "T") else 2
+            return f"{value / factor:.{digits}f}{suffix}{unit}"
+    return f"{value:.0f}{unit}"
+
+
+def format_table(report: ComplexityReport, *, max_name: int = 48) -> str:
+    """Per-layer table (name, type, output shape, params, MAdds in both conventions) and totals."""
+    header = ("layer", "type", "output shape", "params", "MAdds", "MAdds tf1")
+    rows = []
+    for r in report.layers:
+        name = r.name if len(r.name) <= max_name else "..." + r.name[-(max_name - 3):]
+        rows.append((name, r.type + (f" d{r.dilation[0]}" if r.dilation != (1, 1) else ""),
+                     "x".join(str(s) for s in r.output_shape), f"{r.params:,}",
+                     f"{r.madds_pytorch:,}", f"{r.madds_tf1:,}"))
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
+    align = ("<", "<", "<", ">", ">", ">")
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(f"{c:{a}{w}}" for c, a, w in zip(cells, align, widths)).rstrip()
+
+    out = [line(header), line(["-" * w for w in widths])]
+    out += [line(row) for row in rows]
+    conv_params = sum(r.params for r in {r.name: r for r in report.layers}.values())
+    out.append(line(["-" * w for w in widths]))
+    out.append(f"Conv/linear layers: {len(report.layers)} calls, {conv_params:,} of their params trainable")
+    sizes = ", ".join(f"{h}x{w}" for h, w in report.input_sizes)
+    out.append(f"Input size: {sizes}")
+    out.append(f"Trainable params: {report.params:,} ({format_count(report.params)})")
+    out.append(f"MAdds (pytorch): {report.madds_pytorch:,} ({format_count(report.madds_pytorch)})")
+    out.append(f"MAdds (tf1):     {report.madds_tf1:,} ({format_count(report.madds_tf1)})")
+    return "\n".join(out)

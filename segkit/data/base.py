@@ -1,0 +1,286 @@
+"""Common base of every segmentation data set: reading, validation, bad-sample handling, transforms.
+
+A subclass supplies the sample ids and where each image and mask lives; this class reads the
+image (RGB uint8) and the mask (palette or greyscale PNG -> uint8 label indices, never converted
+to RGB), checks them, and applies the joint transform.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from segkit.data.classes import VOC_PALETTE
+
+# PIL raises a zoo of exception types on truncated or corrupt files.
+_READ_ERRORS = (OSError, UnidentifiedImageError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+_SKIP_HINT = "set data.skip_bad_samples=true to skip such samples with a warning"
+
+
+class DatasetError(RuntimeError):
+    """A data set is missing, incomplete or inconsistent; the message names the file and the fix."""
+
+
+class BadSampleWarning(UserWarning):
+    """A sample was skipped because ``skip_bad_samples`` is on."""
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as RGB uint8 [H, W, 3] (greyscale, palette, RGBA and CMYK are converted).
+
+    Raises:
+        DatasetError: the file is missing or cannot be decoded.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"Image file not found: {path}.")
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except _READ_ERRORS as exc:
+        raise DatasetError(
+            f"Cannot read image {path}: {exc}. The file is corrupt or not an image; "
+            "re-download or re-export it, or remove its id from the split list."
+        ) from exc
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """Read a label mask as uint8 class indices [H, W].
+
+    Palette ('P') PNGs give their palette indices, greyscale ('L') PNGs their grey values; a mask is
+    never converted from RGB colours (VOC masks are palette PNGs: converting them to RGB loses the labels).
+
+    Raises:
+        DatasetError: the file is missing, cannot be decoded, or is not a single-channel label image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"Mask file not found: {path}.")
+    try:
+        with Image.open(path) as img:
+            mode = img.mode
+            if mode in ("P", "L"):
+                return np.array(img, dtype=np.uint8)
+            if mode in ("I", "I;16", "I;16B", "I;16L", "1"):
+                arr = np.array(img)
+                if arr.size and (arr.min() < 0 or arr.max() > 255):
+                    raise DatasetError(
+                        f"Mask {path} ({mode}) holds values {arr.min()}..{arr.max()}; labels must be 0..255. "
+                        "Save masks as 8-bit palette ('P') or greyscale ('L') PNGs."
+                    )
+                return arr.astype(np.uint8)
+    except _READ_ERRORS as exc:
+        raise DatasetError(
+            f"Cannot read mask {path}: {exc}. The file is corrupt or not an image; re-create it, "
+            "or remove its id from the split list."
+        ) from exc
+    raise DatasetError(
+        f"Mask {path} has PIL mode '{mode}'; expected a single-channel label image (palette 'P' or "
+        "greyscale 'L' PNG whose pixel values are class indices). Colour (RGB) masks are not label maps: "
+        "convert them to class indices first (see docs on own data)."
+    )
+
+
+def check_labels(mask: np.ndarray, num_classes: int, ignore_index: int, path: str | os.PathLike) -> None:
+    """Raise DatasetError when ``mask`` holds values outside ``0..num_classes-1`` other than ``ignore_index``."""
+    if mask.size == 0 or int(mask.max()) < num_classes:
+        return
+    bad = (mask >= num_classes) & (mask != ignore_index)
+    if bad.any():
+        values = np.unique(mask[bad])
+        shown = ", ".join(str(v) for v in values[:10]) + (" ..." if len(values) > 10 else "")
+        raise DatasetError(
+            f"Mask {path} holds label values [{shown}] outside 0..{num_classes - 1} (ignore index "
+            f"{ignore_index}) in {int(bad.sum())} pixels. Fix the mask, or set model.num_classes / "
+            "data.ignore_index to match the data."
+        )
+
+
+def read_split_file(path: str | os.PathLike) -> list[str]:
+    """Read a split list (one sample id per line; a second column, as in some lists, is ignored).
+
+    Raises:
+        DatasetError: the file is missing or lists no ids.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"Split list not found: {path}.")
+    ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    if not ids:
+        raise DatasetError(f"Split list {path} is empty; it must hold one sample id per line.")
+    return ids
+
+
+class SegmentationDataset(Dataset):
+    """Base class: subclasses pass the ids and implement :meth:`image_path` and :meth:`mask_path`.
+
+    ``__getitem__`` returns ``{"image": FloatTensor[3, H, W] (normalised by the transform),
+    "mask": LongTensor[H, W], "id": str}``. Without a transform the image is a uint8 tensor.
+
+    With ``skip_bad_samples`` a sample that fails to load is reported once (``BadSampleWarning``),
+    recorded in ``bad_samples`` as ``(id, reason)`` and replaced by the next good sample; samples with
+    missing files are dropped when the data set is built. With DataLoader workers each worker keeps its
+    own ``bad_samples`` list; the warnings are printed either way.
+
+    Args:
+        ids: sample ids, in order.
+        class_names: one name per class, class 0 first.
+        palette: uint8 [K, 3] colours (default: the VOC colour map).
+        transform: callable ``transform(image=HxWx3 uint8, mask=HxW uint8) -> {"image", "mask"}``.
+        ignore_index: label of pixels excluded from training and evaluation.
+        skip_bad_samples: warn and skip bad samples instead of raising DatasetError.
+        source: what the ids come from (a split list path), used in error messages.
+    """
+
+    def __init__(
+        self,
+        ids: Sequence[str],
+        *,
+        class_names: Sequence[str],
+        palette: np.ndarray | None = None,
+        transform: Callable[..., dict[str, Any]] | None = None,
+        ignore_index: int = 255,
+        skip_bad_samples: bool = False,
+        source: str = "",
+    ) -> None:
+        self.class_names: list[str] = list(class_names)
+        self.num_classes: int = len(self.class_names)
+        if palette is None:
+            palette = VOC_PALETTE[: self.num_classes]
+        self.palette: np.ndarray = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+        if len(self.palette) < self.num_classes:
+            raise ValueError(f"palette has {len(self.palette)} colours for {self.num_classes} classes.")
+        if not 0 <= ignore_index <= 255:
+            raise ValueError(f"ignore_index must be in 0..255, got {ignore_index}.")
+        if ignore_index < self.num_classes:
+            raise ValueError(
+                f"ignore_index {ignore_index} collides with class {ignore_index} "
+                f"('{self.class_names[ignore_index]}'); use a value >= num_classes ({self.num_classes}), e.g. 255."
+            )
+        self.ignore_index = ignore_index
+        self.transform = transform
+        self.skip_bad_samples = skip_bad_samples
+        self.source = source or type(self).__name__
+        self.bad_samples: list[tuple[str, str]] = []
+        self._bad_indices: set[int] = set()
+        if not ids:
+            raise DatasetError(f"{self.source}: the split lists no samples; it must hold one sample id per line.")
+        self.ids: list[str] = list(ids)
+        self._drop_missing_files()
+
+    # -- to implement -------------------------------------------------------------------------
+    def image_path(self, sample_id: str) -> Path:
+        """Path of the image of ``sample_id``."""
+        raise NotImplementedError
+
+    def mask_path(self, sample_id: str) -> Path:
+        """Path of the mask of ``sample_id``."""
+        raise NotImplementedError
+
+    # -- reading -------------------------------------------------------------------------------
+    def load_mask(self, sample_id: str) -> np.ndarray:
+        """uint8 label mask [H, W] of ``sample_id`` (override for non-PNG masks)."""
+        return read_mask(self.mask_path(sample_id))
+
+    def load_sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Read and check sample ``index``: RGB uint8 image [H, W, 3] and uint8 mask [H, W].
+
+        Raises:
+            DatasetError: unreadable files, mask size != image size, or labels out of range.
+        """
+        sample_id = self.ids[index]
+        image = read_image(self.image_path(sample_id))
+        mask = self.load_mask(sample_id)
+        if mask.shape != image.shape[:2]:
+            raise DatasetError(
+                f"Mask {self.mask_path(sample_id)} is {mask.shape[1]}x{mask.shape[0]} (WxH) but image "
+                f"{self.image_path(sample_id)} is {image.shape[1]}x{image.shape[0]}; a mask must have "
+                "its image's size. Re-export the mask, or remove the id from the split list."
+            )
+        check_labels(mask, self.num_classes, self.ignore_index, self.mask_path(sample_id))
+        return image, mask
+
+    def _drop_missing_files(self) -> None:
+        """Fail fast (or drop with a warning) on ids whose image or mask file does not exist."""
+        missing: list[tuple[int, str]] = []
+        for i, sample_id in enumerate(self.ids):
+            for kind, path in (("image", self.image_path(sample_id)), ("mask", self.mask_path(sample_id))):
+                if not path.is_file():
+                    missing.append((i, f"missing {kind} file {path}"))
+                    break
+        if not missing:
+            return
+        if not self.skip_bad_samples:
+            shown = "; ".join(reason for _, reason in missing[:5])
+            more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
+            raise DatasetError(
+                f"{self.source}: {len(missing)} of {len(self.ids)} samples have missing files: {shown}{more}. "
+                f"Restore the files, remove the ids from the split list, or {_SKIP_HINT}."
+            )
+        drop = {i for i, _ in missing}
+        for i, reason in missing:
+            self.bad_samples.append((self.ids[i], reason))
+        warnings.warn(
+            f"{self.source}: skipping {len(missing)} samples with missing files, e.g. {missing[0][1]}.",
+            BadSampleWarning,
+            stacklevel=3,
+        )
+        self.ids = [sid for i, sid in enumerate(self.ids) if i not in drop]
+        if not self.ids:
+            raise DatasetError(f"{self.source}: every listed sample has missing files; nothing to load.")
+
+    # -- Dataset API ---------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not self.skip_bad_samples:
+            return self._get(index)
+        n = len(self.ids)
+        for offset in range(n):
+            j = (index + offset) % n
+            if j in self._bad_indices:
+                continue
+            try:
+                return self._get(j)
+            except DatasetError as exc:
+                self._mark_bad(j, exc)
+        raise DatasetError(f"{self.source}: every sample failed to load; see the warnings above.")
+
+    def _mark_bad(self, index: int, exc: DatasetError) -> None:
+        self._bad_indices.add(index)
+        self.bad_samples.append((self.ids[index], str(exc)))
+        warnings.warn(f"Skipping sample '{self.ids[index]}': {exc}", BadSampleWarning, stacklevel=3)
+
+    def _get(self, index: int) -> dict[str, Any]:
+        image, mask = self.load_sample(index)
+        if self.transform is None:
+            image_t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))  # [3, H, W] uint8
+            mask_t = torch.from_numpy(mask).long()
+        else:
+            out = self.transform(image=image, mask=mask)
+            image_t = out["image"] if torch.is_tensor(out["image"]) else torch.from_numpy(out["image"])
+            mask_t = torch.as_tensor(out["mask"]).long()
+        return {"image": image_t, "mask": mask_t, "id": self.ids[index]}
+
+    def bad_samples_report(self) -> str:
+        """Human-readable list of the samples skipped so far ('' when none)."""
+        if not self.bad_samples:
+            return ""
+        lines = [f"{self.source}: {len(self.bad_samples)} bad samples skipped:"]
+        lines += [f"  {sid}: {reason}" for sid, reason in self.bad_samples]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.source}, {len(self)} samples, {self.num_classes} classes, "
+            f"ignore_index={self.ignore_index})"
+        )

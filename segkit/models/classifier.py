@@ -1,0 +1,90 @@
+"""MobileNetV2 ImageNet classifier on segkit's backbone, with torchvision's parameter names.
+
+Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks", CVPR 2018,
+https://arxiv.org/abs/1801.04381
+
+``MobileNetV2Classifier`` = segkit's :class:`MobileNetV2` (with the 1x1 conv to 1280
+channels, output stride 32) -> global average pool -> dropout -> linear. Its state dict is
+torchvision's ``mobilenet_v2`` layout (``features.*`` + ``classifier.1.weight/bias``), so a
+classifier checkpoint initialises a segmentation backbone with
+:func:`segkit.models.backbones.load_torchvision_weights`, and loads into
+``torchvision.models.mobilenet_v2(num_classes=...)`` too (BN eps aside).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+
+import torch
+from torch import Tensor, nn
+
+from segkit.config import Config, ModelConfig
+from segkit.models.backbones.mobilenetv2 import MobileNetV2, NormLayer
+
+__all__ = ["MobileNetV2Classifier", "build_classifier", "load_classifier"]
+
+
+class MobileNetV2Classifier(MobileNetV2):
+    """MobileNetV2 image classifier (logits, no softmax).
+
+    Args:
+        num_classes: output classes (1000 for torchvision's weights, 1001 for TF's with background).
+        width_mult: channel multiplier.
+        round_nearest: channel rounding; 1 disables it.
+        dropout: dropout probability before the linear layer.
+        norm_layer: builds the norm layer from a channel count; default ``nn.BatchNorm2d``.
+        tf_same_padding: TF 'SAME' padding for stride-2 convs (TF-trained weights at even sizes).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        *,
+        width_mult: float = 1.0,
+        round_nearest: int = 8,
+        dropout: float = 0.2,
+        norm_layer: NormLayer | None = None,
+        tf_same_padding: bool = False,
+    ) -> None:
+        if not (isinstance(num_classes, int) and num_classes >= 1):
+            raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}.")
+        super().__init__(width_mult=width_mult, round_nearest=round_nearest, output_stride=32,
+                         out_features=["layer_19"], final_conv=True, norm_layer=norm_layer,
+                         tf_same_padding=tf_same_padding)
+        self.num_classes = num_classes
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.out_channels, num_classes))
+        nn.init.normal_(self.classifier[1].weight, 0, 0.01)
+        nn.init.zeros_(self.classifier[1].bias)
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        # x: [N, 3, H, W] -> logits [N, num_classes]
+        features = super().forward(x)["layer_19"]  # [N, 1280, H/32, W/32]
+        return self.classifier(features.mean(dim=(2, 3)))
+
+
+def build_classifier(cfg: Config | ModelConfig) -> MobileNetV2Classifier:
+    """The classifier a model config describes (width, rounding, classes, BN eps, padding, dropout)."""
+    mcfg = cfg.model if isinstance(cfg, Config) else cfg
+    norm = partial(nn.BatchNorm2d, eps=mcfg.bn_eps, momentum=mcfg.bn_momentum)
+    return MobileNetV2Classifier(mcfg.num_classes, width_mult=mcfg.width_mult, round_nearest=mcfg.round_nearest,
+                                 dropout=mcfg.dropout, norm_layer=norm, tf_same_padding=mcfg.tf_same_padding)
+
+
+def load_classifier(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> MobileNetV2Classifier:
+    """Build and load a segkit checkpoint of kind ``"classifier"``; returned in eval mode.
+
+    The returned module carries ``segkit_config`` and ``class_names`` like :func:`segkit.load_model`.
+    """
+    from segkit.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, load_weights
+
+    ckpt = load_checkpoint(path)
+    if ckpt.get("kind") != "classifier":
+        raise CheckpointError(f"{path} holds a '{ckpt.get('kind')}' checkpoint, not a classifier; "
+                              "load segmentation models with segkit.load_model.")
+    cfg = checkpoint_config(ckpt)
+    model = build_classifier(cfg)
+    load_weights(model, ckpt, cfg)
+    model.segkit_config = cfg
+    model.class_names = ckpt.get("class_names")
+    return model.to(device).eval()

@@ -1,0 +1,144 @@
+"""Label maps as images: palette PNGs, colour maps and overlays with a class legend.
+
+(Training curves are plotted elsewhere; this module only draws masks.)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from segkit.utils.io import atomic_path
+
+
+def _palette256(palette: np.ndarray) -> np.ndarray:
+    """[K, 3] palette -> [256, 3]; rows past K are grey so stray labels stay visible."""
+    palette = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+    if len(palette) > 256:
+        raise ValueError(f"A palette holds at most 256 colours, got {len(palette)}.")
+    out = np.full((256, 3), 128, dtype=np.uint8)
+    out[: len(palette)] = palette
+    return out
+
+
+def _check_label(label: np.ndarray) -> np.ndarray:
+    label = np.asarray(label)
+    if label.ndim != 2:
+        raise ValueError(f"label must be a 2-D [H, W] array of class indices, got shape {label.shape}.")
+    if label.dtype != np.uint8:
+        if label.size and (label.min() < 0 or label.max() > 255):
+            raise ValueError(f"label values must be in 0..255 to store as a PNG, got {label.min()}..{label.max()}.")
+        label = label.astype(np.uint8)
+    return label
+
+
+def colorize(label: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """RGB uint8 [H, W, 3] image of ``label`` [H, W] coloured with ``palette`` [K, 3]."""
+    return _palette256(palette)[_check_label(label)]
+
+
+def label_image(label: np.ndarray, palette: np.ndarray) -> "Image.Image":
+    """``label`` [H, W] (values 0..255) as a palette ('P') PIL image whose pixel values are the labels."""
+    img = Image.fromarray(_check_label(label), mode="P")
+    img.putpalette(_palette256(palette).reshape(-1).tolist())
+    return img
+
+
+def save_label_png(path: str | os.PathLike, label: np.ndarray, palette: np.ndarray) -> None:
+    """Write ``label`` [H, W] (values 0..255) as a palette PNG atomically; reading it back gives the labels."""
+    img = label_image(label, palette)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)  # scalable with FreeType (Pillow >= 10.1)
+    except (TypeError, OSError):
+        return ImageFont.load_default()
+
+
+def overlay(
+    image_rgb_uint8: np.ndarray,
+    label: np.ndarray,
+    palette: np.ndarray,
+    class_names: Sequence[str],
+    alpha: float = 0.5,
+    ignore_index: int = 255,
+    *,
+    background: int | None = 0,
+) -> "Image.Image":
+    """Blend class colours over an image and add a legend of the classes present, on the right.
+
+    Args:
+        image_rgb_uint8: [H, W, 3] uint8 image.
+        label: [H, W] class indices (prediction or ground truth).
+        palette: [K, 3] class colours.
+        class_names: one name per class.
+        alpha: weight of the class colour.
+        ignore_index: pixels with this label are left as they are and listed as "ignore".
+        background: class left unblended (VOC background is black); None blends every class.
+
+    Returns:
+        RGB image of width W + legend width and height max(H, legend height).
+    """
+    image = np.asarray(image_rgb_uint8)
+    label = _check_label(label)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be RGB uint8 [H, W, 3], got {image.dtype} {image.shape}.")
+    if image.shape[:2] != label.shape:
+        raise ValueError(f"image is {image.shape[:2]} but label is {label.shape}; they must match.")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
+    colours = colorize(label, palette).astype(np.float32)
+    blend = label != ignore_index
+    if background is not None:
+        blend &= label != background
+    out = image.astype(np.float32)
+    out[blend] = (1 - alpha) * out[blend] + alpha * colours[blend]
+    blended = Image.fromarray(np.clip(out + 0.5, 0, 255).astype(np.uint8))
+
+    present = [int(v) for v in np.unique(label)]
+    entries = []
+    for v in present:
+        name = "ignore" if v == ignore_index else (class_names[v] if v < len(class_names) else f"class {v}")
+        entries.append((f"{v}: {name}", tuple(int(c) for c in _palette256(palette)[v])))
+    h, w = label.shape
+    font_size = max(11, min(24, h // 20))
+    font = _font(font_size)
+    pad, swatch, row = font_size // 2, font_size, font_size + font_size // 2
+    measure = ImageDraw.Draw(blended)
+    text_w = max((measure.textlength(text, font=font) for text, _ in entries), default=0)
+    legend_w = int(pad * 3 + swatch + text_w + 0.5)
+    legend_h = pad * 2 + row * len(entries)
+    canvas = Image.new("RGB", (w + legend_w, max(h, legend_h)), (255, 255, 255))
+    canvas.paste(blended, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, (text, colour) in enumerate(entries):
+        y = pad + i * row
+        box = (w + pad, y, w + pad + swatch - 1, y + swatch - 1)
+        draw.rectangle(box, fill=colour, outline=(0, 0, 0))
+        top, bottom = draw.textbbox((0, 0), text, font=font)[1::2]
+        draw.text((w + 2 * pad + swatch, y + (swatch - top - bottom) // 2), text, fill=(0, 0, 0), font=font)
+    return canvas
+
+
+def save_overlay(
+    path: str | os.PathLike,
+    image_rgb_uint8: np.ndarray,
+    label: np.ndarray,
+    palette: np.ndarray,
+    class_names: Sequence[str],
+    alpha: float = 0.5,
+    ignore_index: int = 255,
+    *,
+    background: int | None = 0,
+    quality: int = 90,
+) -> None:
+    """Write :func:`overlay` as a JPEG atomically."""
+    img = overlay(image_rgb_uint8, label, palette, class_names, alpha, ignore_index, background=background)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="JPEG", quality=quality)

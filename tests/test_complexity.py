@@ -1,0 +1,112 @@
+"""MAdds counter: hand-computed tiny model, the paper's MobileNetV2 figures, tools' output."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from segkit.complexity import count_complexity, format_count, multi_scale_sizes, scale_dimension
+from segkit.config import load_config
+from segkit.models import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_tool(name: str):
+    """Import ``tools/<name>.py`` as a module (tools/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"segkit_tool_{name}", ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)  # 3*4*9 + 4 = 112 params
+        self.bn = nn.BatchNorm2d(4)  # 8 trainable params, running stats not counted
+        self.dw = nn.Conv2d(4, 4, 3, padding=2, dilation=2, groups=4, bias=False)  # 36 params
+        self.fc = nn.Linear(4, 5)  # 25 params
+
+    def forward(self, x):
+        x = self.dw(self.bn(self.conv(x)))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_counter_by_hand(device):
+    report = count_complexity(Tiny(), 7, device=device)
+    assert report.params == 112 + 8 + 36 + 25
+    by_name = {r.name: r for r in report.layers}
+    assert list(by_name) == ["conv", "dw", "fc"]
+    assert by_name["conv"].output_shape == (1, 4, 7, 7)
+    assert by_name["conv"].madds_pytorch == by_name["conv"].madds_tf1 == 4 * 7 * 7 * 3 * 9
+    assert by_name["dw"].madds_pytorch == 4 * 7 * 7 * 9
+    assert by_name["dw"].madds_tf1 == 4 * 8 * 8 * 9  # rate 2: 7x7 grid padded to 8x8
+    assert by_name["fc"].madds_pytorch == 4 * 5
+    assert report.madds("pytorch") == 5292 + 1764 + 20
+    assert report.madds("tf1") == 5292 + 2304 + 20
+    batched = count_complexity(Tiny(), (7, 9), batch_size=3)
+    assert batched.madds_pytorch == 3 * (4 * 63 * 27 + 4 * 63 * 9 + 20)
+    with pytest.raises(ValueError, match="convention must be one of"):
+        report.madds("tf2")
+
+
+def test_meta_equals_real_run_and_model_untouched():
+    cfg = load_config("voc_mnv2_os16_aspp", ["model.output_stride=8"])
+    model = build_model(cfg)
+    real = count_complexity(model, 67, device="cpu")
+    meta = count_complexity(model, 67, device="meta")
+    assert [(r.name, r.output_shape, r.madds_pytorch, r.madds_tf1) for r in real.layers] == \
+           [(r.name, r.output_shape, r.madds_pytorch, r.madds_tf1) for r in meta.layers]
+    assert next(model.parameters()).device.type == "cpu" and model.training
+
+
+def _mnv2(name: str):
+    with torch.device("meta"):
+        return build_model(load_config(name))
+
+
+def test_paper_figures_mobilenet_v2():
+    light, aspp = _mnv2("voc_mnv2_os16"), _mnv2("voc_mnv2_os16_aspp")
+    r_light, r_aspp = count_complexity(light, 513), count_complexity(aspp, 513)
+    assert r_light.params == 2_113_557 and r_aspp.params == 4_523_541
+    assert r_light.madds_pytorch / 1e9 == pytest.approx(2.741, abs=5e-4)
+    assert r_light.madds_tf1 / 1e9 == pytest.approx(2.75, rel=0.015)
+    assert r_aspp.madds_pytorch / 1e9 == pytest.approx(5.364, abs=5e-4)
+    assert r_aspp.madds_tf1 / 1e9 == pytest.approx(5.823, abs=5e-4)
+    assert count_complexity(light, 512).madds_pytorch / 1e9 == pytest.approx(2.604, abs=5e-4)
+    # MF: 12 passes of the OS8 model at the scaled sizes.
+    os8 = _mnv2("voc_mnv2_os8")
+    sizes = multi_scale_sizes(513, [0.5, 0.75, 1.0, 1.25, 1.5, 1.75])
+    assert sizes == [257, 385, 513, 641, 769, 897]
+    mf = sum(2 * count_complexity(os8, s).madds_tf1 for s in sizes)
+    assert mf / 1e9 == pytest.approx(152.6, rel=0.015)
+
+
+def test_scale_dimension_and_format():
+    assert scale_dimension(513, 0.5) == 257 and scale_dimension(513, 1.0) == 513
+    assert format_count(2_113_557) == "2.11M" and format_count(5.364e9) == "5.364B"
+    assert math.isclose(float(format_count(4870.6e9)[:-1]), 4.871)
+
+
+def test_summary_tool_prints_layers_and_totals(capsys):
+    summary = load_tool("summary")
+    assert summary.main(["--config", "voc_mnv2_os16_aspp", "--input-size", "513"]) == 0
+    out = capsys.readouterr().out
+    assert "backbone.features.0.0" in out and "head.classifier" in out and "1x21x33x33" in out
+    assert "Trainable params: 4,523,541" in out
+    assert "MAdds (pytorch): 5,363,508,928" in out and "MAdds (tf1):     5,823,096,448" in out
+
+
+def test_summary_tool_rejects_bad_override(capsys):
+    summary = load_tool("summary")
+    assert summary.main(["--config", "voc_mnv2_os16", "--set", "model.output_strid=8"]) == 2
+    assert "Did you mean 'output_stride'" in capsys.readouterr().err

@@ -1,0 +1,61 @@
+"""Print a model's layers, output shapes, trainable params and conv/linear MAdds.
+
+    python tools/summary.py --config voc_mnv2_os16 [--set model.output_stride=8] [--input-size 513]
+
+The model is built from the config exactly as ``segkit.build_model`` builds it and counted on the
+``meta`` device (shapes only, instant); ``--device cpu`` runs a real forward pass instead. MAdds are
+shown in both conventions of :mod:`segkit.complexity` (``pytorch`` and TF1's atrous ``tf1``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script from a checkout: make ``segkit`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+
+from segkit.complexity import count_complexity, format_table
+from segkit.config import ConfigError, load_config
+from segkit.models import build_model
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="config name in configs/ (voc_mnv2_os16) or a YAML path")
+    parser.add_argument("--set", nargs="+", default=[], action="extend", metavar="KEY=VALUE",
+                        help="config overrides, e.g. --set model.output_stride=8 model.aspp=true")
+    parser.add_argument("--input-size", nargs="+", type=int, default=[513], metavar="N",
+                        help="input H (square) or H W; default 513, the paper's eval crop")
+    parser.add_argument("--device", default="meta", help="'meta' (shapes only, default) or e.g. 'cpu'")
+    args = parser.parse_args(argv)
+    if len(args.input_size) not in (1, 2) or min(args.input_size) < 1:
+        parser.error(f"--input-size takes one or two positive integers (H or H W), got {args.input_size}.")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.set)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with torch.device(args.device):
+        model = build_model(cfg)
+    size = args.input_size[0] if len(args.input_size) == 1 else tuple(args.input_size)
+    report = count_complexity(model, size)
+    m = cfg.model
+    print(f"Config: {cfg.name}  (backbone {m.backbone}, OS {m.output_stride}, ASPP {m.aspp}, "
+          f"{m.num_classes} classes)")
+    print(format_table(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
