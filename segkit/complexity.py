@@ -16,6 +16,9 @@ Two conventions are recorded for every layer:
   a ``ceil(H / r) * r x ceil(W / r) * r`` output grid (33 -> 36 for rates 6/12/18, 33 -> 34 for
   rate 2). This is how the paper's ASPP rows were counted.
 
+Multi-scale (MF) figures are the sum of one pass per scaled input size (:func:`scale_dimension`),
+twice with flipping. :func:`table7` measures all eight rows of the paper's Table 7.
+
 The forward pass can run on the ``meta`` device (shapes only, no arithmetic), which makes even
 ResNet-101 at output stride 8 on a 897x897 input instant::
 
@@ -34,16 +37,25 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from segkit.config import Config, load_config
+from segkit.models.build import build_model
+
 __all__ = [
     "CONVENTIONS",
+    "MF_SCALES",
+    "TABLE7",
     "ComplexityReport",
     "LayerRecord",
+    "Table7Row",
     "count_complexity",
+    "count_config",
     "count_trainable_parameters",
     "format_count",
     "format_table",
     "multi_scale_sizes",
     "scale_dimension",
+    "table7",
+    "table7_markdown",
 ]
 
 Convention = Literal["pytorch", "tf1"]
@@ -259,3 +271,103 @@ def format_table(report: ComplexityReport, *, max_name: int = 48) -> str:
     out.append(f"MAdds (pytorch): {report.madds_pytorch:,} ({format_count(report.madds_pytorch)})")
     out.append(f"MAdds (tf1):     {report.madds_tf1:,} ({format_count(report.madds_tf1)})")
     return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Table 7 of the MobileNetV2 paper
+
+MF_SCALES: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+
+
+@dataclass(frozen=True)
+class Table7Row:
+    """One row of Table 7 and the segkit config that builds its network."""
+
+    network: str
+    config: str
+    os: int
+    aspp: bool
+    mf: bool
+    paper_miou: float
+    paper_params: float
+    paper_madds: float
+
+
+TABLE7: tuple[Table7Row, ...] = (
+    Table7Row("MNet V1", "voc_mnv1_os16_aspp", 16, True, False, 75.29, 11.15e6, 14.25e9),
+    Table7Row("MNet V1", "voc_mnv1_os8_aspp", 8, True, True, 78.56, 11.15e6, 941.9e9),
+    Table7Row("MNet V2*", "voc_mnv2_os16_aspp", 16, True, False, 75.70, 4.52e6, 5.8e9),
+    Table7Row("MNet V2*", "voc_mnv2_os8_aspp", 8, True, True, 78.42, 4.52e6, 387e9),
+    Table7Row("MNet V2*", "voc_mnv2_os16", 16, False, False, 75.32, 2.11e6, 2.75e9),
+    Table7Row("MNet V2*", "voc_mnv2_os8", 8, False, True, 77.33, 2.11e6, 152.6e9),
+    Table7Row("ResNet-101", "voc_r101_os16_aspp", 16, True, False, 80.49, 58.16e6, 81.0e9),
+    Table7Row("ResNet-101", "voc_r101_os8_aspp", 8, True, True, 82.70, 58.16e6, 4870.6e9),
+)
+
+
+def count_config(
+    cfg: Config | str,
+    input_size: int = 513,
+    *,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    overrides: list[str] | None = None,
+) -> ComplexityReport:
+    """Params and MAdds of the model a config builds, summed over multi-scale (and flipped) passes.
+
+    The model is built and run on the ``meta`` device (shapes only), so this is fast for any model.
+
+    Args:
+        cfg: a :class:`Config` or a config name/path.
+        input_size: the square eval crop; scale ``s`` runs at ``scale_dimension(input_size, s)``.
+        scales: one pass per scale (``MF_SCALES`` for the paper's MF rows).
+        flip: count every scale twice (original + left-right flipped).
+        overrides: ``["model.output_stride=8", ...]`` when ``cfg`` is a name.
+    """
+    if isinstance(cfg, str):
+        cfg = load_config(cfg, overrides)
+    with torch.device("meta"):
+        model = build_model(cfg)
+    total = ComplexityReport()
+    for size in multi_scale_sizes(input_size, scales):
+        report = count_complexity(model, size)
+        total = total + report + (report if flip else ComplexityReport())
+    return total
+
+
+def _rel(measured: float, paper: float) -> float:
+    return measured / paper - 1.0
+
+
+def table7(input_size: int = 513) -> list[dict[str, object]]:
+    """Measure every row of Table 7: one dict per row.
+
+    Keys: ``network, os, aspp, mf, params, madds_pytorch, madds_tf1, paper_params, paper_madds,
+    paper_miou`` (counts as plain numbers, MAdds summed over the 12 MF passes on MF rows).
+    """
+    rows = []
+    for row in TABLE7:
+        report = count_config(row.config, input_size, scales=MF_SCALES if row.mf else (1.0,), flip=row.mf)
+        rows.append({
+            "network": row.network, "os": row.os, "aspp": row.aspp, "mf": row.mf,
+            "params": report.params, "madds_pytorch": report.madds_pytorch, "madds_tf1": report.madds_tf1,
+            "paper_params": row.paper_params, "paper_madds": row.paper_madds, "paper_miou": row.paper_miou,
+        })
+    return rows
+
+
+def table7_markdown(rows: list[dict[str, object]]) -> str:
+    """Markdown table of :func:`table7`'s rows with relative differences to the paper."""
+    lines = [
+        "| Network | OS | ASPP | MF | Params | paper | diff | MAdds pytorch | MAdds tf1 | paper | diff tf1 | diff pytorch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        yes = lambda flag: "yes" if flag else ""  # noqa: E731
+        lines.append(
+            f"| {r['network']} | {r['os']} | {yes(r['aspp'])} | {yes(r['mf'])} "
+            f"| {r['params'] / 1e6:.3f}M | {r['paper_params'] / 1e6:.2f}M | {_rel(r['params'], r['paper_params']):+.2%} "
+            f"| {r['madds_pytorch'] / 1e9:.2f}B | {r['madds_tf1'] / 1e9:.2f}B | {r['paper_madds'] / 1e9:g}B "
+            f"| {_rel(r['madds_tf1'], r['paper_madds']):+.2%} | {_rel(r['madds_pytorch'], r['paper_madds']):+.2%} |"
+        )
+    return "\n".join(lines)

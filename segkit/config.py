@@ -36,7 +36,7 @@ class ConfigError(ValueError):
 class ModelConfig:
     """Network: backbone -> DeepLabV3 head (+ optional auxiliary FCN head)."""
 
-    backbone: Literal["mobilenet_v2"] = "mobilenet_v2"
+    backbone: Literal["mobilenet_v2", "mobilenet_v1", "resnet101"] = "mobilenet_v2"
     width_mult: float = 1.0
     round_nearest: int = 8  # channel rounding; 1 disables it
     output_stride: Literal[8, 16, 32] = 16
@@ -260,6 +260,10 @@ def validate_config(cfg: Config) -> None:
 
     m, d, t, e = cfg.model, cfg.data, cfg.train, cfg.eval
     need(m.width_mult > 0, "model.width_mult", m.width_mult, "a number > 0 (e.g. 1.0, 0.5)")
+    if m.backbone == "resnet101":
+        need(m.width_mult == 1.0, "model.width_mult", m.width_mult, "1.0 for backbone 'resnet101' (no width multiplier)")
+    if m.backbone != "mobilenet_v2":
+        need(not m.final_conv, "model.final_conv", m.final_conv, f"false for backbone '{m.backbone}' (MobileNetV2 only)")
     need(m.round_nearest >= 1, "model.round_nearest", m.round_nearest, "an integer >= 1 (1 disables rounding)")
     need(m.num_classes >= 2, "model.num_classes", m.num_classes, "an integer >= 2")
     need(m.head_channels >= 1, "model.head_channels", m.head_channels, "an integer >= 1")

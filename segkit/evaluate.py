@@ -13,7 +13,9 @@ processes under ``torch.distributed``) and is optionally written to disk as a pa
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 import torch.distributed as dist
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor, nn
 from tqdm import tqdm
 
@@ -36,6 +38,7 @@ __all__ = [
     "add_protocol_arguments",
     "error_message",
     "evaluate",
+    "format_report_json",
     "load_eval_model",
     "protocol_dict",
     "protocol_overrides",
@@ -105,14 +108,36 @@ def _save_prediction(
 
     name = safe_name(sample_id)
     save_label_png(out_dir / f"{name}.png", pred, palette)
-    left = overlay(image, mask, palette, class_names, ignore_index=ignore_index)
-    right = overlay(image, pred, palette, class_names, ignore_index=ignore_index)
-    gap = 8
-    canvas = Image.new("RGB", (left.width + gap + right.width, max(left.height, right.height)), (255, 255, 255))
-    canvas.paste(left, (0, 0))
-    canvas.paste(right, (left.width + gap, 0))
+    panels = [overlay(image, label, palette, class_names, ignore_index=ignore_index) for label in (mask, pred)]
+    try:
+        font = ImageFont.load_default(size=14)  # scalable with FreeType (Pillow >= 10.1)
+    except (TypeError, OSError):
+        font = ImageFont.load_default()
+    title_h, gap = 20, 8
+    width = sum(p.width for p in panels) + gap
+    canvas = Image.new("RGB", (width, title_h + max(p.height for p in panels)), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    x = 0
+    for title, panel in zip(("ground truth", "prediction"), panels):
+        draw.text((x + 2, 2), title, fill=(0, 0, 0), font=font)
+        canvas.paste(panel, (x, title_h))
+        x += panel.width + gap
     with atomic_path(out_dir / f"{name}_overlay.jpg") as tmp:
         canvas.save(tmp, format="JPEG", quality=90)
+
+
+_NUMBER_LIST = re.compile(r"\[\s*-?\d[\d.eE+-]*(?:\s*,\s*-?\d[\d.eE+-]*)*\s*\]")
+
+
+def format_report_json(report: Mapping[str, Any]) -> str:
+    """JSON text of a metrics report: indented, each list of numbers (a confusion row) on one line."""
+    text = json.dumps(report, indent=2, allow_nan=False)
+
+    def one_line(match: re.Match[str]) -> str:  # raw newlines occur only between JSON tokens, never in strings
+        body = match.group(0)
+        return "[" + ", ".join(v.strip() for v in body[1:-1].split(",")) + "]" if "\n" in body else body
+
+    return _NUMBER_LIST.sub(one_line, text) + "\n"
 
 
 def evaluate(
@@ -186,9 +211,10 @@ def evaluate(
     confusion = ConfusionMatrix(num_classes, ignore_index=ignore_index, device=device)
     was_training = model.training
     model.eval()
+    total = len(loader) if hasattr(loader, "__len__") else None
+    batches = iter(loader)
     try:
-        total = len(loader) if hasattr(loader, "__len__") else None
-        bar = tqdm(loader, total=total, desc="eval", unit="batch", disable=not progress or _rank() != 0,
+        bar = tqdm(batches, total=total, desc="eval", unit="batch", disable=not progress or _rank() != 0,
                    dynamic_ncols=True)
         for index, batch in enumerate(bar):
             images, masks, ids = _batch_parts(batch, index)
@@ -213,6 +239,11 @@ def evaluate(
         bar.close()
     finally:
         model.train(was_training)
+        # On an error, stop DataLoader workers now: left to the traceback's garbage collection, their
+        # shutdown waits out a 5 s timeout.
+        shutdown = getattr(batches, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
     if dist.is_available() and dist.is_initialized():
         confusion.all_reduce()
     return confusion.compute()

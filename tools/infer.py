@@ -3,11 +3,11 @@
     python tools/infer.py --checkpoint work_dirs/demo_mnv2_os16/best.pth --input photo.jpg --output out/
     python tools/infer.py --checkpoint ckpt.pth --input photos/ --output out/ --resize-longer 513 --pad-to 513
 
-For every image ``<name>.<ext>`` (a file, or the images directly inside a folder) it writes
-``<name>.png``, the label map as a palette PNG in the checkpoint's class colours (VOC colours when the
-checkpoint has none; reading it back with PIL gives the class indices), and ``<name>_overlay.jpg``, the
+For every image '<name>.<ext>' (a file, or the images directly inside a folder) it writes
+'<name>.png', the label map as a palette PNG in the checkpoint's class colours (VOC colours when the
+checkpoint has none; reading it back with PIL gives the class indices), and '<name>_overlay.jpg', the
 prediction blended over the image with a legend of the classes present. The prediction protocol
-defaults to the checkpoint's ``eval`` section.
+defaults to the checkpoint's 'eval' section.
 
 Unreadable or corrupt images are skipped with a warning naming the file; the others are still
 processed, and the exit status is then 1. Exit status 2: a usage or input error (missing checkpoint,
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         save_overlay(args.output / f"{name}_overlay.jpg", image, label, palette, class_names, alpha=args.alpha)
     bar.close()
     done = len(paths) - len(failed)
-    print(f"Wrote {done} label maps and overlays to {args.output}", file=sys.stderr)
+    print(f"Wrote label maps and overlays of {done} image(s) to {args.output}", file=sys.stderr)
     if failed:
         print(f"error: {len(failed)} of {len(paths)} images could not be read and were skipped: "
               + ", ".join(str(p) for p, _ in failed), file=sys.stderr)

@@ -5,9 +5,9 @@
     python tools/test.py --checkpoint ckpt.pth --data-root data --resize-longer 513 --pad-to 513
 
 The checkpoint carries its model config, preprocessing and class names; the data set, its root and
-split and the eval protocol default to the checkpoint's config (its ``data`` and ``eval`` sections).
-Protocols: the whole image at one scale (default); ``--ms-flip``, the paper's MF: softmax averaged over
-scales 0.5..1.75 and their horizontal flips; ``--resize-longer``/``--pad-to``, a fixed-input deployment
+split and the eval protocol default to the checkpoint's config (its 'data' and 'eval' sections).
+Protocols: the whole image at one scale (default); '--ms-flip', the paper's MF: softmax averaged over
+scales 0.5..1.75 and their horizontal flips; '--resize-longer'/'--pad-to', a fixed-input deployment
 protocol: resize the longer side keeping the aspect ratio, pad bottom/right with the mean pixel, crop
 the prediction back and resize it to the mask with nearest neighbour.
 
@@ -17,7 +17,6 @@ Exit status: 0 on success, 2 on a usage or input error (the message says what to
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from segkit.evaluate import (
     add_protocol_arguments,
     error_message,
     evaluate,
+    format_report_json,
     load_eval_model,
     protocol_dict,
     protocol_overrides,
@@ -91,11 +91,6 @@ def main(argv: list[str] | None = None) -> int:
         split = args.split or cfg.data.val_split
         transform = build_eval_transform(cfg.model.input_mean, cfg.model.input_std)
         dataset = build_dataset(cfg.data, split, transform, num_classes=cfg.model.num_classes)
-        if dataset.num_classes != cfg.model.num_classes:
-            raise DatasetError(
-                f"The {cfg.data.dataset} data set at {cfg.data.root} has {dataset.num_classes} classes but the "
-                f"model predicts {cfg.model.num_classes}; evaluate on data labelled with the model's classes."
-            )
         loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=cfg.data.num_workers,
                             pin_memory=device.type == "cuda")
         class_names = list(dataset.class_names)
@@ -113,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         protocol = {**protocol_dict(cfg.eval), "dataset": cfg.data.dataset, "split": split}
         report = metrics_to_json(metrics, class_names, len(dataset), protocol)
-        atomic_write_text(args.json, json.dumps(report, indent=2, allow_nan=False) + "\n")
+        atomic_write_text(args.json, format_report_json(report))
         print(f"Wrote {args.json}", file=sys.stderr)
     if args.save_pred is not None:
         print(f"Wrote predictions and overlays to {args.save_pred}", file=sys.stderr)

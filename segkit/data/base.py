@@ -267,7 +267,9 @@ class SegmentationDataset(Dataset):
             mask_t = torch.from_numpy(mask).long()
         else:
             out = self.transform(image=image, mask=mask)
-            image_t = out["image"] if torch.is_tensor(out["image"]) else torch.from_numpy(out["image"])
+            image_t = out["image"]
+            if not torch.is_tensor(image_t):  # a pipeline without ToTensorV2: HWC array -> CHW tensor
+                image_t = torch.from_numpy(np.ascontiguousarray(np.asarray(image_t).transpose(2, 0, 1)))
             mask_t = torch.as_tensor(out["mask"]).long()
         return {"image": image_t, "mask": mask_t, "id": self.ids[index]}
 

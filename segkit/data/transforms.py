@@ -89,6 +89,11 @@ class SegTransform:
         out = self.compose(image=image, mask=mask)
         return {"image": out["image"], "mask": torch.as_tensor(out["mask"]).long()}
 
+    def reseed(self, seed: int) -> None:
+        """Seed the pipeline for the next call (per-sample seeding makes resumed runs exact)."""
+        self.compose.set_random_seed(seed % 2**32)
+        self._seeded_pid = os.getpid()
+
     def __repr__(self) -> str:
         return f"SegTransform({self.compose!r})"
 

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["MobileNetV2", "FeatureInfo", "InvertedResidual", "load_torchvision_weights", "make_divisible"]
+__all__ = ["FeatureInfo", "InvertedResidual", "MobileNetV2", "load_backbone_state", "load_torchvision_weights", "make_divisible"]
 
 NormLayer = Callable[[int], nn.Module]
 
@@ -287,11 +287,7 @@ def load_torchvision_weights(backbone: MobileNetV2, path: str | Path, *, strict:
 
     Accepts the full classifier state dict (``features.*`` + ``classifier.*``; the classifier
     is dropped) or a bare ``features`` state dict, optionally nested under ``state_dict``/``model``.
-
-    Returns:
-        ``(missing, unexpected)`` key lists. With ``strict`` a mismatch raises a ``RuntimeError``
-        listing them (e.g. loading a 1280-channel checkpoint into ``final_conv=False`` is fine:
-        ``features.18`` keys are then expected to be unused and are dropped).
+    See :func:`load_backbone_state` for the return value and ``strict``.
     """
     path = Path(path)
     if not path.is_file():
@@ -305,21 +301,33 @@ def load_torchvision_weights(backbone: MobileNetV2, path: str | Path, *, strict:
             state = state[key]
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}.")
+    return load_backbone_state(backbone, state, strict=strict, source=str(path))
+
+
+def load_backbone_state(
+    backbone: MobileNetV2, state: dict[str, Tensor], *, strict: bool = True, source: str = "state dict"
+) -> tuple[list[str], list[str]]:
+    """Load torchvision-named MobileNetV2 tensors (``features.*``, optional ``classifier.*``) into ``backbone``.
+
+    Returns:
+        ``(missing, unexpected)`` key lists (mis-shaped keys count as unexpected). With ``strict``
+        a mismatch raises a ``RuntimeError`` listing them; otherwise the fitting tensors are loaded.
+        A checkpoint's ``layer_19`` (1280-channel conv) is dropped when the backbone does not build it.
+    """
     if not any(k.startswith("features.") for k in state):
         state = {f"features.{k}": v for k, v in state.items()}
     own = backbone.state_dict()
     state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
-    if "features.18.0.weight" not in own:  # no final conv: the checkpoint's layer_19 is not used
+    if f"features.{len(backbone.features)}.0.weight" not in own:  # no final conv: layer_19 is not used
         state = {k: v for k, v in state.items() if not k.startswith(f"features.{len(backbone.features)}.")}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    shape_mismatch = [k for k in set(own) & set(state) if own[k].shape != state[k].shape]
+    shape_mismatch = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
     if strict and (missing or unexpected or shape_mismatch):
         raise RuntimeError(
-            f"{path} does not fit this MobileNetV2 (width_mult/round_nearest must match the checkpoint). "
+            f"{source} does not fit this MobileNetV2 (width_mult/round_nearest must match the checkpoint). "
             f"Missing keys: {missing[:10]}{'...' if len(missing) > 10 else ''}; unexpected keys: "
-            f"{unexpected[:10]}{'...' if len(unexpected) > 10 else ''}; shape mismatches: {sorted(shape_mismatch)[:10]}."
+            f"{unexpected[:10]}{'...' if len(unexpected) > 10 else ''}; shape mismatches: {shape_mismatch[:10]}."
         )
-    state = {k: v for k, v in state.items() if k in own and k not in shape_mismatch}
-    backbone.load_state_dict(state, strict=False)
-    return missing, unexpected + sorted(shape_mismatch)
+    backbone.load_state_dict({k: v for k, v in state.items() if k in own and k not in shape_mismatch}, strict=False)
+    return missing + shape_mismatch, unexpected + shape_mismatch

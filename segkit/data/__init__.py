@@ -1,0 +1,37 @@
+"""Data sets (VOC, SBD train_aug, COCO->VOC, own folders, synthetic) and joint transforms.
+
+This package never imports ``segkit.models``.
+"""
+
+from __future__ import annotations
+
+from segkit.data.base import BadSampleWarning, DatasetError, SegmentationDataset, read_image, read_mask
+from segkit.data.build import DATASETS, build_dataset
+from segkit.data.classes import VOC_CLASSES, VOC_PALETTE, read_classes_file
+from segkit.data.coco import COCOSegmentation
+from segkit.data.folder import FolderDataset
+from segkit.data.synthetic import SYNTHETIC_CLASSES, SyntheticVOC, generate_synthetic_voc
+from segkit.data.transforms import SegTransform, build_eval_transform, build_train_transform
+from segkit.data.voc import VOCSegmentation
+
+__all__ = [
+    "BadSampleWarning",
+    "COCOSegmentation",
+    "DATASETS",
+    "DatasetError",
+    "FolderDataset",
+    "SYNTHETIC_CLASSES",
+    "SegTransform",
+    "SegmentationDataset",
+    "SyntheticVOC",
+    "VOCSegmentation",
+    "VOC_CLASSES",
+    "VOC_PALETTE",
+    "build_dataset",
+    "build_eval_transform",
+    "build_train_transform",
+    "generate_synthetic_voc",
+    "read_classes_file",
+    "read_image",
+    "read_mask",
+]

@@ -1,0 +1,162 @@
+"""Segmentation metrics from a confusion matrix accumulated over a data set.
+
+The matrix (rows = ground truth, columns = prediction) is built with ``torch.bincount`` on the
+tensors' device, summed across processes with :meth:`ConfusionMatrix.all_reduce`, and turned into
+IoU / accuracies with NaN for classes that never occur (excluded from the means).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class SegMetrics:
+    """Metrics of one evaluation (fractions in [0, 1]; NaN where undefined)."""
+
+    miou: float  # mean IoU over classes present in GT or prediction
+    per_class_iou: np.ndarray  # [K], NaN for classes absent from GT and prediction
+    pixel_acc: float  # correct / labelled pixels
+    mean_acc: float  # mean per-class recall over classes present in GT
+    confusion: np.ndarray  # [K, K] int64, rows = GT, cols = prediction
+
+
+class ConfusionMatrix:
+    """Accumulates a [K, K] confusion matrix; pixels labelled ``ignore_index`` are skipped.
+
+    Args:
+        num_classes: K.
+        ignore_index: target value excluded from the counts.
+        device: where the matrix lives; None = the device of the first :meth:`update`.
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int = 255, device: torch.device | str | None = None) -> None:
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.mat: torch.Tensor | None = None
+        if device is not None:
+            self.mat = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """Add a batch: ``pred`` and ``target`` are integer tensors of the same shape (e.g. [N, H, W]).
+
+        Raises:
+            ValueError: shapes differ, or a target (other than ignore) or prediction is outside 0..K-1.
+        """
+        if pred.shape != target.shape:
+            raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape.")
+        if pred.is_floating_point() or target.is_floating_point():
+            raise ValueError("pred and target must be integer class indices (take argmax of the logits first).")
+        k = self.num_classes
+        if self.mat is None:
+            self.mat = torch.zeros(k, k, dtype=torch.int64, device=target.device)
+        target = target.to(self.mat.device).reshape(-1).long()
+        pred = pred.to(self.mat.device).reshape(-1).long()
+        valid = target != self.ignore_index
+        bad = valid & ((target < 0) | (target >= k) | (pred < 0) | (pred >= k))
+        if bool(bad.any()):
+            for name, t in (("target", target), ("pred", pred)):
+                wrong = bad & ((t < 0) | (t >= k))
+                if bool(wrong.any()):
+                    values = torch.unique(t[wrong])[:10].tolist()
+                    raise ValueError(
+                        f"{name} holds values {values} outside 0..{k - 1} (ignore_index {self.ignore_index}); "
+                        "check num_classes and the ignore label of the data."
+                    )
+        index = torch.where(valid, target * k + pred, k * k)  # ignored pixels go to a spare bin
+        self.mat += torch.bincount(index, minlength=k * k + 1)[: k * k].reshape(k, k)
+
+    def reset(self) -> None:
+        """Zero the counts."""
+        if self.mat is not None:
+            self.mat.zero_()
+
+    def all_reduce(self) -> None:
+        """Sum the matrices of all processes (no-op without an initialised process group)."""
+        if self.mat is None or not (dist.is_available() and dist.is_initialized()):
+            return
+        dist.all_reduce(self.mat, op=dist.ReduceOp.SUM)
+
+    def compute(self) -> SegMetrics:
+        """IoU per class, mIoU, pixel and mean accuracy from the counts so far."""
+        k = self.num_classes
+        cm = np.zeros((k, k), dtype=np.int64) if self.mat is None else self.mat.cpu().numpy().astype(np.int64)
+        return metrics_from_confusion(cm)
+
+
+def _nanmean(x: np.ndarray) -> float:
+    x = x[~np.isnan(x)]
+    return float(x.mean()) if x.size else math.nan
+
+
+def metrics_from_confusion(cm: np.ndarray) -> SegMetrics:
+    """:class:`SegMetrics` of a [K, K] confusion matrix (rows = GT, cols = prediction)."""
+    cm = np.asarray(cm, dtype=np.int64)
+    tp = np.diag(cm).astype(np.float64)
+    gt = cm.sum(axis=1).astype(np.float64)
+    pred = cm.sum(axis=0).astype(np.float64)
+    union = gt + pred - tp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(union > 0, tp / union, np.nan)
+        recall = np.where(gt > 0, tp / gt, np.nan)
+    total = cm.sum()
+    return SegMetrics(
+        miou=_nanmean(iou),
+        per_class_iou=iou,
+        pixel_acc=float(tp.sum() / total) if total else math.nan,
+        mean_acc=_nanmean(recall),
+        confusion=cm,
+    )
+
+
+def _pct(x: float) -> str:
+    return "     -" if math.isnan(x) else f"{100 * x:6.2f}"
+
+
+def format_metrics_table(metrics: SegMetrics, class_names: Sequence[str]) -> str:
+    """Per-class IoU table and summary lines (percentages), for the terminal or a log file."""
+    k = len(metrics.per_class_iou)
+    names = [class_names[i] if i < len(class_names) else f"class_{i}" for i in range(k)]
+    width = max(12, *(len(n) for n in names))
+    gt_pixels = metrics.confusion.sum(axis=1)
+    lines = [f"{'class':<{width}}  {'IoU %':>6}  {'GT pixels':>12}", "-" * (width + 22)]
+    for name, iou, n in zip(names, metrics.per_class_iou, gt_pixels):
+        note = "  (absent)" if math.isnan(iou) else ""
+        lines.append(f"{name:<{width}}  {_pct(float(iou))}  {int(n):>12}{note}")
+    lines.append("-" * (width + 22))
+    present = int(np.sum(~np.isnan(metrics.per_class_iou)))
+    lines.append(f"{'mIoU':<{width}}  {_pct(metrics.miou)}  (over {present} of {k} classes)")
+    lines.append(f"{'pixel acc':<{width}}  {_pct(metrics.pixel_acc)}")
+    lines.append(f"{'mean acc':<{width}}  {_pct(metrics.mean_acc)}")
+    return "\n".join(lines)
+
+
+def _num(x: float) -> float | None:
+    return None if math.isnan(x) else float(x)
+
+
+def metrics_to_json(
+    metrics: SegMetrics, class_names: Sequence[str], num_images: int, protocol: Any
+) -> dict[str, Any]:
+    """A JSON-ready dict (NaN -> null): miou, pixel_acc, mean_acc, per_class_iou, confusion, num_images, protocol."""
+    k = len(metrics.per_class_iou)
+    if len(class_names) != k:
+        raise ValueError(f"{len(class_names)} class names for {k} classes.")
+    return {
+        "miou": _num(metrics.miou),
+        "pixel_acc": _num(metrics.pixel_acc),
+        "mean_acc": _num(metrics.mean_acc),
+        "per_class_iou": {name: _num(float(v)) for name, v in zip(class_names, metrics.per_class_iou)},
+        "confusion": metrics.confusion.astype(np.int64).tolist(),
+        "num_images": int(num_images),
+        "protocol": protocol,
+    }
