@@ -29,9 +29,11 @@ from tqdm import tqdm
 
 from segkit.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, load_weights
 from segkit.config import Config, ConfigError, apply_overrides, config_from_dict, load_config
+from segkit.data.classes import VOC_CLASSES, VOC_PALETTE
 from segkit.inference import MF_SCALES, denormalize, predict
 from segkit.metrics import ConfusionMatrix, SegMetrics
 from segkit.utils.io import atomic_path
+from segkit.viz import overlay, save_label_png
 
 __all__ = [
     "EvalProtocol",
@@ -104,8 +106,6 @@ def _save_prediction(
     ignore_index: int,
 ) -> None:
     """``<id>.png`` (palette label map) and ``<id>_overlay.jpg`` (ground truth | prediction over the image)."""
-    from segkit.viz import overlay, save_label_png  # imported lazily: PIL fonts are only needed here
-
     name = safe_name(sample_id)
     save_label_png(out_dir / f"{name}.png", pred, palette)
     panels = [overlay(image, label, palette, class_names, ignore_index=ignore_index) for label in (mask, pred)]
@@ -186,8 +186,6 @@ def evaluate(
     dataset = getattr(loader, "dataset", None)
     out_dir: Path | None = None
     if save_pred_dir is not None:
-        out_dir = Path(save_pred_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
         cfg = getattr(getattr(model, "module", model), "segkit_config", None)
         if mean is None or std is None:
             if cfg is None:
@@ -201,12 +199,12 @@ def evaluate(
         if palette is None:
             palette = getattr(getattr(model, "module", model), "palette", None)
         if palette is None:
-            from segkit.data.classes import VOC_PALETTE
-
             palette = VOC_PALETTE
         palette = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
         if class_names is None:
             class_names = getattr(dataset, "class_names", None) or [f"class {i}" for i in range(num_classes)]
+        out_dir = Path(save_pred_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
 
     confusion = ConfusionMatrix(num_classes, ignore_index=ignore_index, device=device)
     was_training = model.training
@@ -318,9 +316,7 @@ def load_eval_model(
         ckpt = {"model": _bare_state_dict(obj, path)}
         cfg = load_config(config, overrides or None)
         class_names = palette = None
-        if cfg.model.num_classes == 21:
-            from segkit.data.classes import VOC_CLASSES
-
+        if cfg.model.num_classes == len(VOC_CLASSES):
             class_names = list(VOC_CLASSES)
     model = build_model(cfg)
     load_weights(model, ckpt, cfg)

@@ -123,7 +123,8 @@ def test_infers_deeplab_architecture(deeplab_graph) -> None:
     assert arch.num_classes == 21 and arch.align_corners is True
     assert arch.input_size == (513, 513) and arch.input_mean == [128.0] * 3 and arch.input_std == [128.0] * 3
     mcfg = arch.model_config()
-    assert (mcfg.aspp, mcfg.final_conv, mcfg.tf_same_padding, mcfg.bn_eps, mcfg.head_bn_eps) == (False, False, True, 1e-3, 1e-5)
+    assert (mcfg.aspp, mcfg.final_conv, mcfg.tf_same_padding) == (False, False, True)
+    assert (mcfg.bn_eps, mcfg.head_bn_eps) == (1e-3, 1e-5)
 
 
 def test_infers_imagenet_architecture(shared_data: Path, tflite_pkg: ModuleType) -> None:
@@ -239,7 +240,8 @@ def test_imagenet_classifier_matches_reference(converted: dict[Path], shared_dat
     model = load_classifier(converted["imagenet"])
     assert isinstance(model, MobileNetV2Classifier) and model.class_names[653] == "military uniform"
     ckpt = torch.load(converted["imagenet"], weights_only=True)
-    assert ckpt["kind"] == "classifier" and {"classifier.1.weight", "classifier.1.bias", "features.18.0.weight"} <= set(ckpt["model"])
+    assert ckpt["kind"] == "classifier"
+    assert {"classifier.1.weight", "classifier.1.bias", "features.18.0.weight"} <= set(ckpt["model"])
     mcfg = model.segkit_config.model
     mean, std = torch.tensor(mcfg.input_mean).view(1, 3, 1, 1), torch.tensor(mcfg.input_std).view(1, 3, 1, 1)
     ref = np.load(shared_data / "reference/mobilenet_v2_1.0_224_quant_imagenet.npz")
@@ -291,7 +293,7 @@ def test_finetuning_from_the_converted_checkpoint(converted: dict[Path]) -> None
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+    assert all(np.isfinite(losses)) and losses[-1] < 0.9 * losses[0], losses
 
 
 # -- round trip: segkit model -> TFLite file -> converter, for other members of the family -------------
@@ -347,7 +349,9 @@ class _TFLiteWriter:
 
         buffers = []
         for t in [None, *self.tensors]:  # buffer 0 is the empty sentinel
-            data = None if t is None or t["data"] is None else b.CreateNumpyVector(np.ascontiguousarray(t["data"]).view(np.uint8).reshape(-1))
+            data = None
+            if t is not None and t["data"] is not None:
+                data = b.CreateNumpyVector(np.ascontiguousarray(t["data"]).view(np.uint8).reshape(-1))
             _m("Buffer").BufferStart(b)
             if data is not None:
                 _m("Buffer").BufferAddData(b, data)
@@ -490,7 +494,8 @@ def _export(model, path: Path, size: int, *, atrous_as_space_to_batch: bool, int
             block = w.const(np.array([d, d], np.int32))
             hb = (h + total + extra) // d
             y = w.op("SPACE_TO_BATCH_ND", [x, block, w.const(pads)], [d * d, hb, hb, w.tensors[x]["shape"][3]])
-            y = w.op(kind, [y, wt, bias], [d * d, hb - (k - 1), hb - (k - 1), conv.out_channels], {**opts, "padding": "VALID"})
+            y = w.op(kind, [y, wt, bias], [d * d, hb - (k - 1), hb - (k - 1), conv.out_channels],
+                     {**opts, "padding": "VALID"})
             return w.op("BATCH_TO_SPACE_ND", [y, block, w.const(np.array([[0, extra]] * 2, np.int32))], out_shape)
         opts.update(dilation_h_factor=d, dilation_w_factor=d)
         return w.op(kind, [x, wt, bias], out_shape, opts)

@@ -1,5 +1,32 @@
 """Converters from other frameworks' files to segkit checkpoints (TFLite for now).
 
+    from segkit.convert import convert_tflite
+    conversion = convert_tflite("deeplabv3_mnv2_pascal_quant.tflite", "deeplab_official.pth")
+
 The TFLite modules need the optional ``tflite`` package (``pip install 'segkit[tflite]'``)
 and import it only when a file is read.
 """
+
+from segkit.convert.tflite import (
+    TFLiteArchitecture,
+    TFLiteConversion,
+    TFLiteConversionError,
+    TFLiteFormatError,
+    build_converted_model,
+    convert_tflite,
+    infer_architecture,
+)
+from segkit.convert.tflite_graph import TFLiteGraph, load_tflite, run_graph
+
+__all__ = [
+    "TFLiteArchitecture",
+    "TFLiteConversion",
+    "TFLiteConversionError",
+    "TFLiteFormatError",
+    "TFLiteGraph",
+    "build_converted_model",
+    "convert_tflite",
+    "infer_architecture",
+    "load_tflite",
+    "run_graph",
+]

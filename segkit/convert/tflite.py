@@ -30,6 +30,7 @@ import hashlib
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -47,6 +48,7 @@ __all__ = [
     "TFLiteArchitecture",
     "TFLiteConversion",
     "TFLiteConversionError",
+    "TFLiteFormatError",
     "build_converted_model",
     "convert_tflite",
     "infer_architecture",
@@ -305,8 +307,8 @@ class _GraphReader:
                             "can be converted.")
         w = g.constant(op.inputs[1])
         bias_index = op.inputs[2] if len(op.inputs) > 2 else -1
-        bias = g.constant(bias_index) if bias_index >= 0 else np.zeros(w.shape[0] if op.type == "CONV_2D" else w.shape[3],
-                                                                        np.float32)
+        out_ch = w.shape[0] if op.type == "CONV_2D" else w.shape[3]
+        bias = g.constant(bias_index) if bias_index >= 0 else np.zeros(out_ch, np.float32)
         stride_h, stride_w = opts.get("stride_h", 1), opts.get("stride_w", 1)
         dil_h, dil_w = opts.get("dilation_h_factor", 1), opts.get("dilation_w_factor", 1)
         if stride_h != stride_w or dil_h != dil_w:
@@ -614,7 +616,9 @@ def _expected_channels(width: float, rounding: int, final_conv: bool) -> list[tu
     return sig
 
 
-def _infer_width(layers: list[BackboneLayer], final_conv: bool, fail) -> tuple[float, int]:
+def _infer_width(layers: list[BackboneLayer], final_conv: bool,
+                 fail: Callable[[str], TFLiteConversionError]) -> tuple[float, int]:
+    """The (width multiplier, channel rounding) whose MobileNetV2 has exactly the graph's channel counts."""
     found = [tuple(c.out_channels for c in layer.convs) for layer in layers]
     last = layers[-2 if final_conv else -1].convs[-1].out_channels
     candidates = [round(last / 320, 4), *STANDARD_WIDTHS]
@@ -664,7 +668,10 @@ def infer_architecture(graph: TFLiteGraph) -> TFLiteArchitecture:
     ref = MobileNetV2(width_mult=width, round_nearest=rounding, output_stride=output_stride,  # type: ignore[arg-type]
                       final_conv=final_conv)
     ref_strides = [2] + [getattr(m, "stride", 1) for m in list(ref.features)[1:]]
-    for layer, s, d in zip(layers, ref_strides, ref.layer_dilation):
+    for layer, module, s, d in zip(layers, ref.features, ref_strides, ref.layer_dilation):
+        if layer.residual != getattr(module, "use_res_connect", False):
+            raise reader.fail(f"{layer.name}: the graph has {'a' if layer.residual else 'no'} residual connection, "
+                              "segkit's MobileNetV2 the opposite.")
         if (layer.stride, layer.dilation) != (s, d):
             op = layer.convs[1 if len(layer.convs) == 3 else 0].op
             raise reader.fail(
@@ -691,8 +698,9 @@ def infer_architecture(graph: TFLiteGraph) -> TFLiteArchitecture:
                                   f"filters, the 1x1 branch {arch.head_channels}; segkit's head uses one width.")
     else:
         if not final_conv:
-            raise reader.fail(f"{_tensor_desc(graph, feat)} feeds a single {_op_desc(graph, readers[0]) if readers else 'nothing'}"
-                              "; expected a DeepLabV3 head, or the classifier's 1x1 conv to 1280 channels.")
+            found = _op_desc(graph, readers[0]) if readers else "nothing"
+            raise reader.fail(f"{_tensor_desc(graph, feat)} feeds only {found}; expected a DeepLabV3 head, or the "
+                              "classifier's 1x1 conv to 1280 channels.")
         arch.head = {"classifier": reader.read_classifier_head(feat)}
         arch.num_classes = arch.head["classifier"].out_channels
     arch.notes = reader.notes
@@ -844,5 +852,3 @@ def convert_tflite(
         )
     return TFLiteConversion(model=model, config=cfg, architecture=arch, class_names=class_names)
 
-
-__all__ += ["TFLiteFormatError"]
