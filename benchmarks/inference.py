@@ -6,15 +6,18 @@ One process, every model measured in the same run, interleaved (round robin) aft
 
 - latency: 513x513 (smp: 512x512, it rejects sizes not divisible by 8), batch 1, median of ``--passes``
   (default 10) timed passes under ``torch.inference_mode()``;
-- throughput: images/s at batch ``--batch`` (default 8), median of ``--throughput-passes`` (default 3:
-  a batch-8 round of all seven models takes minutes on 2 cores);
+- throughput: images/s at batch ``--batch`` (default 8), median of ``--throughput-passes`` (default 3,
+  no extra warm-up: a batch-8 round of all seven models takes about a minute on 2 cores, and the
+  whole run must stay under 8 minutes);
 - peak memory: resident memory (RSS) a batch-1 forward adds above the loaded model, measured in a
   fresh process per model (``VmHWM`` after the pass minus ``VmRSS`` before it, high-water mark reset
   through ``/proc/self/clear_refs``); it includes oneDNN's weight/workspace caches, not the weights;
 - params (trainable) and MAdds (conv/linear, ``pytorch`` convention: what runs) at the benchmark size;
-- ``vs segkit OS16``: latency ratio to segkit's ``voc_mnv2_os16`` in the same run;
-- ``% of floor``: (MAdds / the machine's measured fp32 GEMM rate) / latency, i.e. how close the
-  model gets to running every multiply-add at large-``torch.mm`` speed.
+- ``vs segkit OS16``: latency ratio to segkit's ``voc_mnv2_os16``, the median over rounds of the ratio
+  within a round (robust to load bursts from other processes on a shared machine);
+- ``% of floor``: (MAdds / the machine's fp32 GEMM rate) / latency, i.e. how close the model gets to
+  running every multiply-add at large-``torch.mm`` speed. A 2048^3 ``torch.mm`` runs in every round,
+  and the fraction is the median over rounds (each round's model time against that round's GEMM).
 
 ``--fast`` runs segkit's models through ``segkit.optimize_for_inference`` (BN folded, channels_last;
 ``--compile`` adds torch.compile) and adds the plain eval-mode ``voc_mnv2_os16`` as a reference row.
@@ -31,21 +34,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from common import (  # noqa: E402
+from benchutils import (  # noqa: E402
     PEERS,
     SEGKIT_CONFIGS,
     candidates,
-    gemm_rate,
+    GEMM_N,
+    gemm_fn,
     interleaved,
     machine_info,
     markdown_table,
     median,
+    paired_median_ratio,
     peak_rss_mb_subprocess,
     prepare_inference,
     write_outputs,
 )
 
 EAGER_REF = "voc_mnv2_os16 (eval)"
+GEMM = "__gemm__"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"subset to run (default all): {', '.join(names)}")
     parser.add_argument("--size", type=int, default=513, help="square input size (default 513)")
     parser.add_argument("--passes", type=int, default=10, help="timed batch-1 passes per model (default 10)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed warm-up passes per model (default 2)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up passes per model (default 1)")
     parser.add_argument("--batch", type=int, default=8, help="batch size of the throughput measurement (default 8)")
     parser.add_argument("--throughput-passes", type=int, default=3, help="timed throughput passes (default 3; 0 skips)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
@@ -88,9 +94,6 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     info = machine_info()
     print(f"{info['date']}  {info['cpu']}  cores {info['cpu_count']}  torch threads {info['torch_threads']}  "
           f"torch {info['torch']}  load {info['load_average_1min_at_start']}", flush=True)
-    rate = gemm_rate()
-    print(f"fp32 GEMM (torch.mm 2048^3): {rate / 1e9:.1f} GMAC/s", flush=True)
-
     cands = candidates(args.size)
     models, inputs, rows = {}, {}, {}
     names = list(args.models)
@@ -126,36 +129,49 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
         return fn
 
-    times = interleaved({n: forward_fn(n, 1) for n in names}, args.passes, args.warmup)
+    # The GEMM probe runs in every round too, so the floor is measured under the same load as the models.
+    fns = {n: forward_fn(n, 1) for n in names}
+    fns[GEMM] = gemm_fn()
+    times = interleaved(fns, args.passes, args.warmup)
+    gemm = times.pop(GEMM)
+    rate = GEMM_N**3 / median(gemm)
+    print(f"fp32 GEMM (torch.mm {GEMM_N}^3): {rate / 1e9:.1f} GMAC/s (median of the rounds)", flush=True)
+    ref = times["voc_mnv2_os16"]
     for name in names:
-        rows[name]["latency_ms"] = median(times[name]) * 1000
-        rows[name]["latency_all_ms"] = [round(t * 1000, 1) for t in times[name]]
-    print("latency done", flush=True)
+        row = rows[name]
+        row["latency_ms"] = median(times[name]) * 1000
+        row["latency_min_ms"] = min(times[name]) * 1000
+        row["latency_all_ms"] = [round(t * 1000, 1) for t in times[name]]
+        row["ratio_to_segkit_os16"] = paired_median_ratio(times[name], ref)
+        # (MAdds at this round's GEMM rate) / this round's latency
+        row["floor_fraction"] = median([row["madds"] * g / GEMM_N**3 / t for t, g in zip(times[name], gemm)])
+        print(f"latency {name}: {row['latency_ms']:.0f} ms (min {row['latency_min_ms']:.0f}), "
+              f"{row['ratio_to_segkit_os16']:.2f}x segkit OS16", flush=True)
     if args.throughput_passes > 0:
-        times = interleaved({n: forward_fn(n, args.batch) for n in names}, args.throughput_passes, 1)
+        # No extra warm-up: the batch-1 passes warmed the weights; the median drops the first (slower) pass.
+        times = interleaved({n: forward_fn(n, args.batch) for n in names}, args.throughput_passes, 0)
         for name in names:
             rows[name]["throughput_ips"] = args.batch / median(times[name])
-    ref = rows["voc_mnv2_os16"]["latency_ms"]
-    for row in rows.values():
-        row["ratio_to_segkit_os16"] = row["latency_ms"] / ref
-        row["floor_fraction"] = row["madds"] / rate / (row["latency_ms"] / 1000)
+            rows[name]["throughput_all_s"] = [round(t, 2) for t in times[name]]
+            print(f"throughput {name}: {rows[name]['throughput_ips']:.2f} img/s", flush=True)
     return {"machine": info, "gemm_macs_per_s": rate, "settings": {k: v for k, v in vars(args).items()
             if k not in ("json", "markdown")}, "rows": list(rows.values())}
 
 
 def to_markdown(result: dict[str, object]) -> str:
     info, settings = result["machine"], result["settings"]
-    header = ["model", "input", "params", "MAdds", "latency (ms)", "vs segkit OS16", "% of floor",
+    header = ["model", "input", "params", "MAdds", "latency (ms)", "min (ms)", "vs segkit OS16", "% of floor",
               f"img/s (batch {settings['batch']})", "peak mem (MB)"]
     rows = []
     for r in result["rows"]:
         name = r["model"] + (" (optimized)" if r["optimized"] else "")
         rows.append([name, str(r["input_size"]), f"{r['params'] / 1e6:.2f}M", f"{r['madds'] / 1e9:.2f}B",
-                     f"{r['latency_ms']:.0f}", f"{r['ratio_to_segkit_os16']:.2f}x", f"{r['floor_fraction']:.0%}",
+                     f"{r['latency_ms']:.0f}", f"{r['latency_min_ms']:.0f}", f"{r['ratio_to_segkit_os16']:.2f}x",
+                     f"{r['floor_fraction']:.0%}",
                      f"{r['throughput_ips']:.2f}" if "throughput_ips" in r else "-",
                      f"{r['peak_mem_mb']:.0f}" if r.get("peak_mem_mb") is not None else "-"])
     title = (f"Inference, {info['date']}, {info['cpu']}, {info['cpu_count']} cores, torch {info['torch']} with "
-             f"{info['torch_threads']} threads, fp32; GEMM floor {result['gemm_macs_per_s'] / 1e9:.1f} GMAC/s; "
+             f"{info['torch_threads']} threads, fp32; GEMM floor {result['gemm_macs_per_s'] / 1e9:.1f} GMAC/s (median); "
              f"median of {settings['passes']} interleaved passes (throughput: {settings['throughput_passes']}); "
              f"1-min load average at start {info['load_average_1min_at_start']}.")
     notes = sorted({r["note"] for r in result["rows"] if r["note"]})

@@ -128,15 +128,25 @@ def load_weights(model: nn.Module, ckpt: dict[str, Any], cfg: Config | None = No
 def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:
     """Build the model a segkit checkpoint describes, load its weights, and return it in eval mode.
 
-    The returned module carries ``segkit_config`` (the :class:`Config`) and ``class_names``.
+    A ``"segmentor"`` checkpoint (training, or a converted DeepLab model) gives a
+    :class:`~segkit.models.Segmentor`; a ``"classifier"`` one (a converted ImageNet model) a
+    :class:`~segkit.models.classifier.MobileNetV2Classifier`. The returned module carries
+    ``segkit_config`` (the :class:`Config`) and ``class_names``. torchvision's ImageNet
+    ``mobilenet_v2`` files initialise a backbone instead: ``train.init_weights`` or
+    :func:`segkit.models.backbones.load_torchvision_weights`.
     """
+    ckpt = load_checkpoint(path)
+    kind = ckpt.get("kind", "segmentor")
+    if kind == "classifier":
+        from segkit.models.classifier import load_classifier
+
+        return load_classifier(path, device=device)
+    if kind != "segmentor":
+        raise CheckpointError(f"{path} holds a checkpoint of unknown kind {kind!r}; segkit writes 'segmentor' "
+                              "and 'classifier' checkpoints.")
     from segkit.models import build_model  # models import config only; keep this module light
 
-    ckpt = load_checkpoint(path)
     cfg = checkpoint_config(ckpt)
-    if ckpt.get("kind", "segmentor") != "segmentor":
-        raise CheckpointError(f"{path} holds a '{ckpt.get('kind')}' checkpoint, not a segmentation model; "
-                              "use it as train.init_weights to initialise a backbone.")
     model = build_model(cfg)
     load_weights(model, ckpt, cfg)
     model.segkit_config = cfg

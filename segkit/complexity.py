@@ -264,7 +264,8 @@ def format_table(report: ComplexityReport, *, max_name: int = 48) -> str:
     out += [line(row) for row in rows]
     conv_params = sum(r.params for r in {r.name: r for r in report.layers}.values())
     out.append(line(["-" * w for w in widths]))
-    out.append(f"Conv/linear layers: {len(report.layers)} calls, {conv_params:,} of their params trainable")
+    out.append(f"Conv/linear layers: {len(report.layers)} calls holding {conv_params:,} trainable params "
+               "(the rest: norm layers)")
     sizes = ", ".join(f"{h}x{w}" for h, w in report.input_sizes)
     out.append(f"Input size: {sizes}")
     out.append(f"Trainable params: {report.params:,} ({format_count(report.params)})")

@@ -138,6 +138,9 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
+# Highest model.frozen_stages per backbone (the stem is stage 0; see each backbone's docstring).
+MAX_FROZEN_STAGES = {"mobilenet_v2": 8, "mobilenet_v1": 13, "resnet101": 4}
+
 SECTIONS: dict[str, type] = {
     "model": ModelConfig,
     "data": DataConfig,
@@ -206,6 +209,11 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads '1e-3' (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise bad()
     if tp is str:
         if isinstance(value, str):
@@ -268,7 +276,11 @@ def validate_config(cfg: Config) -> None:
     need(m.num_classes >= 2, "model.num_classes", m.num_classes, "an integer >= 2")
     need(m.head_channels >= 1, "model.head_channels", m.head_channels, "an integer >= 1")
     need(0.0 <= m.dropout < 1.0, "model.dropout", m.dropout, "0 <= p < 1")
-    need(m.frozen_stages >= -1, "model.frozen_stages", m.frozen_stages, "-1 (none) or a stage index >= 0")
+    max_frozen = MAX_FROZEN_STAGES[m.backbone]
+    need(-1 <= m.frozen_stages <= max_frozen, "model.frozen_stages", m.frozen_stages,
+         f"-1 (none) or 0..{max_frozen} for backbone '{m.backbone}' (0 = the stem only)")
+    need(m.aspp or m.aspp_rates is None, "model.aspp_rates", m.aspp_rates,
+         "null when model.aspp is false (the light head has no atrous branches); set model.aspp=true to use them")
     if m.aspp_rates is not None:
         need(len(m.aspp_rates) == 3 and all(r >= 1 for r in m.aspp_rates), "model.aspp_rates", m.aspp_rates,
              "null (tied to the output stride) or three rates >= 1, e.g. [6, 12, 18]")
@@ -301,6 +313,9 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         return path
+    if len(path.parts) > 1:  # an explicit path (has a folder): never fall back to configs/
+        raise ConfigError(f"Config file '{name_or_path}' not found. Pass an existing YAML file, or a config name "
+                          f"from {CONFIG_DIR} such as voc_mnv2_os16.")
     candidate = CONFIG_DIR / f"{path.name}.yaml" if path.suffix == "" else CONFIG_DIR / path.name
     if candidate.is_file():
         return candidate
@@ -391,4 +406,5 @@ def load_config(name_or_path: str | Path, overrides: list[str] | dict[str, Any] 
     try:
         return config_from_dict(raw)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        source = f"{path} with your overrides" if overrides else str(path)
+        raise ConfigError(f"{source}: {exc}") from None

@@ -11,22 +11,35 @@ from typing import Any
 
 import numpy as np
 
-from segkit.utils.io import atomic_path
+from segkit.utils.io import atomic_path, atomic_write_text
 
 
 class RunLogger:
     """Writes every record to ``metrics.jsonl`` (one JSON object a line) and to TensorBoard.
 
     Only the main process should create one with ``enabled=True``; others get a no-op logger.
+
+    Args:
+        work_dir: folder of ``metrics.jsonl`` and ``tensorboard/``.
+        enabled: False for a no-op logger (non-main processes).
+        tensorboard: also write TensorBoard events.
+        resume_from: None starts a fresh ``metrics.jsonl`` (an old one is replaced); an iteration
+            keeps the records up to it and drops later ones (logged after the checkpoint a resumed
+            run continues from, so they would otherwise appear twice).
     """
 
-    def __init__(self, work_dir: str | os.PathLike, *, enabled: bool = True, tensorboard: bool = True) -> None:
+    def __init__(self, work_dir: str | os.PathLike, *, enabled: bool = True, tensorboard: bool = True,
+                 resume_from: int | None = None) -> None:
         self.enabled = enabled
         self.jsonl_path = Path(work_dir) / "metrics.jsonl"
         self._writer = None
         if not enabled:
             return
         self.jsonl_path.parent.mkdir(parents=True, exist_ok=True)
+        kept = []
+        if resume_from is not None and self.jsonl_path.exists():
+            kept = [r for r in read_jsonl(self.jsonl_path) if r.get("iter", 0) <= resume_from]
+        atomic_write_text(self.jsonl_path, "".join(json.dumps(r, default=_jsonable) + "\n" for r in kept))
         self._jsonl = open(self.jsonl_path, "a", buffering=1)
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter

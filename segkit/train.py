@@ -36,7 +36,7 @@ from segkit.evaluate import evaluate
 from segkit.losses import SegmentationLoss
 from segkit.metrics import format_metrics_table
 from segkit.models import build_model
-from segkit.models.backbones import load_backbone_state
+from segkit.models.backbones import MobileNetV2, load_backbone_state
 from segkit.optim import build_optimizer, build_scheduler
 from segkit.runlog import RunLogger, plot_curves, read_jsonl
 from segkit.utils.io import atomic_write_text
@@ -207,10 +207,18 @@ def load_initial_weights(model: nn.Module, path: str, log: Any = print) -> None:
         missing, unexpected = sorted(set(own) - set(usable)), sorted(set(state) - set(usable))
         loaded = len(usable)
     else:  # ImageNet classifier: torchvision file or a converted segkit "classifier" checkpoint
+        if not isinstance(model.backbone, MobileNetV2):
+            raise CheckpointError(
+                f"{path} is not a segkit segmentor checkpoint, so it is read as an ImageNet MobileNetV2 classifier, "
+                f"but this model's backbone is {type(model.backbone).__name__}. ImageNet initialisation is supported "
+                "for model.backbone=mobilenet_v2; for other backbones pass a segkit checkpoint of the same backbone.")
         missing, unexpected = load_backbone_state(model.backbone, state, strict=False, source=path)
-        loaded = len(model.backbone.state_dict()) - len(missing)
-        if loaded == 0:
-            raise CheckpointError(f"{path}: none of its tensors fit the backbone (unexpected: {unexpected[:6]}).")
+        total = len(model.backbone.state_dict())
+        loaded = total - len(missing)
+        if loaded < total // 2:
+            raise CheckpointError(
+                f"{path}: only {loaded} of the backbone's {total} tensors fit (unexpected: {unexpected[:6]}); it is "
+                "not a MobileNetV2 of this width. Check model.width_mult / model.round_nearest against the file.")
         missing = [f"backbone.{k}" for k in missing] + ["head.*, aux_head.* (not in an ImageNet file)"]
     log(f"init_weights {path}: loaded {loaded} tensors; missing {len(missing)}: {missing[:8]}"
         f"{' ...' if len(missing) > 8 else ''}; unexpected {len(unexpected)}: {unexpected[:8]}"
@@ -225,6 +233,11 @@ def convert_sync_bn(model: nn.Module, device_type: str, log: Any = print) -> nn.
     return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
+def _ignore_sigint(worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C to the main process, which saves and stops the run cleanly."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _loader(dataset: Dataset, cfg: Config, *, sampler: Sampler, batch_size: int, device: torch.device,
             train: bool) -> DataLoader:
     workers = cfg.data.num_workers
@@ -236,13 +249,17 @@ def _loader(dataset: Dataset, cfg: Config, *, sampler: Sampler, batch_size: int,
         pin_memory=device.type == "cuda",
         drop_last=train,
         persistent_workers=train and workers > 0,
+        worker_init_fn=_ignore_sigint if workers > 0 else None,
         generator=torch.Generator().manual_seed(cfg.train.seed),  # keeps the global RNG untouched
     )
 
 
 def build_training(cfg: Config, work_dir: Path, device: torch.device, dist_info: DistInfo,
-                   log: Any = print) -> Training:
-    """Data sets, model (+ initial weights, SyncBN, DDP), loss, optimiser, schedule."""
+                   log: Any = print, *, load_init_weights: bool = True) -> Training:
+    """Data sets, model (+ initial weights, SyncBN, DDP), loss, optimiser, schedule.
+
+    ``load_init_weights=False`` skips ``train.init_weights`` (a resumed run loads its checkpoint instead).
+    """
     mean, std = cfg.model.input_mean, cfg.model.input_std
     train_set = build_dataset(cfg.data, cfg.data.train_split, build_train_transform(cfg.data, mean, std),
                               num_classes=cfg.model.num_classes)
@@ -252,9 +269,10 @@ def build_training(cfg: Config, work_dir: Path, device: torch.device, dist_info:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} is larger than the training set "
                           f"({len(train_set)} samples in '{cfg.data.train_split}'); lower it.")
     model = build_model(cfg)
-    if cfg.train.init_weights:
+    if cfg.train.init_weights and load_init_weights:
         load_initial_weights(model, cfg.train.init_weights, log)
-    bn_images = cfg.train.batch_size * (dist_info.world_size if cfg.train.sync_bn else 1)
+    synced = cfg.train.sync_bn and device.type == "cuda"  # SyncBatchNorm exists on CUDA only
+    bn_images = cfg.train.batch_size * (dist_info.world_size if synced else 1)
     if not cfg.model.norm_eval and bn_images < BN_MIN_BATCH:
         warnings.warn(
             f"BatchNorm is trained with {bn_images} images per step (< {BN_MIN_BATCH}); its statistics will be "
@@ -281,8 +299,19 @@ def build_training(cfg: Config, work_dir: Path, device: torch.device, dist_info:
 # ----------------------------------------------------------------------------- checkpoints
 
 
+def gather_rng_states() -> list[dict[str, Any]]:
+    """Every process's RNG states, indexed by rank (a collective call under DDP)."""
+    state = rng_state()
+    if not (dist.is_available() and dist.is_initialized()):
+        return [state]
+    states: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(states, state)
+    return states
+
+
 def save_state(tr: Training, path: Path) -> None:
-    """Write the full training state atomically (rank 0 only)."""
+    """Write the full training state atomically (called on every rank; rank 0 writes)."""
+    rng = gather_rng_states()
     if not tr.dist.is_main:
         return
     save_checkpoint(
@@ -294,7 +323,7 @@ def save_state(tr: Training, path: Path) -> None:
         scaler=tr.scaler.state_dict(),
         iteration=tr.iteration,
         best_miou=tr.best_miou,
-        rng=rng_state(),
+        rng=rng,
         loader={"samples_per_rank": tr.iteration * tr.cfg.train.batch_size * tr.cfg.train.grad_accum,
                 "world_size": tr.dist.world_size},
     )
@@ -309,10 +338,17 @@ def restore_state(tr: Training, path: Path, log: Any = print) -> None:
     load_weights(tr.net, ckpt, tr.cfg)
     tr.optimizer.load_state_dict(ckpt["optimizer"])
     tr.scheduler.load_state_dict(ckpt["scheduler"])
-    tr.scaler.load_state_dict(ckpt["scaler"])
+    if tr.scaler.is_enabled() and ckpt.get("scaler"):
+        tr.scaler.load_state_dict(ckpt["scaler"])
+    elif tr.scaler.is_enabled():
+        log("The checkpoint was trained without fp16 loss scaling; the GradScaler starts afresh.")
     tr.iteration = int(ckpt["iteration"])
     tr.best_miou = float(ckpt.get("best_miou", -1.0))
-    set_rng_state(ckpt["rng"])
+    rng = ckpt["rng"] if isinstance(ckpt["rng"], list) else [ckpt["rng"]]
+    if len(rng) != tr.dist.world_size:
+        log(f"The checkpoint holds RNG states of {len(rng)} process(es), this run has {tr.dist.world_size}: "
+            "random streams (dropout) differ from the original run from here on.")
+    set_rng_state(rng[tr.dist.rank] if tr.dist.rank < len(rng) else rng[0])
     saved_world = ckpt.get("loader", {}).get("world_size", tr.dist.world_size)
     if saved_world != tr.dist.world_size:
         log(f"Resuming with {tr.dist.world_size} processes instead of {saved_world}: the sample order differs "
@@ -343,9 +379,16 @@ def train_step(tr: Training, batches: Iterator[dict[str, Any]]) -> dict[str, flo
         tr.scaler.scale(loss / accum).backward()
         for key, value in {"loss": loss, **parts}.items():
             totals[key] = totals.get(key, 0.0) + value.detach() / accum
-    finite = torch.tensor([float(all(torch.isfinite(v) for v in totals.values()))], device=tr.device)
+    ok = all(torch.isfinite(v) for v in totals.values())
+    if ok and not tr.scaler.is_enabled():  # fp16's GradScaler skips steps with inf/NaN gradients by itself
+        grads = [p.grad for p in tr.model.parameters() if p.grad is not None]
+        ok = bool(torch.isfinite(torch.stack([g.abs().max() for g in grads]).max())) if grads else True
+        what = "gradients are not finite"
+    else:
+        what = f"loss is {float(totals['loss'])}"
+    finite = torch.tensor([float(ok)], device=tr.device)
     if not bool(all_reduce_mean(finite).item() == 1.0):
-        raise TrainingDiverged(f"loss is {float(totals['loss'])} at iteration {tr.iteration + 1}")
+        raise TrainingDiverged(f"{what if not ok else 'another process diverged'} at iteration {tr.iteration + 1}")
     tr.scaler.step(tr.optimizer)
     tr.scaler.update()
     tr.scheduler.step()
@@ -362,7 +405,14 @@ class _null:
 
 
 def validate(tr: Training, logger: RunLogger, log: Any = print) -> float:
-    """Evaluate on the validation split (sharded over ranks), log the table, return mIoU."""
+    """Evaluate on the validation split (sharded over ranks), log the table, return mIoU.
+
+    Under DDP every rank first takes rank 0's buffers (BN running statistics drift apart when BN is
+    not synchronised), so the mIoU is that of the weights rank 0 saves.
+    """
+    if tr.dist.enabled:
+        for buffer in tr.net.buffers():
+            dist.broadcast(buffer, 0)
     loader = _loader(tr.val_set, tr.cfg, sampler=ShardSampler(len(tr.val_set), tr.dist.rank, tr.dist.world_size),
                      batch_size=1, device=tr.device, train=False)
     metrics = evaluate(tr.net, loader, tr.cfg.model.num_classes, ignore_index=tr.cfg.data.ignore_index,
@@ -444,10 +494,10 @@ def train(
     if dist_info.is_main:
         work_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(work_dir / "config.yaml", cfg.to_yaml())
-    tr = build_training(cfg, work_dir, device, dist_info, log)
+    tr = build_training(cfg, work_dir, device, dist_info, log, load_init_weights=not resume)
     if resume:
         restore_state(tr, work_dir / "latest.pth" if resume is True else Path(resume), log)
-    logger = RunLogger(work_dir, enabled=dist_info.is_main)
+    logger = RunLogger(work_dir, enabled=dist_info.is_main, resume_from=tr.iteration if resume else None)
     t = cfg.train
     logger.log("setup", tr.iteration, {
         "world_size": dist_info.world_size, "device": str(device), "train_samples": len(tr.train_set),
@@ -471,13 +521,13 @@ def train(
             except TrainingDiverged as exc:
                 last_good = work_dir / "latest.pth"
                 raise TrainingDiverged(
-                    f"Training diverged: {exc} (LR {tr.optimizer.param_groups[0]['lr']:.3g}). Weights were not "
+                    f"Training diverged: {exc} (LR {_base_lr(tr):.3g}). Weights were not "
                     f"updated with it and no checkpoint was overwritten; last good checkpoint: "
                     f"{last_good if last_good.exists() else 'none yet'}. Lower train.lr, add train.warmup_iters, "
                     f"or check the data."
                 ) from None
             speed = images_per_step / max(time.perf_counter() - start, 1e-9)
-            lr = tr.optimizer.param_groups[0]["lr"] / tr.optimizer.param_groups[0].get("lr_mult", 1.0)
+            lr = _base_lr(tr)
             bar.update(1)
             bar.set_postfix(loss=f"{values['loss']:.3f}", lr=f"{lr:.2e}", img_s=f"{speed:.1f}")
             if tr.iteration % t.log_interval == 0 or tr.iteration == 1:
@@ -494,8 +544,9 @@ def train(
             if all_reduce_mean(requested).item() > 0:
                 save_state(tr, work_dir / "latest.pth")
                 status = "stopped"
+                launcher = (f"torchrun --nproc_per_node {dist_info.world_size}" if dist_info.enabled else "python")
                 log(f"Stopped by signal at iteration {tr.iteration}; saved {work_dir / 'latest.pth'}. Resume with:\n"
-                    f"  python tools/train.py --config {work_dir / 'config.yaml'} --work-dir {work_dir} --resume")
+                    f"  {launcher} tools/train.py --config {work_dir / 'config.yaml'} --work-dir {work_dir} --resume")
                 break
         barrier()
     finally:
@@ -511,6 +562,12 @@ def train(
         log(f"Done: {tr.iteration} iterations, best val mIoU {tr.best_miou:.4f}. Checkpoints, logs and curves.png "
             f"in {work_dir}.")
     return result
+
+
+def _base_lr(tr: Training) -> float:
+    """The current base learning rate (the param groups carry multiples of it)."""
+    group = tr.optimizer.param_groups[0]
+    return group["lr"] / group.get("lr_mult", 1.0)
 
 
 def exit_code(result: dict[str, Any]) -> int:

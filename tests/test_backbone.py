@@ -54,12 +54,17 @@ def _official_rates(output_stride: int) -> list[int]:
 def test_dilation_follows_official_rule(output_stride: int) -> None:
     net = MobileNetV2(output_stride=output_stride, final_conv=False)
     assert net.layer_dilation == _official_rates(output_stride)
-    # Only depthwise convs are dilated; the layer that loses its stride keeps the previous rate.
+    # The convs themselves: every depthwise conv has its layer's official rate, every other conv rate 1.
+    depthwise_rates = []
     for idx, layer in enumerate(net.features):
         for m in layer.modules():
-            if isinstance(m, nn.Conv2d) and m.dilation != (1, 1):
-                assert m.groups == m.in_channels == m.out_channels, f"non-depthwise conv dilated in layer_{idx + 1}"
-                assert m.dilation == (net.layer_dilation[idx],) * 2
+            if isinstance(m, nn.Conv2d):
+                if m.groups > 1 and m.groups == m.in_channels == m.out_channels:
+                    depthwise_rates.append(m.dilation[0])
+                    assert m.padding == m.dilation, f"layer_{idx + 1}: padding must equal the rate"
+                else:
+                    assert m.dilation == (1, 1), f"non-depthwise conv dilated in layer_{idx + 1}"
+    assert depthwise_rates == _official_rates(output_stride)[1:]  # layer_1 (the stem) has no depthwise conv
     strides = [next(m for m in layer.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)).stride[0]
                for layer in net.features]
     assert math.prod(strides) == output_stride
@@ -111,9 +116,11 @@ def test_any_input_size(size) -> None:
     assert out.shape == (1, 320, math.ceil(size[0] / 16), math.ceil(size[1] / 16))
 
 
-def test_round_nearest_one_disables_rounding() -> None:
-    net = MobileNetV2(width_mult=0.35, round_nearest=1, out_features=["layer_1", "layer_18"])
-    assert [i.channels for i in net.feature_info] == [int(32 * 0.35), int(320 * 0.35)]
+def test_round_nearest_one_rounds_like_tf_slim() -> None:
+    # TF slim's _make_divisible(c * width, divisible_by=1, min_depth=8): nearest integer, half up, >= 8.
+    # Width 0.35: 32 -> 11.2 -> 11; 16 -> 5.6 -> 8 (min depth); 96 -> 33.6 -> 34 (not truncated to 33).
+    net = MobileNetV2(width_mult=0.35, round_nearest=1, out_features=["layer_1", "layer_2", "layer_13", "layer_18"])
+    assert [i.channels for i in net.feature_info] == [11, 8, 34, 112]
     rounded = MobileNetV2(width_mult=0.35, round_nearest=8, out_features=["layer_1", "layer_18"])
     assert [i.channels for i in rounded.feature_info] == [16, 112]
 

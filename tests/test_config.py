@@ -28,15 +28,17 @@ def test_table7_configs_carry_the_official_recipe(name: str) -> None:
 
 def test_every_config_file_loads() -> None:
     files = sorted(CONFIG_DIR.glob("*.yaml"))
-    assert len(files) >= 4
+    assert {*TABLE7_MNV2, "demo_mnv2_os16", "voc_mnv1_os16_aspp", "voc_r101_os16_aspp"} <= {p.stem for p in files}
     for path in files:
         assert load_config(path).name == path.stem
 
 
 def test_overrides_are_typed_and_applied() -> None:
-    cfg = load_config("voc_mnv2_os16", ["train.lr=0.01", "model.output_stride=8", "model.aspp_rates=[3,6,9]",
-                                        "train.init_weights=null", "data.hflip=false", "train.weight_decay=1"])
+    cfg = load_config("voc_mnv2_os16", ["train.lr=0.01", "model.output_stride=8", "model.aspp=true",
+                                        "model.aspp_rates=[3,6,9]", "train.init_weights=null", "data.hflip=false",
+                                        "train.weight_decay=1", "train.momentum=9e-1"])
     assert cfg.train.lr == 0.01 and cfg.model.output_stride == 8 and cfg.model.aspp_rates == [3, 6, 9]
+    assert cfg.train.momentum == 0.9  # YAML 1.1 reads '9e-1' as a string; float keys accept it
     assert cfg.data.hflip is False and cfg.train.init_weights is None
     assert isinstance(cfg.train.weight_decay, float)  # int widened to float
     assert load_config("voc_mnv2_os16", {"train.iterations": 5}).train.iterations == 5
@@ -59,7 +61,10 @@ def test_resolved_config_round_trips_through_yaml(tmp_path) -> None:
         (["train.iterations=1.5"], r"train.iterations: got 1.5 \(float\); expected int"),
         (["data.hflip=3"], r"data.hflip: got 3 \(int\); expected bool"),
         (["model.width_mult=0"], r"model.width_mult: got 0.0; allowed: a number > 0"),
-        (["model.aspp_rates=[6,12]"], r"model.aspp_rates.*three rates"),
+        (["model.aspp=true", "model.aspp_rates=[6,12]"], r"model.aspp_rates.*three rates"),
+        (["model.aspp_rates=[6,12,18]"], r"model.aspp_rates.*null when model.aspp is false.*set model.aspp=true"),
+        (["model.frozen_stages=9"], r"model.frozen_stages: got 9; allowed: -1 \(none\) or 0..8 for backbone 'mobilenet_v2'"),
+        (["train.lr=1e-x"], r"train.lr: got '1e-x' \(str\); expected float"),
         (["lr"], r"must look like section.key=value"),
     ],
 )
@@ -80,6 +85,26 @@ def test_unknown_key_in_file_and_inheritance_depth(tmp_path) -> None:
         load_config(child)
 
 
+def test_missing_explicit_path_is_an_error_not_a_fallback(tmp_path) -> None:
+    # A path with a folder never falls back to the config of the same name in configs/.
+    with pytest.raises(ConfigError, match=r"Config file '.*nowhere/voc_mnv2_os16.yaml' not found"):
+        load_config(tmp_path / "nowhere" / "voc_mnv2_os16.yaml")
+    assert load_config("voc_mnv2_os16.yaml").name == "voc_mnv2_os16"  # a bare file name is looked up in configs/
+
+
 def test_unknown_config_name_lists_available() -> None:
     with pytest.raises(ConfigError, match=r"Did you mean 'voc_mnv2_os16'.*Available configs:.*voc_mnv2_os8_aspp"):
         load_config("voc_mnv2_os61")
+
+
+def test_train_tool_prints_the_resolved_config_with_repeated_overrides(capsys) -> None:
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("train_tool", Path(__file__).resolve().parents[1] / "tools" / "train.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.main(["--config", "voc_mnv2_os16", "--set", "train.lr=1e-3", "--set", "model.output_stride=8",
+                      "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    assert load_config("voc_mnv2_os16", ["train.lr=0.001", "model.output_stride=8"]).to_yaml() == printed

@@ -34,6 +34,15 @@ def _tool(name: str) -> ModuleType:
     return module
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: these small CPU workloads slow down 10-30x when 2 OpenMP threads compete for busy cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def tflite_pkg() -> ModuleType:
     return pytest.importorskip("tflite", reason="the optional 'tflite' package is absent: pip install 'segkit[tflite]'")
@@ -237,8 +246,11 @@ def test_imagenet_classifier_matches_reference(converted: dict[Path], shared_dat
     """224x224 is an even size: stride-2 convs need TF's asymmetric 'SAME' padding here."""
     from segkit.models.classifier import MobileNetV2Classifier, load_classifier
 
+    import segkit
+
     model = load_classifier(converted["imagenet"])
     assert isinstance(model, MobileNetV2Classifier) and model.class_names[653] == "military uniform"
+    assert isinstance(segkit.load_model(converted["imagenet"]), MobileNetV2Classifier)  # any segkit checkpoint
     ckpt = torch.load(converted["imagenet"], weights_only=True)
     assert ckpt["kind"] == "classifier"
     assert {"classifier.1.weight", "classifier.1.bias", "features.18.0.weight"} <= set(ckpt["model"])
@@ -250,10 +262,13 @@ def test_imagenet_classifier_matches_reference(converted: dict[Path], shared_dat
         with torch.no_grad():
             prob = model(x).softmax(-1)[0].numpy()
         assert prob.argmax() == top1 == ref[f"{name}_output"].argmax()
-        # The reference is the 8-bit interpreter's softmax (steps of 1/256); segkit runs the same weights in
-        # float. Measured max differences: 0.006, 0.021 (cat: 0.780 vs 0.801), 0.0015; rounding every activation
-        # to its 8-bit grid still leaves 0.0195 on 'cat', so the gap is 8-bit arithmetic, not the port.
-        assert np.abs(prob - ref[f"{name}_output"][0]).max() < 0.025, name
+        # The reference is the interpreter's uint8 softmax output (scale 1/256, zero point 0); segkit runs the same
+        # weights in float. Compared on the output tensor's grid, as the interpreter reports it, the largest
+        # differences are 0.0078, 0.0195 (cat: 200/256 vs 205/256) and 0; in float 0.006, 0.021 and 0.0015
+        # (README). Rounding every activation to its 8-bit grid (run_graph) also leaves 0.0195 on 'cat'.
+        out_grid = np.round(prob * 256) / 256
+        assert np.abs(out_grid - ref[f"{name}_output"][0]).max() < 0.02, name
+        assert np.abs(prob - ref[f"{name}_output"][0]).max() < 0.0215, name  # the float figures, not worse
 
 
 def test_classifier_initialises_a_segmentation_backbone(converted: dict[Path]) -> None:
@@ -294,6 +309,57 @@ def test_finetuning_from_the_converted_checkpoint(converted: dict[Path]) -> None
         optimizer.step()
         losses.append(loss.item())
     assert all(np.isfinite(losses)) and losses[-1] < 0.9 * losses[0], losses
+
+
+def test_tools_evaluate_the_converted_model_like_the_interpreter(converted: dict[Path], shared_data: Path,
+                                                                 tmp_path: Path) -> None:
+    """tools/test.py with the README protocol: the confusion matrix gives the reference mIoU (classes in GT)."""
+    out = tmp_path / "eval.json"
+    assert _tool("test").main(["--checkpoint", str(converted["deeplab"]), "--data-root", str(shared_data / "voc_sample"),
+                               "--resize-longer", "513", "--pad-to", "513", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    confusion = np.asarray(report["confusion"])
+    present = confusion.sum(1) > 0
+    iou = np.diag(confusion) / np.maximum(confusion.sum(0) + confusion.sum(1) - np.diag(confusion), 1)
+    summary = json.loads((shared_data / "reference/summary.json").read_text())["coral_deeplabv3_mnv2_pascal_quant"]
+    assert report["num_images"] == 8 and report["protocol"]["pad_to"] == 513
+    assert abs(iou[present].mean() - summary["miou_present"]) < 0.01
+    assert abs(report["pixel_acc"] - summary["pixel_acc"]) < 0.005
+
+
+def test_training_starts_from_the_converted_checkpoint(converted: dict[Path], tmp_path: Path) -> None:
+    """train.init_weights = the converted official model: all but the 21-class classifier load, and it trains."""
+    import segkit
+    from segkit.data import generate_synthetic_voc
+    from segkit.runlog import read_jsonl
+    from segkit.train import train
+
+    root = tmp_path / "synthetic"
+    generate_synthetic_voc(root, num_train=4, num_val=2, image_size=64, seed=1)
+    official = segkit.load_model(converted["deeplab"]).segkit_config.model
+    overrides = {
+        "data.root": str(root), "data.synthetic_num_train": 4, "data.synthetic_num_val": 2,
+        "data.synthetic_image_size": 64, "data.crop_size": 64, "data.scale_min": 1.0, "data.scale_max": 1.0,
+        "data.hflip": False, "data.num_workers": 0, "train.iterations": 8, "train.batch_size": 4,
+        "train.log_interval": 1, "train.val_interval": 1000, "train.warmup_iters": 0, "train.lr": 0.002,
+        "train.init_weights": str(converted["deeplab"]), "model.norm_eval": True,
+        "model.tf_same_padding": True, "model.bn_eps": official.bn_eps, "model.head_bn_eps": official.head_bn_eps,
+        "model.input_mean": official.input_mean, "model.input_std": official.input_std,
+    }
+    cfg = segkit.load_config("demo_mnv2_os16", [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
+    lines: list[str] = []
+    import segkit.train as engine
+
+    original = engine.load_initial_weights
+    engine.load_initial_weights = lambda model, path, log=print: original(model, path, lines.append)
+    try:
+        train(cfg, work_dir=tmp_path / "run", progress=False)
+    finally:
+        engine.load_initial_weights = original
+    report = next(line for line in lines if line.startswith("init_weights"))
+    assert "missing 2: ['head.classifier.bias', 'head.classifier.weight']" in report, report
+    losses = [r["loss"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "train"]
+    assert all(np.isfinite(losses)) and sum(losses[-2:]) < 0.8 * sum(losses[:2]), losses
 
 
 # -- round trip: segkit model -> TFLite file -> converter, for other members of the family -------------

@@ -37,6 +37,10 @@ def test_torchrun_two_processes_matches_single_process_bookkeeping(tmp_path) -> 
     assert setup["world_size"] == 2
     assert setup["sync_bn_layers"] == 0 and "SyncBatchNorm runs on CUDA only" in proc.stdout + proc.stderr
     assert sum(r["kind"] == "train" for r in records) == 3  # only rank 0 writes
+    from segkit.checkpoint import load_checkpoint
+
+    rng = load_checkpoint(work / "latest.pth")["rng"]
+    assert len(rng) == 2 and not torch.equal(rng[0]["torch"], rng[1]["torch"])  # every rank's own RNG state
     ddp_miou = [r for r in records if r["kind"] == "val"][-1]["miou"]
 
     # The saved weights, evaluated by one process over the whole val split, give the same mIoU.

@@ -42,6 +42,19 @@ def test_light_head_layout_matches_official() -> None:
         ("project.0", 512, 256, 1, False),
         ("classifier", 256, 21, 1, True),
     ]
+    # concat -> 1x1 projection -> BN -> ReLU -> dropout (keep 0.9, element-wise like slim.dropout) -> logits
+    assert type(head.dropout) is nn.Dropout and head.dropout.p == pytest.approx(0.1)
+
+
+def test_norm_eval_freezes_every_bn_of_the_segmentor() -> None:
+    model = segkit.build_model(segkit.load_config("voc_mnv2_os16", ["model.width_mult=0.35", "model.norm_eval=true",
+                                                                    "model.aux_head=true"])).train()
+    bns = {n: m for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    assert any(n.startswith("head.") for n in bns) and any(n.startswith("aux_head.") for n in bns)
+    stats = {n: m.running_mean.clone() for n, m in bns.items()}
+    model(torch.randn(2, 3, 33, 33))
+    assert [n for n, m in bns.items() if m.training or not torch.equal(m.running_mean, stats[n])] == []
+    assert model.head.dropout.training  # dropout still trains: only norm layers are frozen
 
 
 def test_image_pooling_branch_is_global() -> None:

@@ -1,6 +1,6 @@
 """mIoU vs MAdds trade-off of the paper's Table 7, with segkit's own measurements where available.
 
-    python tools/tradeoff.py [--results DIR] [--latency FILE] [--out DIR]
+    python tools/tradeoff.py [--results DIR] [--latency FILE] [--complexity-json FILE] [--out DIR]
 
 Writes ``DIR/tradeoff.png`` (mIoU against MAdds on a log axis: the paper's eight points, segkit's
 measured mIoU beside them; a second panel of mIoU against measured CPU latency when a latency file
@@ -12,7 +12,9 @@ row by its ``config`` field when it has one (a config name, or a mapping with ``
 its file name or the name of its folder starting with the row's config name, the longest match
 winning: ``voc_mnv2_os16.json``, ``voc_mnv2_os8_val_mf.json``, ``work_dirs/voc_mnv2_os16_aspp/eval.json``.
 Latency is read from ``benchmarks/inference.py --json`` output (rows with ``config`` and
-``latency_ms``); by default ``--results/inference.json`` when it exists.
+``latency_ms``); by default ``--results/inference.json`` when it exists. segkit's MAdds are measured
+(:func:`segkit.complexity.table7`, a few seconds) unless ``--complexity-json`` gives the output of
+``tools/complexity.py --table7 --json``.
 """
 
 from __future__ import annotations
@@ -78,6 +80,11 @@ def load_latency(path: Path | None) -> dict[str, float]:
             if isinstance(r, dict) and r.get("config") and r.get("latency_ms") is not None}
 
 
+# label placement (points) where the default would overlap a neighbour
+LABEL_OFFSETS = {"voc_mnv2_os16_aspp": (5, 6), "voc_mnv1_os16_aspp": (5, -11), "voc_mnv2_os16": (-20, 8),
+                 "voc_mnv2_os8_aspp": (-60, 8), "voc_mnv1_os8_aspp": (5, -11), "voc_r101_os8_aspp": (-95, -12)}
+
+
 def _label(row: Table7Row) -> str:
     return f"{row.network} OS{row.os}" + (" ASPP" if row.aspp else "") + (" MF" if row.mf else "")
 
@@ -107,7 +114,7 @@ def plot(madds: dict[str, int], miou: dict[str, float], latency: dict[str, float
         color = colors[row.network]
         ax.scatter(row.paper_madds / 1e9, row.paper_miou, color=color, marker="o" if not row.mf else "s", s=50)
         ax.annotate(_label(row), (row.paper_madds / 1e9, row.paper_miou), fontsize=7,
-                    xytext=(5, -10 if row.aspp else 4), textcoords="offset points")
+                    xytext=LABEL_OFFSETS.get(row.config, (5, 4)), textcoords="offset points")
         if row.config in miou:
             ax.scatter(madds[row.config] / 1e9, miou[row.config], color=color, marker="*", s=140,
                        edgecolors="black", linewidths=0.5)
@@ -145,11 +152,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--results", type=Path, help="folder searched (recursively) for tools/test.py --json files")
     parser.add_argument("--latency", type=Path, help="benchmarks/inference.py --json output (default: RESULTS/inference.json)")
+    parser.add_argument("--complexity-json", type=Path, help="tools/complexity.py --table7 --json output to reuse")
     parser.add_argument("--out", type=Path, default=Path("work_dirs/tradeoff"), help="output folder (default work_dirs/tradeoff)")
     parser.add_argument("--input-size", type=int, default=513, help="eval crop for the measured MAdds (default 513)")
     args = parser.parse_args(argv)
     if args.results is not None and not args.results.is_dir():
         parser.error(f"--results {args.results}: not a folder. Pass the folder holding tools/test.py --json outputs.")
+    if args.complexity_json is not None and not args.complexity_json.is_file():
+        parser.error(f"--complexity-json {args.complexity_json}: no such file. Produce it with "
+                     "tools/complexity.py --table7 --json FILE.")
     if args.latency is not None and not args.latency.is_file():
         parser.error(f"--latency {args.latency}: no such file. Produce it with benchmarks/inference.py --json.")
     return args
@@ -161,7 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     miou, notes = load_results(args.results) if args.results else ({}, [])
     latency_path = args.latency or (args.results / "inference.json" if args.results else None)
     latency = load_latency(latency_path)
-    madds = {row.config: r["madds_tf1"] for row, r in zip(TABLE7, table7(args.input_size))}
+    rows = json.loads(args.complexity_json.read_text()) if args.complexity_json else table7(args.input_size)
+    if len(rows) != len(TABLE7):
+        print(f"error: {args.complexity_json} holds {len(rows)} rows, expected the {len(TABLE7)} of Table 7.", file=sys.stderr)
+        return 2
+    madds = {row.config: r["madds_tf1"] for row, r in zip(TABLE7, rows)}
     for note in notes:
         print(note, file=sys.stderr)
     markdown = tradeoff_markdown(madds, miou, latency)

@@ -41,7 +41,7 @@ from torch import nn
 
 from segkit.config import Config, DataConfig, EvalConfig, ModelConfig, validate_config
 from segkit.convert.tflite_graph import TFLiteFormatError, TFLiteGraph, TFLiteOp, load_tflite
-from segkit.models.backbones.mobilenetv2 import INVERTED_RESIDUAL_SETTING, MobileNetV2, make_divisible
+from segkit.models.backbones.mobilenetv2 import INVERTED_RESIDUAL_SETTING, MobileNetV2
 
 __all__ = [
     "ConvSpec",
@@ -602,18 +602,10 @@ class _GraphReader:
 
 
 def _expected_channels(width: float, rounding: int, final_conv: bool) -> list[tuple[int, ...]]:
-    """Per layer: the out-channels of each conv, as segkit's MobileNetV2 builds them."""
-    sig = [(make_divisible(32 * width, rounding),)]
-    in_ch = sig[0][0]
-    for t, c, n, _ in INVERTED_RESIDUAL_SETTING:
-        out = make_divisible(c * width, rounding)
-        for _ in range(n):
-            hidden = int(round(in_ch * t))
-            sig.append((hidden, hidden, out) if t != 1 else (hidden, out))
-            in_ch = out
-    if final_conv:
-        sig.append((make_divisible(1280 * max(1.0, width), rounding),))
-    return sig
+    """Per layer: the out-channels of each conv, as segkit's MobileNetV2 builds them (on the meta device)."""
+    with torch.device("meta"):
+        net = MobileNetV2(width_mult=width, round_nearest=rounding, final_conv=final_conv)
+    return [tuple(m.out_channels for m in layer.modules() if isinstance(m, nn.Conv2d)) for layer in net.features]
 
 
 def _infer_width(layers: list[BackboneLayer], final_conv: bool,

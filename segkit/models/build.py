@@ -99,7 +99,7 @@ def build_model(cfg: Config | ModelConfig) -> Segmentor:
         aux_info = backbone.feature_info[0]
         aux_head, aux_in = FCNHead(aux_info.channels, mcfg.num_classes, norm_layer=head_norm), aux_info.name
     return Segmentor(backbone, head, head_in=head_in.name, aux_head=aux_head, aux_in=aux_in,
-                     align_corners=mcfg.align_corners)
+                     align_corners=mcfg.align_corners, norm_eval=mcfg.norm_eval)
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:

@@ -16,6 +16,8 @@ class Segmentor(nn.Module):
         aux_head: optional auxiliary head, run only in training mode.
         aux_in: name of the feature the auxiliary head reads.
         align_corners: bilinear upsampling convention (the official models use True).
+        norm_eval: keep every norm layer (backbone and heads) in eval mode in ``train()``: statistics
+            frozen, as the official recipe's ``fine_tune_batch_norm=False``.
 
     ``forward`` returns ``{"out": logits}`` (``[N, num_classes, H, W]``, the input size) and,
     in training mode with an auxiliary head, ``"aux"`` as well (torchvision's convention).
@@ -30,6 +32,7 @@ class Segmentor(nn.Module):
         aux_head: nn.Module | None = None,
         aux_in: str | None = None,
         align_corners: bool = True,
+        norm_eval: bool = False,
     ) -> None:
         super().__init__()
         names = [info.name for info in backbone.feature_info]
@@ -44,6 +47,15 @@ class Segmentor(nn.Module):
         self.head_in = head_in
         self.aux_in = aux_in
         self.align_corners = align_corners
+        self.norm_eval = norm_eval
+
+    def train(self, mode: bool = True) -> Segmentor:
+        super().train(mode)
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
 
     def _upsample(self, logits: Tensor, size: tuple[int, int]) -> Tensor:
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=self.align_corners)

@@ -21,7 +21,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from segkit.models.backbones.mobilenetv2 import FeatureInfo, NormLayer, conv_norm_act, make_divisible
+from segkit.models.backbones.mobilenetv2 import MIN_DEPTH, FeatureInfo, NormLayer, conv_norm_act, make_divisible
 
 __all__ = ["MobileNetV1", "DepthwiseSeparable"]
 
@@ -55,12 +55,20 @@ class DepthwiseSeparable(nn.Sequential):
         self.dilation = dilation
 
 
+def _depth(channels: int, width_mult: float, round_nearest: int) -> int:
+    """Channels of a layer: slim MobileNetV1's ``max(int(c * width_mult), 8)`` with ``round_nearest=1``,
+    else the nearest multiple of ``round_nearest`` (as MobileNetV2)."""
+    if round_nearest == 1:
+        return max(int(channels * width_mult), MIN_DEPTH)
+    return make_divisible(channels * width_mult, round_nearest, MIN_DEPTH)
+
+
 class MobileNetV1(nn.Module):
     """MobileNetV1 feature extractor returning a dict of named feature maps.
 
     Args:
         width_mult: channel multiplier (depth multiplier in TF), e.g. 1.0, 0.5.
-        round_nearest: round channel counts to a multiple of this; 1 gives slim's ``int(c * width_mult)``.
+        round_nearest: round channel counts to a multiple of this; 1 gives slim's ``max(int(c * width_mult), 8)``.
         output_stride: stride of the deepest features, 8, 16 or 32 (dilation beyond).
         out_features: names of the layers to return, ``conv2d_0`` .. ``conv2d_13``.
             Default: the last layer of every stride.
@@ -103,13 +111,13 @@ class MobileNetV1(nn.Module):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
 
-        in_ch = make_divisible(32 * width_mult, round_nearest)
+        in_ch = _depth(32, width_mult, round_nearest)
         layers: list[nn.Module] = [conv_norm_act(3, in_ch, 3, norm_layer, stride=2, tf_same_padding=tf_same_padding)]
         layer_info = [FeatureInfo("conv2d_0", in_ch, 2)]
         self.layer_dilation = [1]  # dilation of every layer's depthwise conv (1 for the stem)
         current_stride, rate = 2, 1
         for c, stride in DEPTHWISE_SEPARABLE_SETTING:
-            out_ch = make_divisible(c * width_mult, round_nearest)
+            out_ch = _depth(c, width_mult, round_nearest)
             if stride > 1 and current_stride == output_stride:
                 layer_stride, layer_rate = 1, rate  # keeps the previous rate ...
                 rate *= stride  # ... the layers after it get the multiplied rate

@@ -34,6 +34,8 @@ __all__ = ["FeatureInfo", "InvertedResidual", "MobileNetV2", "load_backbone_stat
 
 NormLayer = Callable[[int], nn.Module]
 
+MIN_DEPTH = 8  # TF slim's min_depth: no layer narrower than 8 channels, whatever the width multiplier
+
 # (expand ratio t, output channels c, repeats n, first stride s) -- Table 2 of the paper.
 INVERTED_RESIDUAL_SETTING: tuple[tuple[int, int, int, int], ...] = (
     (1, 16, 1, 1),
@@ -47,9 +49,8 @@ INVERTED_RESIDUAL_SETTING: tuple[tuple[int, int, int, int], ...] = (
 
 
 def make_divisible(value: float, divisor: int, min_value: int | None = None) -> int:
-    """Round channels to a multiple of ``divisor`` without going 10% below ``value`` (as torchvision/TF)."""
-    if divisor == 1:
-        return max(min_value or 1, int(value))
+    """Round channels to the nearest multiple of ``divisor`` (half up), at least ``min_value`` (default:
+    ``divisor``), and not 10% below ``value``: TF slim's ``_make_divisible``, as torchvision's."""
     min_value = min_value or divisor
     new_value = max(min_value, int(value + divisor / 2) // divisor * divisor)
     if new_value < 0.9 * value:
@@ -142,7 +143,8 @@ class MobileNetV2(nn.Module):
 
     Args:
         width_mult: channel multiplier (depth multiplier in TF), e.g. 1.0, 0.5.
-        round_nearest: round channel counts to a multiple of this; 1 disables rounding.
+        round_nearest: round channel counts to the nearest multiple of this (TF's ``divisible_by``);
+            1 rounds to the nearest integer, as official checkpoints exported without rounding.
         output_stride: stride of the deepest features, 8, 16 or 32 (dilation beyond).
         out_features: names of the layers to return, ``layer_1`` .. ``layer_19``.
             Default: the last layer of every stride plus the last layer built.
@@ -189,14 +191,14 @@ class MobileNetV2(nn.Module):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
 
-        in_ch = make_divisible(32 * width_mult, round_nearest)
+        in_ch = make_divisible(32 * width_mult, round_nearest, MIN_DEPTH)
         layers: list[nn.Module] = [conv_norm_act(3, in_ch, 3, norm_layer, stride=2, tf_same_padding=tf_same_padding)]
         layer_info = [FeatureInfo("layer_1", in_ch, 2)]
         self.layer_stage = [0]  # stage index of every layer, for frozen_stages
         self.layer_dilation = [1]  # dilation rate of the depthwise conv of every layer (1 for the stem)
         current_stride, rate = 2, 1
         for stage, (t, c, n, s) in enumerate(INVERTED_RESIDUAL_SETTING, start=1):
-            out_ch = make_divisible(c * width_mult, round_nearest)
+            out_ch = make_divisible(c * width_mult, round_nearest, MIN_DEPTH)
             for i in range(n):
                 stride = s if i == 0 else 1
                 if stride > 1 and current_stride == output_stride:
@@ -212,7 +214,7 @@ class MobileNetV2(nn.Module):
                 self.layer_dilation.append(layer_rate)
                 in_ch = out_ch
         if final_conv:
-            last_ch = make_divisible(1280 * max(1.0, width_mult), round_nearest)
+            last_ch = make_divisible(1280 * max(1.0, width_mult), round_nearest, MIN_DEPTH)
             layers.append(conv_norm_act(in_ch, last_ch, 1, norm_layer))
             layer_info.append(FeatureInfo(f"layer_{len(layers)}", last_ch, current_stride))
             self.layer_stage.append(num_stages)

@@ -20,7 +20,11 @@ NormLayer = Callable[[int], nn.Module]
 
 def default_aspp_rates(output_stride: int) -> tuple[int, int, int]:
     """Atrous rates tied to the output stride: 6/12/18 at 16, 12/24/36 at 8, 3/6/9 at 32."""
-    return {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}[output_stride]
+    rates = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}
+    if output_stride not in rates:
+        raise ValueError(f"output_stride must be one of {sorted(rates)} for the default ASPP rates, got "
+                         f"{output_stride!r}; pass atrous_rates explicitly for another stride.")
+    return rates[output_stride]
 
 
 def _conv_bn_relu(in_ch: int, out_ch: int, kernel_size: int, norm_layer: NormLayer, dilation: int = 1) -> nn.Sequential:
@@ -74,7 +78,7 @@ class DeepLabV3Head(nn.Module):
         self.aspp0 = _conv_bn_relu(in_channels, channels, 1, norm_layer)
         self.atrous = nn.ModuleList(_conv_bn_relu(in_channels, channels, 3, norm_layer, r) for r in self.atrous_rates)
         self.project = _conv_bn_relu(channels * (2 + len(self.atrous_rates)), channels, 1, norm_layer)
-        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()  # element-wise, as slim.dropout
         self.classifier = nn.Conv2d(channels, num_classes, 1)
 
     def forward(self, x: Tensor) -> Tensor:

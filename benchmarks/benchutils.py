@@ -108,16 +108,18 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def gemm_rate(n: int = 2048, repeats: int = 7) -> float:
-    """Achieved fp32 multiply-adds per second of ``torch.mm`` on ``n x n`` matrices (median of ``repeats``)."""
+def paired_median_ratio(times: list[float], ref: list[float]) -> float:
+    """Median over rounds of ``times[i] / ref[i]``: both ran in the same round, so load bursts cancel."""
+    return statistics.median(t / r for t, r in zip(times, ref))
+
+
+GEMM_N = 2048
+
+
+def gemm_fn(n: int = GEMM_N) -> Callable[[], None]:
+    """One fp32 ``torch.mm`` of two ``n x n`` matrices (``n**3`` multiply-adds): the compute floor probe."""
     a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        times.append(time.perf_counter() - start)
-    return n**3 / statistics.median(times)
+    return lambda: torch.mm(a, b)
 
 
 def peak_rss_mb_subprocess(name: str, batch: int, size: int, *, fast: bool, train: bool = False) -> float | None:
@@ -129,7 +131,7 @@ def peak_rss_mb_subprocess(name: str, batch: int, size: int, *, fast: bool, trai
     """
     code = (
         "import sys, json; sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r});"
-        "from common import measure_peak_rss_mb;"
+        "from benchutils import measure_peak_rss_mb;"
         "print(json.dumps(measure_peak_rss_mb({name!r}, {batch}, {size}, fast={fast}, train={train})))"
     ).format(root=str(ROOT), bench=str(Path(__file__).parent), name=name, batch=batch, size=size, fast=fast, train=train)
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}

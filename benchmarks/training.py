@@ -1,0 +1,128 @@
+"""CPU training-step benchmark: segkit against smp's DeepLabV3-MobileNetV2, in the same run.
+
+    python benchmarks/training.py [--models ...] [--batch 8] [--size 513] [--steps 3] [--quick] [--json OUT]
+
+Seconds per SGD step (forward, cross-entropy on the full-resolution logits, backward, update) on a
+fixed random batch, interleaved (round robin) after one warm-up step, median of ``--steps`` steps
+(default 3: one smp step at batch 8 takes about a minute on 2 cores); the ratio column is the median
+over rounds of the within-round ratio to the first model. smp runs at the largest multiple of
+8 not above ``--size`` (it rejects 513). ``--memory`` adds the peak RSS of one step, measured in a
+fresh process per model (see ``benchmarks/inference.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+
+from benchutils import (  # noqa: E402
+    PEERS,
+    SEGKIT_CONFIGS,
+    candidates,
+    interleaved,
+    machine_info,
+    make_train_step,
+    markdown_table,
+    median,
+    paired_median_ratio,
+    peak_rss_mb_subprocess,
+    write_outputs,
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    names = list(SEGKIT_CONFIGS) + list(PEERS)
+    parser.add_argument("--models", nargs="+", default=["voc_mnv2_os16", "smp_deeplabv3_mobilenet_v2"],
+                        choices=names, metavar="NAME", help=f"models (default: voc_mnv2_os16 and smp); any of {', '.join(names)}")
+    parser.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
+    parser.add_argument("--size", type=int, default=513, help="square crop (default 513)")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per model (default 3)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up steps (default 1)")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC models and inputs (all models)")
+    parser.add_argument("--memory", action="store_true", help="also measure peak RSS of one step per model")
+    parser.add_argument("--quick", action="store_true", help="smoke test: batch 2, 1 step, no warm-up")
+    parser.add_argument("--json", type=Path, help="write results as JSON")
+    parser.add_argument("--markdown", type=Path, help="write the table as markdown")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.batch, args.steps, args.warmup = 2, 1, 0
+    for key in ("batch", "size", "steps"):
+        if getattr(args, key) < 1:
+            parser.error(f"--{key} must be >= 1, got {getattr(args, key)}.")
+    return args
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    """Measure every model; returns the result dict (also what ``--json`` writes)."""
+    from segkit.complexity import count_complexity
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    info = machine_info()
+    print(f"{info['date']}  {info['cpu']}  cores {info['cpu_count']}  torch threads {info['torch_threads']}", flush=True)
+    cands = candidates(args.size)
+    steps, rows = {}, {}
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    for name in args.models:
+        cand = cands[name]
+        model = cand.build().train().to(memory_format=fmt)
+        report = count_complexity(model, cand.input_size, device="meta")
+        x = torch.randn(args.batch, 3, cand.input_size, cand.input_size).contiguous(memory_format=fmt)
+        target = torch.randint(0, 21, (args.batch, cand.input_size, cand.input_size))
+        steps[name] = make_train_step(model, x, target)
+        rows[name] = {"model": name, "config": cand.config, "input_size": cand.input_size, "params": report.params,
+                      "madds": report.madds_pytorch, "note": cand.note}
+    times = interleaved(steps, args.steps, args.warmup)
+    ref = args.models[0]
+    for name in args.models:
+        rows[name]["step_s"] = median(times[name])
+        rows[name]["step_all_s"] = [round(t, 2) for t in times[name]]
+        rows[name]["images_per_s"] = args.batch / rows[name]["step_s"]
+    for name in args.models:
+        rows[name]["ratio_to_first"] = paired_median_ratio(times[name], times[ref])
+        if args.memory:
+            rows[name]["peak_mem_mb"] = peak_rss_mb_subprocess(name, args.batch, args.size, fast=False, train=True)
+    return {"machine": info, "settings": {k: v for k, v in vars(args).items() if k not in ("json", "markdown")},
+            "rows": list(rows.values())}
+
+
+def to_markdown(result: dict[str, object]) -> str:
+    info, settings = result["machine"], result["settings"]
+    header = ["model", "crop", "params", "MAdds/img (fwd)", "s/step", f"vs {settings['models'][0]}", "img/s"]
+    if settings["memory"]:
+        header.append("peak mem (MB)")
+    rows = []
+    for r in result["rows"]:
+        row = [r["model"], str(r["input_size"]), f"{r['params'] / 1e6:.2f}M", f"{r['madds'] / 1e9:.2f}B",
+               f"{r['step_s']:.2f}", f"{r['ratio_to_first']:.2f}x", f"{r['images_per_s']:.2f}"]
+        if settings["memory"]:
+            row.append(f"{r['peak_mem_mb']:.0f}" if r.get("peak_mem_mb") is not None else "-")
+        rows.append(row)
+    title = (f"Training step, {info['date']}, {info['cpu']}, {info['cpu_count']} cores, torch {info['torch']} with "
+             f"{info['torch_threads']} threads, fp32, batch {settings['batch']}, "
+             f"{'channels_last' if settings['channels_last'] else 'NCHW'}; median of {settings['steps']} interleaved "
+             f"steps after {settings['warmup']} warm-up; 1-min load average at start {info['load_average_1min_at_start']}.")
+    notes = sorted({r["note"] for r in result["rows"] if r["note"]})
+    return "\n".join([title, "", markdown_table(header, rows)] + ([""] + [f"- {n}" for n in notes] if notes else []))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = parse_args(argv)
+    result = run(args)
+    markdown = to_markdown(result)
+    print(markdown)
+    write_outputs(result, markdown, args.json, args.markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
