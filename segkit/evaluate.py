@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from segkit.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, load_weights
 from segkit.config import Config, ConfigError, apply_overrides, config_from_dict, load_config
+from segkit.data.base import BAD_REASON
 from segkit.data.classes import VOC_CLASSES, VOC_PALETTE
 from segkit.inference import MF_SCALES, denormalize, predict
 from segkit.metrics import ConfusionMatrix, SegMetrics
@@ -78,6 +79,30 @@ def safe_name(sample_id: Any) -> str:
 
 def _rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _skipped(batch: Any) -> list[tuple[str, str]]:
+    """``(id, reason)`` of the bad samples a ``skip_mode='drop'`` data set put in ``batch``.
+
+    Such a sample arrives either through :func:`segkit.data.collate_drop_bad` (under ``"bad"``) or,
+    with the default collate and batch size 1, as ``{"id": [id], "bad_reason": [reason]}``.
+    """
+    if not isinstance(batch, Mapping):
+        return []
+    if BAD_REASON in batch:
+        ids, reasons = batch["id"], batch[BAD_REASON]
+        ids, reasons = ([ids], [reasons]) if isinstance(ids, str) else (ids, reasons)
+        return [(str(i), str(r)) for i, r in zip(ids, reasons)]
+    return [(str(i), str(r)) for i, r in batch.get("bad", ())]
+
+
+def _gather_bad(bad: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The bad samples of every process (rank order), or ``bad`` itself without a process group."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return bad
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, bad)
+    return [item for part in parts for item in part]
 
 
 def _batch_parts(batch: Any, index: int) -> tuple[Tensor, Tensor, list[str]]:
@@ -159,7 +184,13 @@ def evaluate(
 
     The model is put in eval mode for the run and restored to its previous mode afterwards. Under
     ``torch.distributed`` each process evaluates its shard (give the loader a DistributedSampler) and
-    the confusion matrices are summed; every rank returns the same metrics.
+    the confusion matrices, image counts and bad-sample lists are combined; every rank returns the
+    same metrics.
+
+    Bad samples of a data set built with ``skip_bad_samples`` and ``skip_mode="drop"`` (see
+    :func:`segkit.data.build_dataset`) are left out: they are not scored, not counted in
+    ``num_images`` and listed in ``bad_samples`` (load them with ``collate_fn=collate_drop_bad``, or
+    with batch size 1 and the default collate).
 
     Args:
         model: segmentation model returning ``{"out": logits}`` at its input size.
@@ -177,7 +208,8 @@ def evaluate(
         progress: show a progress bar (rank 0 only).
 
     Returns:
-        The metrics of the whole data set (``SegMetrics``).
+        The metrics of the whole data set (``SegMetrics``), with ``num_images`` (the images scored) and
+        ``bad_samples`` (``(id, reason)`` of the samples left out).
     """
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}.")
@@ -207,6 +239,8 @@ def evaluate(
         out_dir.mkdir(parents=True, exist_ok=True)
 
     confusion = ConfusionMatrix(num_classes, ignore_index=ignore_index, device=device)
+    num_images = 0
+    bad: list[tuple[str, str]] = []  # (id, reason) of the samples left out
     was_training = model.training
     model.eval()
     total = len(loader) if hasattr(loader, "__len__") else None
@@ -215,7 +249,12 @@ def evaluate(
         bar = tqdm(batches, total=total, desc="eval", unit="batch", disable=not progress or _rank() != 0,
                    dynamic_ncols=True)
         for index, batch in enumerate(bar):
+            skipped = _skipped(batch)
+            bad += skipped
+            if skipped and "mask" not in batch:  # every sample of the batch was bad
+                continue
             images, masks, ids = _batch_parts(batch, index)
+            num_images += len(masks)
             images = images.to(device, non_blocking=True).float()
             masks = masks.to(device, non_blocking=True).long()
             preds = predict(
@@ -242,9 +281,14 @@ def evaluate(
         shutdown = getattr(batches, "_shutdown_workers", None)
         if shutdown is not None:
             shutdown()
+    count = torch.tensor(num_images, dtype=torch.int64, device=device)
     if dist.is_available() and dist.is_initialized():
         confusion.all_reduce()
-    return confusion.compute()
+        dist.all_reduce(count, op=dist.ReduceOp.SUM)
+    metrics = confusion.compute()
+    metrics.num_images = int(count.item())
+    metrics.bad_samples = _gather_bad(bad)
+    return metrics
 
 
 def _bare_state_dict(obj: Any, path: Path) -> dict[str, Tensor]:
@@ -266,6 +310,7 @@ def load_eval_model(
     config: str | os.PathLike | None = None,
     overrides: Sequence[str] | Mapping[str, Any] = (),
     device: str | torch.device = "cpu",
+    fast: bool = False,
 ) -> tuple[nn.Module, Config]:
     """Build a model for evaluation or inference from a checkpoint.
 
@@ -278,6 +323,8 @@ def load_eval_model(
         config: config for a bare state dict; must be None for a segkit checkpoint.
         overrides: ``["section.key=value", ...]`` or ``{"section.key": value}``.
         device: where to put the model.
+        fast: run it through :func:`segkit.optimize_for_inference` (BN folded into the convs,
+            channels_last): the same predictions, about twice as fast on a CPU.
 
     Returns:
         ``(model, cfg)``: the model in eval mode with attributes ``segkit_config``, ``class_names`` and
@@ -320,10 +367,15 @@ def load_eval_model(
             class_names = list(VOC_CLASSES)
     model = build_model(cfg)
     load_weights(model, ckpt, cfg)
+    model = model.to(device).eval()
+    if fast:
+        from segkit.optimize import optimize_for_inference
+
+        model = optimize_for_inference(model, inplace=True)
     model.segkit_config = cfg
     model.class_names = class_names
     model.palette = palette
-    return model.to(device).eval(), cfg
+    return model, cfg
 
 
 # -- shared by tools/test.py and tools/infer.py ---------------------------------------------------------
@@ -350,7 +402,10 @@ def _pixels_arg(text: str) -> int:
 
 
 def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--ms-flip --scales --flip --resize-longer --pad-to`` (defaults: the checkpoint's ``eval``)."""
+    """Add ``--ms-flip --scales --flip --resize-longer --pad-to`` (defaults: the checkpoint's ``eval``) and ``--fast``."""
+    parser.add_argument("--fast", action="store_true",
+                        help="segkit.optimize_for_inference: BN folded into the convs, channels_last; same "
+                             "predictions, about 2x faster on CPU")
     group = parser.add_argument_group("prediction protocol (default: the checkpoint's eval section)")
     group.add_argument("--ms-flip", action="store_true",
                        help=f"the paper's MF: softmax averaged over scales {','.join(map(str, MF_SCALES))} "

@@ -261,10 +261,22 @@ def build_training(cfg: Config, work_dir: Path, device: torch.device, dist_info:
     ``load_init_weights=False`` skips ``train.init_weights`` (a resumed run loads its checkpoint instead).
     """
     mean, std = cfg.model.input_mean, cfg.model.input_std
-    train_set = build_dataset(cfg.data, cfg.data.train_split, build_train_transform(cfg.data, mean, std),
-                              num_classes=cfg.model.num_classes)
-    val_set = build_dataset(cfg.data, cfg.data.val_split, build_eval_transform(mean, std),
-                            num_classes=cfg.model.num_classes)
+
+    def datasets() -> tuple[Dataset, Dataset]:
+        train_set = build_dataset(cfg.data, cfg.data.train_split, build_train_transform(cfg.data, mean, std),
+                                  num_classes=cfg.model.num_classes)
+        # "drop": with data.skip_bad_samples a bad val sample is left out, never scored twice
+        val_set = build_dataset(cfg.data, cfg.data.val_split, build_eval_transform(mean, std),
+                                num_classes=cfg.model.num_classes, skip_mode="drop")
+        return train_set, val_set
+
+    # Rank 0 first: data sets that build a cache on first use (COCO masks, the synthetic set) are
+    # written once, then the other ranks read them.
+    if not dist_info.is_main:
+        barrier()
+    train_set, val_set = datasets()
+    if dist_info.is_main:
+        barrier()
     if len(train_set) < cfg.train.batch_size:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} is larger than the training set "
                           f"({len(train_set)} samples in '{cfg.data.train_split}'); lower it.")
@@ -420,6 +432,8 @@ def validate(tr: Training, logger: RunLogger, log: Any = print) -> float:
     names = list(tr.val_set.class_names)
     if tr.dist.is_main:
         log(f"Validation at iteration {tr.iteration}:\n{format_metrics_table(metrics, names)}")
+        if metrics.bad_samples:
+            log(tr.val_set.bad_samples_report(metrics.bad_samples))
         per_class = {n: (None if math.isnan(v) else float(v)) for n, v in zip(names, metrics.per_class_iou)}
         logger.log("val", tr.iteration, {"miou": float(metrics.miou), "pixel_acc": float(metrics.pixel_acc),
                                          "mean_acc": float(metrics.mean_acc), "per_class_iou": per_class})
@@ -491,10 +505,10 @@ def train(
     work_dir = Path(work_dir or Path("work_dirs") / cfg.name)
     log = (lambda msg: tqdm.write(str(msg))) if dist_info.is_main else (lambda msg: None)
     seed_everything(cfg.train.seed + dist_info.rank, cfg.train.deterministic)
-    if dist_info.is_main:
+    tr = build_training(cfg, work_dir, device, dist_info, log, load_init_weights=not resume)
+    if dist_info.is_main:  # after the data and model were built: a config error leaves no work dir behind
         work_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(work_dir / "config.yaml", cfg.to_yaml())
-    tr = build_training(cfg, work_dir, device, dist_info, log, load_init_weights=not resume)
     if resume:
         restore_state(tr, work_dir / "latest.pth" if resume is True else Path(resume), log)
     logger = RunLogger(work_dir, enabled=dist_info.is_main, resume_from=tr.iteration if resume else None)
@@ -556,6 +570,9 @@ def train(
         if dist_info.is_main and logger.jsonl_path.exists():
             plot_curves(read_jsonl(logger.jsonl_path), work_dir / "curves.png")
         cleanup()
+    skipped = tr.train_set.bad_samples_report() if hasattr(tr.train_set, "bad_samples_report") else ""
+    if skipped:
+        log(f"Training skipped bad samples (seen by the main process; DataLoader workers warn as they go):\n{skipped}")
     result = {"iteration": tr.iteration, "best_miou": tr.best_miou, "last_miou": last_miou,
               "work_dir": str(work_dir), "stopped_by_signal": stop.signum}
     if status == "finished":

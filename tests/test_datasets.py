@@ -26,6 +26,7 @@ from segkit.data import (
     build_eval_transform,
     build_train_transform,
 )
+from segkit.data import collate_drop_bad, is_bad_sample, read_image
 from segkit.data.base import BadSampleWarning
 from segkit.data.coco import CAT_LIST, coco_voc_mask
 from segkit.viz import save_label_png
@@ -172,16 +173,16 @@ def test_rgb_mask_rejected(voc):
         VOCSegmentation(root, "train")[0]
 
 
-def test_skip_bad_samples(voc):
+def test_skip_bad_samples_replace_for_training(voc):
     root, _ = voc
     (root / VOC2012 / "SegmentationClass/a.png").unlink()  # missing: dropped at construction
     (root / VOC2012 / "JPEGImages/b.jpg").write_bytes(b"garbage")  # corrupt: skipped on access
     with pytest.warns(BadSampleWarning, match="a.png"):
-        ds = VOCSegmentation(root, "train", skip_bad_samples=True)
+        ds = VOCSegmentation(root, "train", skip_bad_samples=True)  # skip_mode="replace", the default
     assert ds.ids == ["b", "c"]
     with pytest.warns(BadSampleWarning, match="'b'.*b.jpg"):
         sample = ds[0]
-    assert sample["id"] == "c"  # the next valid sample instead
+    assert sample["id"] == "c"  # the next valid sample instead: training batches stay full
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a second access does not warn again
         assert ds[0]["id"] == "c"
@@ -189,6 +190,66 @@ def test_skip_bad_samples(voc):
     assert "b.jpg" in ds.bad_samples[1][1]
     report = ds.bad_samples_report()
     assert "2 bad samples" in report and "a:" in report and "b:" in report
+
+
+def test_skip_bad_samples_drop_for_evaluation(voc):
+    root, _ = voc
+    (root / VOC2012 / "JPEGImages/b.jpg").write_bytes(b"garbage")
+    ds = VOCSegmentation(root, "train", skip_bad_samples=True, skip_mode="drop")
+    with pytest.warns(BadSampleWarning, match="'b'.*b.jpg"):
+        bad = ds[1]
+    assert is_bad_sample(bad) and bad["id"] == "b" and "b.jpg" in bad["bad_reason"] and "image" not in bad
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # known bad: no second warning, still not replaced
+        assert ds[1] == bad
+    samples = [ds[i] for i in range(len(ds))]
+    assert [s["id"] for s in samples] == ["a", "b", "c"]  # each index gives its own sample, none twice
+    batch = collate_drop_bad(samples)
+    assert batch["id"] == ["a", "c"] and batch["image"].shape == (2, 3, 24, 32) and batch["mask"].shape == (2, 24, 32)
+    assert [sid for sid, _ in batch["bad"]] == ["b"]
+    assert collate_drop_bad([bad]) == {"bad": [("b", bad["bad_reason"])]}
+    loader = torch.utils.data.DataLoader(ds, batch_size=1)  # the default collate keeps the placeholder
+    assert [b.get("bad_reason") for b in loader][1] == [bad["bad_reason"]]
+    report = ds.bad_samples_report([("b", "again"), ("c", "from a worker")])
+    assert "2 bad samples" in report and "b: " + bad["bad_reason"] in report and "again" not in report
+    with pytest.raises(ValueError, match="skip_mode must be one of replace, drop"):
+        VOCSegmentation(root, "train", skip_mode="keep")
+
+
+def test_missing_files_warning_names_them_all(voc):
+    root, _ = voc
+    for name in ("SegmentationClass/a.png", "JPEGImages/c.jpg"):
+        (root / VOC2012 / name).unlink()
+    with pytest.warns(BadSampleWarning, match=r"skipping 2 of 3 samples.*a\.png.*c\.jpg"):
+        ds = VOCSegmentation(root, "train", skip_bad_samples=True)
+    assert ds.ids == ["b"]
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (3, r"data\.ignore_index=3 collides with class 3 \('bird'\).*21 classes.*21\.\.255"),
+    (20, r"collides with class 20 \('tvmonitor'\)"),
+    (256, r"data\.ignore_index=256 is not a mask value.*21\.\.255"),
+], ids=["class-3", "class-20", "above-255"])
+def test_bad_ignore_index_is_a_dataset_error(voc, value, expected):
+    root, _ = voc
+    with pytest.raises(DatasetError, match=expected):
+        VOCSegmentation(root, "train", ignore_index=value)
+    cfg = DataConfig(dataset="voc", root=str(root), ignore_index=value)
+    with pytest.raises(DatasetError, match=expected):
+        build_dataset(cfg, "val", None, num_classes=21)
+
+
+def test_read_image_applies_exif_orientation(tmp_path):
+    pixels = np.zeros((10, 30, 3), np.uint8)  # stored 30 wide, 10 high; a bright left edge
+    pixels[:, :3] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    Image.fromarray(pixels).save(tmp_path / "rotated.jpg", exif=exif, quality=95)
+    image = read_image(tmp_path / "rotated.jpg")
+    assert image.shape == (30, 10, 3)  # as displayed: 10 wide, 30 high
+    assert image[:3].mean() > 200 and image[5:].mean() < 30  # the stored left edge is now the top
+    Image.fromarray(pixels[..., 0]).save(tmp_path / "plain.png")
+    assert read_image(tmp_path / "plain.png").shape == (10, 30, 3)  # no EXIF: as stored
 
 
 def test_skip_bad_samples_off_raises(voc):
@@ -373,6 +434,32 @@ def test_coco_cache_reused_then_rebuilt(tmp_path, monkeypatch):
         m.setattr(COCOSegmentation, "build_cache", no_rebuild)
         with pytest.raises(AssertionError, match="reused"):
             COCOSegmentation(tmp_path, "train2017", min_labelled_pixels=50)
+
+
+def test_coco_category_mapping_is_torchvisions():
+    assert CAT_LIST == [0, 5, 2, 16, 9, 44, 6, 3, 17, 62, 21, 67, 18, 19, 4, 1, 64, 20, 63, 7, 72]
+
+
+def test_coco_cache_writes_are_atomic(tmp_path, monkeypatch):
+    """A mask PNG that fails half-way never appears under its final name (another DDP rank may read it)."""
+    write_coco(tmp_path)
+
+    def crash_half_way(self, fp, *args, **kwargs):
+        Path(fp).write_bytes(b"\x89PNG half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", crash_half_way)
+    with pytest.raises(DatasetError, match=r"Cannot write the COCO mask cache file .*000000000001\.png.*writable"):
+        COCOSegmentation(tmp_path, "train2017")
+    cache = tmp_path / "voc_masks/train2017"
+    assert list(cache.iterdir()) == []  # no partial PNG, no temporary file, no manifest
+
+
+def test_coco_bad_ignore_index_fails_before_building_the_cache(tmp_path):
+    write_coco(tmp_path)
+    with pytest.raises(DatasetError, match="data.ignore_index=7 collides with class 7 \\('car'\\)"):
+        COCOSegmentation(tmp_path, "train2017", ignore_index=7)
+    assert not (tmp_path / "voc_masks").exists()
 
 
 def test_coco_missing_annotations(tmp_path):

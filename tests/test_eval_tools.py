@@ -20,14 +20,16 @@ from torch import Tensor, nn
 
 from segkit.checkpoint import save_checkpoint
 from segkit.config import EvalConfig, load_config
+from segkit.data.base import BadSampleWarning
 from segkit.data.classes import VOC_CLASSES, VOC_PALETTE
 from segkit.evaluate import error_message, evaluate, format_report_json, load_eval_model
+from segkit.inference import normalize, predict
 from segkit.models import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 VOC_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "voc_sample"
 SIZES = {"img_a": (40, 56), "img_b": (48, 36), "img_c": (33, 47)}  # id -> (H, W)
-JSON_KEYS = {"miou", "pixel_acc", "mean_acc", "per_class_iou", "confusion", "num_images", "protocol"}
+JSON_KEYS = {"config", "miou", "pixel_acc", "mean_acc", "per_class_iou", "confusion", "num_images", "protocol"}
 
 
 @pytest.fixture(autouse=True)
@@ -171,17 +173,51 @@ def test_evaluate_perfect_model_streams_into_the_confusion_matrix(tmp_path: Path
         assert overlay.height >= mask.shape[0] and overlay.width > 2 * mask.shape[1]  # GT | prediction + legends
 
 
+class RecordingOracle(Oracle):
+    """The oracle, recording every input it is given."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__(num_classes)
+        self.inputs: list[Tensor] = []
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        self.inputs.append(x.clone())
+        return super().forward(x)
+
+
 def test_evaluate_protocol_and_distributed(tmp_path: Path) -> None:
     import torch.distributed as dist
 
+    model = RecordingOracle(4)
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
     try:
         protocol = EvalConfig(scales=[1.0, 1.5], flip=True, resize_longer=32, pad_to=40)
-        metrics = evaluate(Oracle(4), oracle_batches(), 4, protocol=protocol, progress=True)
+        metrics = evaluate(model, oracle_batches(), 4, protocol=protocol, progress=True)
     finally:
         dist.destroy_process_group()
     assert metrics.pixel_acc > 0.5  # resampled, so not perfect; runs through all_reduce
     assert metrics.confusion.sum() == sum(int((b["mask"] != 255).sum()) for b in oracle_batches())
+    assert metrics.num_images == 2 and metrics.bad_samples == []
+    # Views per image: scale 1 and 1.5 of the longer side resized to 32, each also flipped, padded to >= 40.
+    # 12x20 -> 19x32 (x1.5: 29x48); 17x9 -> 32x17 (x1.5: 48x26).
+    shapes = [tuple(x.shape[-2:]) for x in model.inputs]
+    assert shapes == [(40, 40), (40, 40), (40, 48), (40, 48), (40, 40), (40, 40), (48, 40), (48, 40)]
+    for plain, flipped, (h, w) in ((0, 1, (19, 32)), (2, 3, (29, 48)), (4, 5, (32, 17)), (6, 7, (48, 26))):
+        a, b = model.inputs[plain], model.inputs[flipped]
+        assert torch.equal(b[..., :h, :w], a[..., :h, :w].flip(-1))  # the flip, padded on the right
+        assert not a[..., h:, :].any() and not a[..., w:].any()  # padding: the mean pixel, 0 once normalised
+
+
+def test_evaluate_leaves_dropped_samples_out() -> None:
+    """Placeholders of a skip_mode='drop' data set are not scored and not counted, but reported."""
+    good = oracle_batches()
+    batches = [good[0], {"id": ["s9"], "bad_reason": ["Cannot read image s9.jpg"]},  # default collate, batch 1
+               {**good[1], "bad": [("s7", "Mask s7.png is 3x4")]},  # collate_drop_bad: a mixed batch
+               {"bad": [("s8", "missing")]}]  # collate_drop_bad: every sample bad  # fmt: skip
+    metrics = evaluate(Oracle(4), batches, 4, progress=False)
+    assert metrics.num_images == 2 and metrics.miou == 1.0
+    assert metrics.bad_samples == [("s9", "Cannot read image s9.jpg"), ("s7", "Mask s7.png is 3x4"), ("s8", "missing")]
+    assert metrics.confusion.sum() == sum(int((b["mask"] != 255).sum()) for b in good)
 
 
 def test_evaluate_save_pred_needs_the_normalisation(tmp_path: Path) -> None:
@@ -225,15 +261,60 @@ def test_tool_test_prints_table_and_writes_json(voc: tuple[Path, dict], checkpoi
     assert not list(out.parent.glob(".*.tmp"))  # atomic write left nothing behind
 
 
+def test_tool_test_fast_and_another_output_stride(voc: tuple[Path, dict], checkpoint: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    """--fast (optimize_for_inference) gives the same confusion matrix; --set model.output_stride=8 evaluates
+    the same weights at OS8 (the official recipe: train at OS16, evaluate at OS8), which predicts differently."""
+    reports, models = {}, {}
+    load = TEST_TOOL.load_eval_model
+
+    def load_and_keep(*args: Any, **kwargs: Any) -> tuple[nn.Module, Any]:
+        model, cfg = load(*args, **kwargs)
+        models[name] = model
+        return model, cfg
+
+    for name, extra in (("plain", []), ("fast", ["--fast"]), ("os8", ["--set", "model.output_stride=8"])):
+        out = tmp_path / f"{name}.json"
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(TEST_TOOL, "load_eval_model", load_and_keep)
+            rc, _, stderr = run_tool(TEST_TOOL, ["--checkpoint", checkpoint, "--json", out, *extra], capsys)
+        assert rc == 0, stderr
+        reports[name] = json.loads(out.read_text())
+    assert reports["plain"]["config"] == "voc_mnv2_os16"
+    assert reports["fast"]["confusion"] == reports["plain"]["confusion"]
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in models["fast"].modules())  # folded into the convs
+    assert any(isinstance(m, nn.BatchNorm2d) for m in models["plain"].modules())
+    assert models["os8"].backbone.output_stride == 8 and models["plain"].backbone.output_stride == 16
+
+
+def record_model_inputs(tool: ModuleType, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Make ``tool`` record the (H, W) of every input its model sees."""
+    shapes: list[tuple[int, int]] = []
+    load = tool.load_eval_model
+
+    def load_recording(*args: Any, **kwargs: Any) -> tuple[nn.Module, Any]:
+        model, cfg = load(*args, **kwargs)
+        model.register_forward_pre_hook(lambda module, inputs: shapes.append(tuple(inputs[0].shape[-2:])))
+        return model, cfg
+
+    monkeypatch.setattr(tool, "load_eval_model", load_recording)
+    return shapes
+
+
 def test_tool_test_ms_flip_fixed_input_and_save_pred(voc: tuple[Path, dict], checkpoint: Path, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture) -> None:
+                                                     capsys: pytest.CaptureFixture,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     root, masks = voc
+    shapes = record_model_inputs(TEST_TOOL, monkeypatch)
     out, pred_dir = tmp_path / "eval.json", tmp_path / "pred"
     argv = ["--checkpoint", checkpoint, "--data-root", root, "--split", "val", "--json", out, "--ms-flip",
             "--scales", "0.75,1.25", "--resize-longer", "64", "--pad-to", "72", "--save-pred", pred_dir,
             "--device", "cpu", "--num-workers", "0"]
     rc, _, stderr = run_tool(TEST_TOOL, argv, capsys)
     assert rc == 0, stderr
+    # Longer side to 64: img_a 40x56 -> 46x64, img_b 48x36 -> 64x48, img_c 33x47 -> 45x64; then scales 0.75
+    # and 1.25 of that, each with its flip, padded to at least 72x72.
+    assert shapes == [(72, 72)] * 2 + [(72, 80)] * 2 + [(72, 72)] * 2 + [(80, 72)] * 2 + [(72, 72)] * 2 + [(72, 80)] * 2
     report = json.loads(out.read_text())
     cm = check_report(report, masks)
     assert report["protocol"]["scales"] == [0.75, 1.25] and report["protocol"]["flip"] is True
@@ -298,6 +379,75 @@ def test_tool_test_corrupt_checkpoint_and_image(voc: tuple[Path, dict], checkpoi
     assert rc == 2 and str(bad) in err and "Traceback" not in err
 
 
+def test_tool_test_skips_bad_samples_without_counting_twice(voc: tuple[Path, dict], checkpoint: Path,
+                                                            tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    root = tmp_path / "voc"
+    shutil.copytree(voc[0], root)
+    bad = root / "VOCdevkit" / "VOC2012" / "JPEGImages" / "img_b.jpg"
+    bad.write_bytes(b"not a jpeg")
+    out = tmp_path / "eval.json"
+    argv = ["--checkpoint", checkpoint, "--data-root", root, "--set", "data.skip_bad_samples=true", "--json", out,
+            "--num-workers", "1", "--no-progress"]  # the bad sample is found in a worker process
+    rc, _, err = run_tool(TEST_TOOL, argv, capsys)  # the worker's BadSampleWarning stays in the worker
+    assert rc == 0, err
+    good = {k: v for k, v in voc[1].items() if k != "img_b"}
+    check_report(json.loads(out.read_text()), good)  # num_images 2, and img_c not scored twice in its place
+    report = err[err.index("1 bad samples skipped"):]  # at the end, after the metrics
+    assert f"img_b: Cannot read image {bad}" in report and "Scored 2 images" in report
+
+    for name in ("img_a", "img_c"):
+        (root / "VOCdevkit" / "VOC2012" / "JPEGImages" / f"{name}.jpg").write_bytes(b"broken too")
+    with pytest.warns(BadSampleWarning):
+        rc, _, err = run_tool(TEST_TOOL, argv + ["--num-workers", "0"], capsys)
+    assert rc == 2 and "3 bad samples skipped" in err and "nothing was evaluated" in err
+
+
+def test_tool_test_bad_ignore_index_is_one_line(checkpoint: Path, capsys: pytest.CaptureFixture) -> None:
+    rc, _, err = run_tool(TEST_TOOL, ["--checkpoint", checkpoint, "--set", "data.ignore_index=3"], capsys)
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("error: data.ignore_index=3 collides with class 3 ('bird')")
+
+
+def test_tool_train_bad_ignore_index_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    train_tool = load_tool("train")
+    argv = ["--config", "demo_mnv2_os16", "--work-dir", tmp_path / "work", "--device", "cpu", "--no-progress",
+            "--set", "data.ignore_index=3", f"data.root={tmp_path / 'syn'}", "data.synthetic_num_train=2",
+            "data.synthetic_num_val=1", "data.synthetic_image_size=32"]  # fmt: skip
+    rc, _, err = run_tool(train_tool, argv, capsys)
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("error: data.ignore_index=3 collides with class 3 ('triangle')") and "5..255" in err
+
+
+def write_coco_val(root: Path) -> np.ndarray:
+    """A COCO-layout val2017 with one 60x80 image holding a person; returns its VOC mask."""
+    (root / "annotations").mkdir(parents=True)
+    (root / "val2017").mkdir()
+    Image.fromarray(np.full((60, 80, 3), 90, np.uint8)).save(root / "val2017" / "000000000007.jpg")
+    ann = {"id": 1, "image_id": 7, "category_id": 1, "iscrowd": 0, "area": 1500, "bbox": [10, 10, 50, 30],
+           "segmentation": [[10, 10, 60, 10, 60, 40, 10, 40]]}  # fmt: skip
+    coco = {"images": [{"id": 7, "file_name": "000000000007.jpg", "height": 60, "width": 80}], "annotations": [ann],
+            "categories": [{"id": 1, "name": "person"}]}  # fmt: skip
+    (root / "annotations" / "instances_val2017.json").write_text(json.dumps(coco))
+    mask = np.zeros((60, 80), np.uint8)
+    mask[10:40, 10:60] = VOC_CLASSES.index("person")
+    return mask
+
+
+def test_tool_test_coco_defaults_to_val2017(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A VOC checkpoint's val_split ('val') is no COCO split: --dataset coco evaluates val2017."""
+    mask = write_coco_val(tmp_path / "coco")
+    out = tmp_path / "eval.json"
+    argv = ["--checkpoint", checkpoint, "--dataset", "coco", "--data-root", tmp_path / "coco", "--json", out,
+            "--no-progress", "--device", "cpu"]
+    rc, _, err = run_tool(TEST_TOOL, argv, capsys)
+    assert rc == 0, err
+    report = json.loads(out.read_text())
+    assert report["protocol"]["dataset"] == "coco" and report["protocol"]["split"] == "val2017"
+    check_report(report, {"000000000007": mask})
+    rc, _, err = run_tool(TEST_TOOL, [*argv, "--split", "train2017"], capsys)  # an explicit split wins
+    assert rc == 2 and "instances_train2017.json" in err
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without CUDA")
 def test_tool_test_cuda_unavailable(checkpoint: Path, capsys: pytest.CaptureFixture) -> None:
     rc, _, err = run_tool(TEST_TOOL, ["--checkpoint", checkpoint, "--device", "cuda"], capsys)
@@ -308,17 +458,29 @@ def test_tool_test_cuda_unavailable(checkpoint: Path, capsys: pytest.CaptureFixt
 
 
 def test_tool_infer_file_and_folder(voc: tuple[Path, dict], checkpoint: Path, tmp_path: Path,
-                                    capsys: pytest.CaptureFixture) -> None:
+                                    capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     images = voc[0] / "VOCdevkit" / "VOC2012" / "JPEGImages"
+    shapes = record_model_inputs(INFER_TOOL, monkeypatch)
     out = tmp_path / "one"
     rc, _, err = run_tool(INFER_TOOL, ["--checkpoint", checkpoint, "--input", images / "img_a.jpg", "--output", out,
-                                       "--resize-longer", "64", "--pad-to", "64"], capsys)
+                                       "--resize-longer", "64", "--pad-to", "72", "--device", "cpu"], capsys)
     assert rc == 0, err
+    assert shapes == [(72, 72)]  # 40x56 -> 46x64 -> padded to 72x72
+    model, _ = load_eval_model(checkpoint)
+    image = np.asarray(Image.open(images / "img_a.jpg").convert("RGB"))
+    x = normalize(image, model.segkit_config.model.input_mean, model.segkit_config.model.input_std)[None]
+    expected = predict(model, x, image.shape[:2], resize_longer=64, pad_to=72)[0].numpy()
+    assert np.array_equal(np.array(Image.open(out / "img_a.png")), expected)
     assert sorted(p.name for p in out.iterdir()) == ["img_a.png", "img_a_overlay.jpg"]
     png = Image.open(out / "img_a.png")
     assert png.mode == "P" and png.size == (56, 40) and np.array(png).max() < 21
     assert png.getpalette()[: 3 * 21] == VOC_PALETTE[:21].reshape(-1).tolist()
     assert Image.open(out / "img_a_overlay.jpg").width > 56  # image + legend
+    fast = tmp_path / "fast"
+    rc, _, err = run_tool(INFER_TOOL, ["--checkpoint", checkpoint, "--input", images / "img_a.jpg", "--output", fast,
+                                       "--resize-longer", "64", "--pad-to", "72", "--fast"], capsys)
+    assert rc == 0, err
+    assert np.array_equal(np.array(Image.open(fast / "img_a.png")), expected)  # optimized: same label map
 
     folder = tmp_path / "folder"
     folder.mkdir()
@@ -334,6 +496,8 @@ def test_tool_infer_file_and_folder(voc: tuple[Path, dict], checkpoint: Path, tm
     assert sorted(p.name for p in out.iterdir()) == ["img_a.png", "img_a_overlay.jpg", "img_c.png",
                                                      "img_c_overlay.jpg"]
     assert Image.open(out / "img_c.png").size == (47, 33)
+    # scales 0.5 and 1, each with its flip: img_a 40x56 -> 20x28, 40x56; img_c 33x47 -> 17x24, 33x47
+    assert shapes[2:] == [(20, 28)] * 2 + [(40, 56)] * 2 + [(17, 24)] * 2 + [(33, 47)] * 2  # after 2 single runs
 
 
 def test_tool_infer_errors(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -364,6 +528,24 @@ def test_load_eval_model_overrides(checkpoint: Path) -> None:
 
 
 # -- real VOC files -------------------------------------------------------------------------------------
+
+
+def test_tool_infer_on_real_voc_sample(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    images = shared_data / "voc_sample" / "VOCdevkit" / "VOC2012" / "JPEGImages"
+    cfg = load_config("voc_mnv2_os16", {"model.width_mult": 0.35})  # random init: the tool must run, not score
+    ckpt = tmp_path / "random.pth"
+    torch.manual_seed(0)
+    save_checkpoint(ckpt, build_model(cfg).eval(), cfg, class_names=list(VOC_CLASSES), palette=VOC_PALETTE[:21])
+    out = tmp_path / "out"
+    rc, _, err = run_tool(INFER_TOOL, ["--checkpoint", ckpt, "--input", images, "--output", out, "--resize-longer",
+                                       "129", "--pad-to", "129", "--no-progress", "--device", "cpu"], capsys)
+    assert rc == 0, err
+    paths = sorted(images.glob("*.jpg"))
+    assert len(paths) > 1 and sorted(p.name for p in out.iterdir()) == sorted(
+        name for p in paths for name in (f"{p.stem}.png", f"{p.stem}_overlay.jpg"))
+    for path in paths:
+        with Image.open(path) as image, Image.open(out / f"{path.stem}.png") as png:
+            assert png.mode == "P" and png.size == image.size and np.array(png).max() < 21
 
 
 def test_tool_test_on_real_voc_sample(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -1,9 +1,11 @@
-"""SBD .mat masks, the train_aug build and ``tools/prepare_data.py`` (sbd / verify / synthetic)."""
+"""SBD .mat masks, the train_aug build and ``tools/prepare_data.py`` (downloads / sbd / verify / synthetic)."""
 
 from __future__ import annotations
 
 import importlib.util
+import io
 import re
+import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,9 @@ import scipy.io
 import scipy.sparse
 from PIL import Image
 
-from segkit.data import DatasetError, VOC_PALETTE, VOCSegmentation
+import segkit.data.synthetic as synthetic
+from segkit.config import load_config
+from segkit.data import DatasetError, VOC_PALETTE, VOCSegmentation, generate_synthetic_voc
 from segkit.data.sbd import build_train_aug, load_sbd_mask, train_aug_ids
 from segkit.viz import save_label_png
 
@@ -145,3 +149,107 @@ def test_synthetic_subcommand(tmp_path, capsys):
     counts = "train=4,val=2"
     assert prepare_data.main(["verify", "--root", str(tmp_path), "--splits", "train", "val", "--num-classes", "5",
                               "--expect-counts", counts, "--quiet"]) == 0  # fmt: skip
+
+
+def test_synthetic_subcommand_takes_the_configs_settings(tmp_path, capsys, monkeypatch):
+    """Without flags it generates exactly the set `train --config demo_mnv2_os16` uses (no regeneration)."""
+    cfg = load_config("demo_mnv2_os16")
+    made = []
+    monkeypatch.setattr(synthetic, "generate_synthetic_voc", lambda root, **kw: made.append((root, kw)) or Path(root))
+    assert prepare_data.main(["synthetic"]) == 0
+    assert made[-1] == (cfg.data.root, {"num_train": cfg.data.synthetic_num_train, "num_val": 60,
+                                        "image_size": cfg.data.synthetic_image_size, "seed": 0})
+    assert cfg.data.synthetic_num_train == 400  # the demo's own number, not the subcommand's old default
+    assert prepare_data.main(["synthetic", "--config", "demo_mnv2_os16", "--root", str(tmp_path),
+                              "--num-train", "7"]) == 0  # flags override the config
+    assert made[-1] == (str(tmp_path), {"num_train": 7, "num_val": 60, "image_size": 160, "seed": 0})
+    capsys.readouterr()
+    assert prepare_data.main(["synthetic", "--config", "voc_mnv2_os16"]) == 1  # a VOC config's root is real data
+    assert "pass --root DIR" in capsys.readouterr().err
+    assert prepare_data.main(["synthetic", "--config", "no_such_config"]) == 1
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_verify_reads_classes_txt(tmp_path, capsys):
+    generate_synthetic_voc(tmp_path, num_train=3, num_val=1, image_size=48)  # classes.txt: 5 classes
+    mask_path = tmp_path / "VOCdevkit/VOC2012/SegmentationClass/train_00001.png"
+    mask = np.array(Image.open(mask_path))
+    mask[0, 0] = 7  # a VOC class, but not one of the 5 listed in classes.txt
+    save_label_png(mask_path, mask, VOC_PALETTE)
+    argv = ["verify", "--root", str(tmp_path), "--splits", "train", "--expect-counts", "off", "--quiet"]
+    assert prepare_data.main(argv) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"bad labels: 1\n.*train_00001\.png holds label values \[7\] outside 0\.\.4", out)
+    assert prepare_data.main([*argv, "--num-classes", "21"]) == 0  # an explicit count wins
+    (tmp_path / "VOCdevkit/VOC2012/classes.txt").write_text("a 1 2\n")
+    assert prepare_data.main(argv) == 1
+    assert re.search(r"bad classes\.txt: 1\n.*classes\.txt:1: expected 'name' or 'name r g b'", capsys.readouterr().out)
+
+
+# -- downloads ----------------------------------------------------------------------------------
+def no_network(calls: list):
+    def urlopen(url, *args, **kwargs):
+        calls.append((url, kwargs))
+        raise urllib.error.URLError(OSError(101, "Network is unreachable"))
+
+    return urlopen
+
+
+def test_download_failure_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(prepare_data.urllib.request, "urlopen", no_network(calls))
+    assert prepare_data.main(["voc", "--download", "--root", str(tmp_path), "--quiet", "--timeout", "5"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: Cannot download " + prepare_data.VOC_URL) and err.count("\n") == 1
+    assert "Network is unreachable" in err and "timeout 5 s" in err and "Traceback" not in err
+    assert calls == [(prepare_data.VOC_URL, {"timeout": 5.0})]  # a timeout is always set
+    assert list(tmp_path.iterdir()) == []  # no partial archive left behind
+
+
+def test_download_timeout_and_truncation(tmp_path, monkeypatch):
+    monkeypatch.setattr(prepare_data.urllib.request, "urlopen",
+                        lambda url, timeout: (_ for _ in ()).throw(TimeoutError("timed out")))
+    with pytest.raises(DatasetError, match=r"Cannot download http://x/a\.tar: TimeoutError: timed out"):
+        prepare_data.download("http://x/a.tar", tmp_path / "a.tar", timeout=1)
+
+    class Short(io.BytesIO):
+        headers = {"Content-Length": "100"}
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+    monkeypatch.setattr(prepare_data.urllib.request, "urlopen", lambda url, timeout: Short(b"only 18 bytes here"))
+    with pytest.raises(DatasetError, match="IncompleteRead"):
+        prepare_data.download("http://x/a.tar", tmp_path / "a.tar")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_corrupt_archive_is_one_line_and_exit_1(tmp_path, capsys):
+    archive = tmp_path / Path(prepare_data.VOC_URL).name
+    archive.write_bytes(b"not a tar archive" * 100)  # an earlier, broken download
+    assert prepare_data.main(["voc", "--download", "--root", str(tmp_path), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: Cannot extract {archive}") and f"delete {archive}" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_sbd_download_checks_voc_first(tmp_path, capsys, monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(prepare_data.urllib.request, "urlopen", no_network(calls))
+    assert prepare_data.main(["sbd", "--download", "--root", str(tmp_path / "empty"), "--quiet"]) == 1
+    assert "PASCAL VOC 2012 not found" in capsys.readouterr().err and calls == []  # nothing fetched
+    root, _ = write_tree(tmp_path)
+    assert prepare_data.main(["sbd", "--download", "--root", str(root), "--quiet"]) == 1  # VOC fine: fetches
+    assert calls and calls[0][0] == prepare_data.SBD_URL
+    assert capsys.readouterr().err.startswith("error: Cannot download " + prepare_data.SBD_URL)
+
+
+# -- real VOC files -----------------------------------------------------------------------------
+def test_verify_real_voc_sample(shared_data, capsys):
+    root = shared_data / "voc_sample"
+    assert prepare_data.main(["verify", "--root", str(root), "--splits", "val", "--expect-counts", "off",
+                              "--quiet"]) == 0  # fmt: skip
+    assert capsys.readouterr().out.startswith("OK")

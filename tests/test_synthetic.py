@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
+from scipy.spatial import ConvexHull
 
 from segkit.config import DataConfig
 from segkit.data import DatasetError, SyntheticVOC, VOCSegmentation, build_dataset
@@ -53,19 +55,58 @@ def test_deterministic_by_seed(tmp_path):
     assert sum(a[k] != c[k] for k in masks) >= len(masks) - 1
 
 
+def shape_stats(component: np.ndarray) -> tuple[float, float]:
+    """(fill of the smallest rotated bounding rectangle, fill of the convex hull) of a boolean mask.
+
+    Circle ~0.79 / ~1, square ~1 / ~1, triangle ~0.5 / ~1, cross ~0.56 / ~0.71 (ideal shapes).
+    """
+    ys, xs = np.nonzero(component)
+    angles = np.deg2rad(np.arange(0, 90, 3))[:, None]
+    u = xs * np.cos(angles) + ys * np.sin(angles)
+    v = ys * np.cos(angles) - xs * np.sin(angles)
+    rect = ((np.ptp(u, axis=1) + 1) * (np.ptp(v, axis=1) + 1)).min()
+    corners = np.concatenate([np.stack([xs + dx, ys + dy], 1) for dx in (0, 1) for dy in (0, 1)])
+    return len(xs) / rect, len(xs) / ConvexHull(corners).volume
+
+
 def test_class_is_shape_not_colour(tmp_path):
-    """Across images, the objects of one class come in many colours."""
-    root = generate_synthetic_voc(tmp_path, num_train=40, num_val=1, image_size=64, seed=3)
+    """Each class has its shape's geometry; across images, its objects come in many colours."""
+    root = generate_synthetic_voc(tmp_path, num_train=40, num_val=1, image_size=96, seed=3)
     ds = VOCSegmentation(root, "train")
     colours: dict[int, list[np.ndarray]] = {c: [] for c in range(1, 5)}
+    stats: dict[int, list[tuple[float, float]]] = {c: [] for c in range(1, 5)}
     for i in range(len(ds)):
         image, mask = ds.load_sample(i)
         for c in colours:
             if (mask == c).sum() > 30:
                 colours[c].append(image[mask == c].mean(axis=0))
+            components, n = ndimage.label(mask == c)
+            for k in range(1, n + 1):
+                component = components == k
+                ring = ndimage.binary_dilation(component, iterations=2) & ~component
+                if component.sum() >= 150 and np.isin(mask[ring], (0, 255, c)).all():  # whole, unoccluded
+                    stats[c].append(shape_stats(component))
     for c, values in colours.items():
         assert len(values) >= 5, f"class {c} too rare"
         assert np.std(np.array(values), axis=0).mean() > 25, f"class {c} has a fixed colour"
+    assert all(len(v) >= 8 for v in stats.values()), {c: len(v) for c, v in stats.items()}
+    (circle_rect, circle_hull), (square_rect, square_hull), (tri_rect, tri_hull), (cross_rect, cross_hull) = (
+        np.median(np.array(stats[c]), axis=0) for c in range(1, 5))  # fmt: skip
+    assert 0.72 < circle_rect < 0.85 and circle_hull > 0.88, (circle_rect, circle_hull)
+    assert square_rect > 0.86 and square_hull > 0.88, (square_rect, square_hull)
+    assert tri_rect < 0.6 and tri_hull > 0.8, (tri_rect, tri_hull)
+    assert cross_hull < 0.76 and 0.5 < cross_rect < 0.7, (cross_rect, cross_hull)
+
+
+def test_ignore_index_other_than_255(tmp_path):
+    """The ignore border is stored as 255 (VOC) and read as the configured data.ignore_index."""
+    cfg = DataConfig(dataset="synthetic", root=str(tmp_path), synthetic_num_train=3, synthetic_num_val=1,
+                     synthetic_image_size=48, ignore_index=200)  # fmt: skip
+    ds = build_dataset(cfg, "train", None, num_classes=5)
+    stored = np.array(Image.open(tmp_path / "VOCdevkit/VOC2012/SegmentationClass/train_00000.png"))
+    mask = ds[0]["mask"].numpy()
+    assert (stored == 255).any() and np.array_equal(mask == 200, stored == 255)
+    assert set(np.unique(mask).tolist()) <= {0, 1, 2, 3, 4, 200}
 
 
 def test_idempotent_cache(tmp_path, monkeypatch):

@@ -201,6 +201,7 @@ def test_voc_config_without_data_points_to_prepare_and_demo(tmp_path) -> None:
     assert proc.returncode == 2
     assert "prepare_data.py" in proc.stderr and "demo_mnv2_os16" in proc.stderr
     assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "w").exists()  # nothing written for a run that could not start
 
 
 def test_sigterm_saves_and_says_how_to_resume(synth_root, tmp_path) -> None:

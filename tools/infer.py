@@ -3,7 +3,8 @@
     python tools/infer.py --checkpoint work_dirs/demo_mnv2_os16/best.pth --input photo.jpg --output out/
     python tools/infer.py --checkpoint ckpt.pth --input photos/ --output out/ --resize-longer 513 --pad-to 513
 
-For every image '<name>.<ext>' (a file, or the images directly inside a folder) it writes
+For every image '<name>.<ext>' (a file, or the images directly inside a folder; read with its EXIF
+orientation applied, as viewers show it) it writes
 '<name>.png', the label map as a palette PNG in the checkpoint's class colours (VOC colours when the
 checkpoint has none; reading it back with PIL gives the class indices), and '<name>_overlay.jpg', the
 prediction blended over the image with a legend of the classes present. The prediction protocol
@@ -89,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides.update(protocol_overrides(args))
         device = resolve_device(args.device)
         paths = list_images(args.input)
-        model, cfg = load_eval_model(args.checkpoint, config=args.config, overrides=overrides, device=device)
+        model, cfg = load_eval_model(args.checkpoint, config=args.config, overrides=overrides, device=device,
+                                     fast=args.fast)
     except (CheckpointError, ConfigError, DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -5,7 +5,10 @@
     python tools/test.py --checkpoint ckpt.pth --data-root data --resize-longer 513 --pad-to 513
 
 The checkpoint carries its model config, preprocessing and class names; the data set, its root and
-split and the eval protocol default to the checkpoint's config (its 'data' and 'eval' sections).
+split and the eval protocol default to the checkpoint's config (its 'data' and 'eval' sections);
+'--dataset coco' without '--split' evaluates val2017 unless the checkpoint's val_split is a COCO split.
+With '--set data.skip_bad_samples=true' bad samples are left out (each scored image counts once) and
+listed at the end.
 Protocols: the whole image at one scale (default); '--ms-flip', the paper's MF: softmax averaged over
 scales 0.5..1.75 and their horizontal flips; '--resize-longer'/'--pad-to', a fixed-input deployment
 protocol: resize the longer side keeping the aspect ratio, pad bottom/right with the mean pixel, crop
@@ -28,8 +31,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from segkit.checkpoint import CheckpointError
-from segkit.config import ConfigError, parse_override
-from segkit.data import DatasetError, build_dataset, build_eval_transform
+from segkit.config import Config, ConfigError, parse_override
+from segkit.data import DatasetError, build_dataset, build_eval_transform, collate_drop_bad
 from segkit.evaluate import (
     add_protocol_arguments,
     error_message,
@@ -44,6 +47,16 @@ from segkit.metrics import format_metrics_table, metrics_to_json
 from segkit.utils.io import atomic_write_text
 
 ERRORS = (CheckpointError, ConfigError, DatasetError)
+COCO_DEFAULT_SPLIT = "val2017"
+
+
+def default_split(cfg: Config) -> str:
+    """The split to evaluate without ``--split``: ``data.val_split``, except for COCO when that split has
+    no annotation file (a VOC checkpoint's ``val``), then ``val2017``."""
+    split = cfg.data.val_split
+    if cfg.data.dataset == "coco" and not (Path(cfg.data.root) / "annotations" / f"instances_{split}.json").is_file():
+        return COCO_DEFAULT_SPLIT
+    return split
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,7 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "default: the checkpoint's data.root")
     parser.add_argument("--dataset", choices=["voc", "folder", "coco", "synthetic"],
                         help="data set kind; default: the checkpoint's data.dataset")
-    parser.add_argument("--split", help="split to evaluate; default: the checkpoint's data.val_split (val)")
+    parser.add_argument("--split", help="split to evaluate; default: the checkpoint's data.val_split (val), "
+                        f"for COCO {COCO_DEFAULT_SPLIT} when the checkpoint's val_split has no COCO annotations")
     parser.add_argument("--json", type=Path, metavar="OUT.json", help="write the metrics as JSON (atomically)")
     parser.add_argument("--save-pred", type=Path, metavar="DIR",
                         help="write <id>.png (palette label map) and <id>_overlay.jpg (ground truth | prediction)")
@@ -87,12 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         device = resolve_device(args.device)
-        model, cfg = load_eval_model(args.checkpoint, config=args.config, overrides=cli_overrides(args), device=device)
-        split = args.split or cfg.data.val_split
+        model, cfg = load_eval_model(args.checkpoint, config=args.config, overrides=cli_overrides(args), device=device,
+                                     fast=args.fast)
+        split = args.split or default_split(cfg)
         transform = build_eval_transform(cfg.model.input_mean, cfg.model.input_std)
-        dataset = build_dataset(cfg.data, split, transform, num_classes=cfg.model.num_classes)
+        # "drop": with data.skip_bad_samples a bad sample is left out, not replaced (no image counts twice)
+        dataset = build_dataset(cfg.data, split, transform, num_classes=cfg.model.num_classes, skip_mode="drop")
         loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=cfg.data.num_workers,
-                            pin_memory=device.type == "cuda")
+                            pin_memory=device.type == "cuda", collate_fn=collate_drop_bad)
         class_names = list(dataset.class_names)
         print(f"Evaluating {args.checkpoint} on {cfg.data.dataset} '{split}' ({len(dataset)} images, "
               f"{dataset.num_classes} classes) protocol {protocol_dict(cfg.eval)} on {device}", file=sys.stderr)
@@ -104,14 +120,22 @@ def main(argv: list[str] | None = None) -> int:
     except ERRORS as exc:
         print(f"error: {error_message(exc)}", file=sys.stderr)
         return 2
+    bad_report = dataset.bad_samples_report(metrics.bad_samples)
+    if metrics.num_images == 0:
+        print(f"{bad_report}\nerror: every sample of {cfg.data.dataset} '{split}' failed to load (listed above); "
+              "nothing was evaluated. Fix the data (tools/prepare_data.py verify lists the problems).", file=sys.stderr)
+        return 2
     print(format_metrics_table(metrics, class_names))
     if args.json is not None:
         protocol = {**protocol_dict(cfg.eval), "dataset": cfg.data.dataset, "split": split}
-        report = metrics_to_json(metrics, class_names, len(dataset), protocol)
+        report = {"config": cfg.name, **metrics_to_json(metrics, class_names, metrics.num_images, protocol)}
         atomic_write_text(args.json, format_report_json(report))
         print(f"Wrote {args.json}", file=sys.stderr)
     if args.save_pred is not None:
         print(f"Wrote predictions and overlays to {args.save_pred}", file=sys.stderr)
+    if bad_report:
+        print(f"{bad_report}\nScored {metrics.num_images} images; the bad samples above were left out.",
+              file=sys.stderr)
     return 0
 
 

@@ -31,6 +31,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: make ``segkit`
 from segkit.complexity import TABLE7, Table7Row, table7
 
 CONFIG_NAMES = sorted({row.config for row in TABLE7}, key=len, reverse=True)  # longest first
+ROWS = {row.config: row for row in TABLE7}
 
 
 def match_config(path: Path, data: dict[str, Any]) -> str | None:
@@ -63,6 +64,14 @@ def load_results(results_dir: Path) -> tuple[dict[str, float], list[str]]:
             notes.append(f"skipped {path}: no Table 7 config in its 'config' field or name "
                          f"(expected one of {', '.join(sorted(CONFIG_NAMES))})")
             continue
+        protocol = data.get("protocol")
+        if isinstance(protocol, dict) and "scales" in protocol:
+            is_mf = len(protocol["scales"]) > 1 and bool(protocol.get("flip"))
+            if is_mf != ROWS[name].mf:
+                notes.append(f"skipped {path}: evaluated {'with' if is_mf else 'without'} multi-scale + flip, but "
+                             f"the Table 7 row of {name} is {'an MF' if ROWS[name].mf else 'a single-scale'} result "
+                             f"({'add' if ROWS[name].mf else 'drop'} --ms-flip in tools/test.py)")
+                continue
         miou = float(data["miou"]) * (100.0 if data["miou"] <= 1.0 else 1.0)
         if name in found:
             notes.append(f"{path}: a second result for {name}; keeping the last one read")

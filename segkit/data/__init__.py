@@ -5,7 +5,15 @@ This package never imports ``segkit.models``.
 
 from __future__ import annotations
 
-from segkit.data.base import BadSampleWarning, DatasetError, SegmentationDataset, read_image, read_mask
+from segkit.data.base import (
+    BadSampleWarning,
+    DatasetError,
+    SegmentationDataset,
+    collate_drop_bad,
+    is_bad_sample,
+    read_image,
+    read_mask,
+)
 from segkit.data.build import DATASETS, build_dataset
 from segkit.data.classes import VOC_CLASSES, VOC_PALETTE, read_classes_file
 from segkit.data.coco import COCOSegmentation
@@ -30,7 +38,9 @@ __all__ = [
     "build_dataset",
     "build_eval_transform",
     "build_train_transform",
+    "collate_drop_bad",
     "generate_synthetic_voc",
+    "is_bad_sample",
     "read_classes_file",
     "read_image",
     "read_mask",

@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch.utils.data import Dataset, default_collate
 
 from segkit.data.classes import VOC_PALETTE
 
 # PIL raises a zoo of exception types on truncated or corrupt files.
 _READ_ERRORS = (OSError, UnidentifiedImageError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 _SKIP_HINT = "set data.skip_bad_samples=true to skip such samples with a warning"
+_SHOWN = 5  # files named in a message about many samples
+
+SkipMode = Literal["replace", "drop"]
+SKIP_MODES: tuple[str, ...] = ("replace", "drop")
+BAD_REASON = "bad_reason"  # key of the placeholder a 'drop' data set returns for a bad sample
 
 
 class DatasetError(RuntimeError):
@@ -36,6 +41,9 @@ class BadSampleWarning(UserWarning):
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as RGB uint8 [H, W, 3] (greyscale, palette, RGBA and CMYK are converted).
 
+    The EXIF orientation is applied, so the array is the image as viewers show it (masks, which carry
+    no orientation, are read as stored by :func:`read_mask`).
+
     Raises:
         DatasetError: the file is missing or cannot be decoded.
     """
@@ -44,7 +52,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise DatasetError(f"Image file not found: {path}.")
     try:
         with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+            return np.asarray(ImageOps.exif_transpose(img).convert("RGB"), dtype=np.uint8)
     except _READ_ERRORS as exc:
         raise DatasetError(
             f"Cannot read image {path}: {exc}. The file is corrupt or not an image; "
@@ -104,6 +112,23 @@ def check_labels(mask: np.ndarray, num_classes: int, ignore_index: int, path: st
         )
 
 
+def check_ignore_index(ignore_index: int, class_names: Sequence[str], source: str) -> None:
+    """Raise DatasetError unless ``ignore_index`` is a mask value that is no class (``K..255``)."""
+    k = len(class_names)
+    is_int = isinstance(ignore_index, (int, np.integer)) and not isinstance(ignore_index, bool)
+    if not is_int or not 0 <= ignore_index <= 255:
+        raise DatasetError(
+            f"data.ignore_index={ignore_index!r} is not a mask value: masks are 8-bit, so it must be an integer "
+            f"in {k}..255 for {source}; use data.ignore_index=255 (the VOC convention)."
+        )
+    if ignore_index < k:
+        raise DatasetError(
+            f"data.ignore_index={ignore_index} collides with class {ignore_index} ('{class_names[ignore_index]}') "
+            f"of {source}, which has {k} classes; it must be a value that is no class, {k}..255. "
+            "Use data.ignore_index=255 (the VOC convention), or the value your masks use for unlabelled pixels."
+        )
+
+
 def read_split_file(path: str | os.PathLike) -> list[str]:
     """Read a split list (one sample id per line; a second column, as in some lists, is ignored).
 
@@ -119,25 +144,66 @@ def read_split_file(path: str | os.PathLike) -> list[str]:
     return ids
 
 
+def is_bad_sample(sample: Any) -> bool:
+    """Whether ``sample`` is the placeholder a ``skip_mode='drop'`` data set returns for a bad sample."""
+    return isinstance(sample, dict) and BAD_REASON in sample
+
+
+def collate_drop_bad(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """DataLoader ``collate_fn`` for ``skip_mode='drop'`` data sets: leave bad samples out of the batch.
+
+    Returns:
+        The good samples collated as usual (no ``image``/``mask`` keys when every sample was bad),
+        plus ``"bad": [(id, reason), ...]`` for the samples left out.
+    """
+    good = [s for s in batch if not is_bad_sample(s)]
+    out: dict[str, Any] = dict(default_collate(good)) if good else {}
+    out["bad"] = [(str(s["id"]), str(s[BAD_REASON])) for s in batch if is_bad_sample(s)]
+    return out
+
+
+def format_bad_samples(source: str, bad_samples: Iterable[tuple[str, str]]) -> str:
+    """Report of skipped samples, each id once with its first reason ('' when none)."""
+    unique: dict[str, str] = {}
+    for sample_id, reason in bad_samples:
+        unique.setdefault(sample_id, reason)
+    if not unique:
+        return ""
+    lines = [f"{source}: {len(unique)} bad samples skipped:"]
+    lines += [f"  {sid}: {reason}" for sid, reason in unique.items()]
+    return "\n".join(lines)
+
+
 class SegmentationDataset(Dataset):
     """Base class: subclasses pass the ids and implement :meth:`image_path` and :meth:`mask_path`.
 
     ``__getitem__`` returns ``{"image": FloatTensor[3, H, W] (normalised by the transform),
     "mask": LongTensor[H, W], "id": str}``. Without a transform the image is a uint8 tensor.
 
-    With ``skip_bad_samples`` a sample that fails to load is reported once (``BadSampleWarning``),
-    recorded in ``bad_samples`` as ``(id, reason)`` and replaced by the next good sample; samples with
-    missing files are dropped when the data set is built. With DataLoader workers each worker keeps its
-    own ``bad_samples`` list; the warnings are printed either way.
+    With ``skip_bad_samples`` samples with missing files are dropped when the data set is built, and a
+    sample that fails to load is reported once (``BadSampleWarning``) and recorded in ``bad_samples``
+    as ``(id, reason)``. What ``__getitem__`` then returns depends on ``skip_mode``:
+
+    - ``"replace"`` (training): the next good sample, so every batch stays full.
+    - ``"drop"`` (evaluation): the placeholder ``{"id": id, "bad_reason": reason}``, which
+      :func:`collate_drop_bad` and :func:`segkit.evaluate.evaluate` leave out, so no image is counted
+      twice and the reasons reach the main process even from DataLoader workers.
+
+    With DataLoader workers each worker keeps its own ``bad_samples`` list; the warnings are printed
+    either way.
 
     Args:
         ids: sample ids, in order.
         class_names: one name per class, class 0 first.
         palette: uint8 [K, 3] colours (default: the VOC colour map).
         transform: callable ``transform(image=HxWx3 uint8, mask=HxW uint8) -> {"image", "mask"}``.
-        ignore_index: label of pixels excluded from training and evaluation.
+        ignore_index: label of pixels excluded from training and evaluation (``num_classes..255``).
         skip_bad_samples: warn and skip bad samples instead of raising DatasetError.
+        skip_mode: ``"replace"`` or ``"drop"`` a skipped sample (see above).
         source: what the ids come from (a split list path), used in error messages.
+
+    Raises:
+        DatasetError: no ids, every listed sample missing, or an ``ignore_index`` that is a class.
     """
 
     def __init__(
@@ -149,28 +215,29 @@ class SegmentationDataset(Dataset):
         transform: Callable[..., dict[str, Any]] | None = None,
         ignore_index: int = 255,
         skip_bad_samples: bool = False,
+        skip_mode: SkipMode = "replace",
         source: str = "",
     ) -> None:
         self.class_names: list[str] = list(class_names)
         self.num_classes: int = len(self.class_names)
+        self.source = source or type(self).__name__
         if palette is None:
             palette = VOC_PALETTE[: self.num_classes]
         self.palette: np.ndarray = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
         if len(self.palette) < self.num_classes:
-            raise ValueError(f"palette has {len(self.palette)} colours for {self.num_classes} classes.")
-        if not 0 <= ignore_index <= 255:
-            raise ValueError(f"ignore_index must be in 0..255, got {ignore_index}.")
-        if ignore_index < self.num_classes:
-            raise ValueError(
-                f"ignore_index {ignore_index} collides with class {ignore_index} "
-                f"('{self.class_names[ignore_index]}'); use a value >= num_classes ({self.num_classes}), e.g. 255."
+            raise DatasetError(
+                f"{self.source}: the palette has {len(self.palette)} colours for {self.num_classes} classes; "
+                "give one colour per class."
             )
+        check_ignore_index(ignore_index, self.class_names, self.source)
+        if skip_mode not in SKIP_MODES:
+            raise ValueError(f"skip_mode must be one of {', '.join(SKIP_MODES)}, got {skip_mode!r}.")
         self.ignore_index = ignore_index
         self.transform = transform
         self.skip_bad_samples = skip_bad_samples
-        self.source = source or type(self).__name__
+        self.skip_mode: SkipMode = skip_mode
         self.bad_samples: list[tuple[str, str]] = []
-        self._bad_indices: set[int] = set()
+        self._bad_reasons: dict[int, str] = {}  # index -> why it failed (this process)
         if not ids:
             raise DatasetError(f"{self.source}: the split lists no samples; it must hold one sample id per line.")
         self.ids: list[str] = list(ids)
@@ -218,9 +285,9 @@ class SegmentationDataset(Dataset):
                     break
         if not missing:
             return
+        shown = "; ".join(reason for _, reason in missing[:_SHOWN])
+        more = f" (and {len(missing) - _SHOWN} more)" if len(missing) > _SHOWN else ""
         if not self.skip_bad_samples:
-            shown = "; ".join(reason for _, reason in missing[:5])
-            more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
             raise DatasetError(
                 f"{self.source}: {len(missing)} of {len(self.ids)} samples have missing files: {shown}{more}. "
                 f"Restore the files, remove the ids from the split list, or {_SKIP_HINT}."
@@ -229,7 +296,7 @@ class SegmentationDataset(Dataset):
         for i, reason in missing:
             self.bad_samples.append((self.ids[i], reason))
         warnings.warn(
-            f"{self.source}: skipping {len(missing)} samples with missing files, e.g. {missing[0][1]}.",
+            f"{self.source}: skipping {len(missing)} of {len(self.ids)} samples with missing files: {shown}{more}.",
             BadSampleWarning,
             stacklevel=3,
         )
@@ -244,10 +311,17 @@ class SegmentationDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not self.skip_bad_samples:
             return self._get(index)
+        if self.skip_mode == "drop":
+            if index not in self._bad_reasons:
+                try:
+                    return self._get(index)
+                except DatasetError as exc:
+                    self._mark_bad(index, exc)
+            return {"id": self.ids[index], BAD_REASON: self._bad_reasons[index]}
         n = len(self.ids)
         for offset in range(n):
             j = (index + offset) % n
-            if j in self._bad_indices:
+            if j in self._bad_reasons:
                 continue
             try:
                 return self._get(j)
@@ -256,7 +330,7 @@ class SegmentationDataset(Dataset):
         raise DatasetError(f"{self.source}: every sample failed to load; see the warnings above.")
 
     def _mark_bad(self, index: int, exc: DatasetError) -> None:
-        self._bad_indices.add(index)
+        self._bad_reasons[index] = str(exc)
         self.bad_samples.append((self.ids[index], str(exc)))
         warnings.warn(f"Skipping sample '{self.ids[index]}': {exc}", BadSampleWarning, stacklevel=3)
 
@@ -273,13 +347,15 @@ class SegmentationDataset(Dataset):
             mask_t = torch.as_tensor(out["mask"]).long()
         return {"image": image_t, "mask": mask_t, "id": self.ids[index]}
 
-    def bad_samples_report(self) -> str:
-        """Human-readable list of the samples skipped so far ('' when none)."""
-        if not self.bad_samples:
-            return ""
-        lines = [f"{self.source}: {len(self.bad_samples)} bad samples skipped:"]
-        lines += [f"  {sid}: {reason}" for sid, reason in self.bad_samples]
-        return "\n".join(lines)
+    def bad_samples_report(self, more: Iterable[tuple[str, str]] = ()) -> str:
+        """Human-readable list of the samples skipped so far ('' when none).
+
+        Args:
+            more: ``(id, reason)`` pairs found elsewhere, e.g. ``SegMetrics.bad_samples`` from
+                :func:`segkit.evaluate.evaluate`, which also sees the samples DataLoader workers skipped.
+                Each id is listed once.
+        """
+        return format_bad_samples(self.source, [*self.bad_samples, *more])
 
     def __repr__(self) -> str:
         return (

@@ -6,33 +6,37 @@ from collections.abc import Callable
 from typing import Any
 
 from segkit.config import DataConfig
-from segkit.data.base import DatasetError, SegmentationDataset
+from segkit.data.base import DatasetError, SegmentationDataset, SkipMode
 from segkit.data.coco import COCOSegmentation
 from segkit.data.folder import FolderDataset
 from segkit.data.synthetic import SyntheticVOC
 from segkit.data.voc import VOCSegmentation
 
 Transform = Callable[..., dict[str, Any]]
+Builder = Callable[[DataConfig, str, Transform | None, int | None, SkipMode], SegmentationDataset]
 
 
-def _voc(cfg: DataConfig, split: str, transform: Transform | None, num_classes: int | None) -> SegmentationDataset:
+def _voc(cfg: DataConfig, split: str, transform: Transform | None, num_classes: int | None,
+         skip_mode: SkipMode) -> SegmentationDataset:  # fmt: skip
     return VOCSegmentation(cfg.root, split, transform=transform, ignore_index=cfg.ignore_index,
-                           skip_bad_samples=cfg.skip_bad_samples)  # fmt: skip
+                           skip_bad_samples=cfg.skip_bad_samples, skip_mode=skip_mode)  # fmt: skip
 
 
-def _coco(cfg: DataConfig, split: str, transform: Transform | None, num_classes: int | None) -> SegmentationDataset:
+def _coco(cfg: DataConfig, split: str, transform: Transform | None, num_classes: int | None,
+          skip_mode: SkipMode) -> SegmentationDataset:  # fmt: skip
     return COCOSegmentation(cfg.root, split, transform=transform, ignore_index=cfg.ignore_index,
-                            skip_bad_samples=cfg.skip_bad_samples, progress=True)  # fmt: skip
+                            skip_bad_samples=cfg.skip_bad_samples, skip_mode=skip_mode, progress=True)  # fmt: skip
 
 
-def _folder(cfg: DataConfig, split: str, transform: Transform | None, num_classes: int | None) -> SegmentationDataset:
+def _folder(cfg: DataConfig, split: str, transform: Transform | None, num_classes: int | None,
+            skip_mode: SkipMode) -> SegmentationDataset:  # fmt: skip
     return FolderDataset(cfg.root, split, transform=transform, ignore_index=cfg.ignore_index,
-                         skip_bad_samples=cfg.skip_bad_samples, num_classes=num_classes)  # fmt: skip
+                         skip_bad_samples=cfg.skip_bad_samples, skip_mode=skip_mode,
+                         num_classes=num_classes)  # fmt: skip
 
 
-def _synthetic(
-    cfg: DataConfig, split: str, transform: Transform | None, num_classes: int | None
-) -> SegmentationDataset:
+def _synthetic(cfg: DataConfig, split: str, transform: Transform | None, num_classes: int | None,
+               skip_mode: SkipMode) -> SegmentationDataset:  # fmt: skip
     return SyntheticVOC(
         cfg.root,
         split,
@@ -43,10 +47,11 @@ def _synthetic(
         transform=transform,
         ignore_index=cfg.ignore_index,
         skip_bad_samples=cfg.skip_bad_samples,
+        skip_mode=skip_mode,
     )
 
 
-DATASETS: dict[str, Callable[[DataConfig, str, Transform | None, int | None], SegmentationDataset]] = {
+DATASETS: dict[str, Builder] = {
     "voc": _voc,
     "coco": _coco,
     "folder": _folder,
@@ -60,6 +65,7 @@ def build_dataset(
     transform: Transform | None,
     *,
     num_classes: int | None = None,
+    skip_mode: SkipMode = "replace",
 ) -> SegmentationDataset:
     """Build the data set ``data_cfg.dataset`` for ``split`` (e.g. ``data_cfg.train_split``).
 
@@ -69,10 +75,14 @@ def build_dataset(
         transform: joint transform from :func:`build_train_transform` / :func:`build_eval_transform`.
         num_classes: the model's class count; checked against the data set's (and used by folder data
             sets without ``classes.txt``).
+        skip_mode: with ``data.skip_bad_samples``, ``"replace"`` a bad sample by the next good one
+            (training) or ``"drop"`` it (evaluation: load with ``collate_fn=collate_drop_bad``, or batch
+            size 1, and :func:`segkit.evaluate.evaluate` leaves it out, so no image counts twice).
 
     Raises:
         KeyError: unknown ``data_cfg.dataset`` (the message lists the valid names).
-        DatasetError: missing or inconsistent data, or a class count different from ``num_classes``.
+        DatasetError: missing or inconsistent data, a ``data.ignore_index`` that is a class, or a class
+            count different from ``num_classes``.
     """
     try:
         builder = DATASETS[data_cfg.dataset]
@@ -80,7 +90,7 @@ def build_dataset(
         raise KeyError(
             f"Unknown data set '{data_cfg.dataset}' (data.dataset); valid names: {', '.join(DATASETS)}."
         ) from None
-    dataset = builder(data_cfg, split, transform, num_classes)
+    dataset = builder(data_cfg, split, transform, num_classes, skip_mode)
     if num_classes is not None and dataset.num_classes != num_classes:
         raise DatasetError(
             f"Data set '{data_cfg.dataset}' ({dataset.source}) has {dataset.num_classes} classes "

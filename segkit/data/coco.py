@@ -4,8 +4,8 @@ Layout under ``root``: ``annotations/instances_<split>.json`` and ``<split>/<fil
 ``train2017``). Instance masks (polygons or RLE) of the VOC categories are merged into one class map:
 pixels claimed by instances of different classes and crowd regions not covered by a regular instance
 become the ignore label; images with fewer than 1000 labelled pixels are dropped. The masks and the
-kept ids are cached as PNGs under ``<root>/voc_masks/<split>/`` on the first pass; later
-constructions read the cache (rebuilt if the annotation file or the settings change).
+kept ids are cached as PNGs under ``<root>/voc_masks/<split>/`` on the first pass, each file written
+atomically; later constructions read the cache (rebuilt if the annotation file or the settings change).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from segkit.data.base import DatasetError, SegmentationDataset
+from segkit.data.base import DatasetError, SegmentationDataset, SkipMode, check_ignore_index
 from segkit.data.classes import VOC_CLASSES, VOC_PALETTE
 from segkit.utils.io import atomic_write_text
-from segkit.viz import label_image
+from segkit.viz import save_label_png
 
 # COCO category id of each VOC class (index = VOC label; 0 = background), torchvision's mapping.
 CAT_LIST: list[int] = [0, 5, 2, 16, 9, 44, 6, 3, 17, 62, 21, 67, 18, 19, 4, 1, 64, 20, 63, 7, 72]
@@ -89,6 +89,8 @@ class COCOSegmentation(SegmentationDataset):
         transform: joint image/mask transform.
         ignore_index: label of ignored pixels (overlaps, crowds).
         skip_bad_samples: warn and skip bad samples instead of failing.
+        skip_mode: ``replace`` (training) or ``drop`` (evaluation) a skipped sample;
+            see :class:`~segkit.data.base.SegmentationDataset`.
         cache_dir: where the VOC masks are cached (default ``root/voc_masks/<split>``).
         min_labelled_pixels: images with fewer non-background, non-ignore pixels are dropped.
         progress: show a progress bar while building the cache.
@@ -102,6 +104,7 @@ class COCOSegmentation(SegmentationDataset):
         transform: Callable[..., dict[str, Any]] | None = None,
         ignore_index: int = 255,
         skip_bad_samples: bool = False,
+        skip_mode: SkipMode = "replace",
         cache_dir: str | os.PathLike | None = None,
         min_labelled_pixels: int = MIN_LABELLED_PIXELS,
         progress: bool = False,
@@ -117,6 +120,7 @@ class COCOSegmentation(SegmentationDataset):
             )
         if not self.image_dir.is_dir():
             raise DatasetError(f"COCO image folder not found: {self.image_dir} (needed for split '{split}').")
+        check_ignore_index(ignore_index, VOC_CLASSES, f"COCO split '{split}'")  # before building a cache with it
         manifest = self._manifest(ignore_index, min_labelled_pixels)
         entries = self._read_cache(manifest)
         if entries is None:
@@ -129,6 +133,7 @@ class COCOSegmentation(SegmentationDataset):
             transform=transform,
             ignore_index=ignore_index,
             skip_bad_samples=skip_bad_samples,
+            skip_mode=skip_mode,
             source=f"COCO split '{split}' ({self.ann_file}, masks in {self.cache_dir})",
         )
 
@@ -157,7 +162,12 @@ class COCOSegmentation(SegmentationDataset):
     def build_cache(
         self, manifest: dict[str, Any], ignore_index: int, min_labelled_pixels: int, progress: bool
     ) -> list[tuple[str, str]]:
-        """Write a VOC mask PNG per kept image, then ``ids.txt`` and ``manifest.json`` (the completion mark)."""
+        """Write a VOC mask PNG per kept image, then ``ids.txt`` and ``manifest.json`` (the completion mark).
+
+        Every file is written atomically (temporary file + rename), so a process reading the cache while
+        another builds it sees whole files only. Under DDP, still build the data set on rank 0 first and
+        let the other ranks construct theirs after a barrier, so the work is done once.
+        """
         from pycocotools.coco import COCO
 
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints timing lines
@@ -179,7 +189,14 @@ class COCOSegmentation(SegmentationDataset):
             if int(((label > 0) & (label != ignore_index)).sum()) < min_labelled_pixels:
                 continue
             sample_id = Path(info["file_name"]).stem
-            label_image(label, VOC_PALETTE).save(self.cache_dir / f"{sample_id}.png")
+            path = self.cache_dir / f"{sample_id}.png"
+            try:  # atomic: another process (DDP rank) reading the cache never sees a half-written PNG
+                save_label_png(path, label, VOC_PALETTE)
+            except OSError as exc:
+                raise DatasetError(
+                    f"Cannot write the COCO mask cache file {path}: {exc}. The cache folder {self.cache_dir} "
+                    "must be writable with free space (or pass another cache_dir)."
+                ) from exc
             kept.append((sample_id, info["file_name"]))
         if not kept:
             raise DatasetError(

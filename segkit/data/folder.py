@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from segkit.data.base import DatasetError, SegmentationDataset, read_split_file
+from segkit.data.base import DatasetError, SegmentationDataset, SkipMode, read_split_file
 from segkit.data.classes import VOC_PALETTE, read_classes_file
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -49,6 +49,8 @@ class FolderDataset(SegmentationDataset):
         transform: joint image/mask transform.
         ignore_index: mask value of unlabelled pixels.
         skip_bad_samples: warn and skip bad samples instead of failing.
+        skip_mode: ``replace`` (training) or ``drop`` (evaluation) a skipped sample;
+            see :class:`~segkit.data.base.SegmentationDataset`.
         num_classes: number of classes when there is no ``classes.txt`` (must match it when there is).
     """
 
@@ -60,6 +62,7 @@ class FolderDataset(SegmentationDataset):
         transform: Callable[..., dict[str, Any]] | None = None,
         ignore_index: int = 255,
         skip_bad_samples: bool = False,
+        skip_mode: SkipMode = "replace",
         num_classes: int | None = None,
     ) -> None:
         self.root = Path(root)
@@ -101,6 +104,7 @@ class FolderDataset(SegmentationDataset):
             transform=transform,
             ignore_index=ignore_index,
             skip_bad_samples=skip_bad_samples,
+            skip_mode=skip_mode,
             source=source,
         )
 

@@ -3,7 +3,8 @@
 Every image holds 2-4 objects on a textured background; an object's class is its SHAPE (circle,
 square, triangle, cross), never its colour: colours and textures are drawn independently of the class,
 so a model has to learn shapes. Objects span 20-45 % of the image side, may overlap, and carry a
-one-pixel ignore (255) border like VOC's boundary annotation.
+one-pixel ignore border like VOC's boundary annotation (255 on disk; :class:`SyntheticVOC` reads it
+as its ``ignore_index``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from segkit.data.base import DatasetError
+from segkit.data.base import DatasetError, SkipMode
 from segkit.data.classes import VOC_PALETTE, format_classes_file
 from segkit.data.voc import VOC_SUBDIR, VOCSegmentation
 from segkit.viz import label_image
@@ -205,6 +206,11 @@ class SyntheticVOC(VOCSegmentation):
         root: cache folder (gets ``VOCdevkit/``).
         split: ``train`` or ``val``.
         num_train, num_val, image_size, seed: generation parameters (a change regenerates the set).
+        transform: joint image/mask transform.
+        ignore_index: label of the objects' ignore border when read (stored as 255, like VOC); any
+            value >= 5.
+        skip_bad_samples: warn and skip bad samples instead of failing.
+        skip_mode: ``replace`` (training) or ``drop`` (evaluation) a skipped sample.
     """
 
     def __init__(
@@ -219,9 +225,17 @@ class SyntheticVOC(VOCSegmentation):
         transform: Callable[..., dict[str, Any]] | None = None,
         ignore_index: int = 255,
         skip_bad_samples: bool = False,
+        skip_mode: SkipMode = "replace",
     ) -> None:
         if split not in ("train", "val"):
             raise DatasetError(f"The synthetic data set has splits 'train' and 'val', got '{split}'.")
         generate_synthetic_voc(root, num_train, num_val, image_size, seed)
         super().__init__(root, split, transform=transform, ignore_index=ignore_index,
-                         skip_bad_samples=skip_bad_samples)  # fmt: skip
+                         skip_bad_samples=skip_bad_samples, skip_mode=skip_mode)  # fmt: skip
+
+    def load_mask(self, sample_id: str) -> np.ndarray:
+        """The stored mask, its ignore border (255 on disk, as in VOC) relabelled to ``ignore_index``."""
+        mask = super().load_mask(sample_id)
+        if self.ignore_index != IGNORE:
+            mask[mask == IGNORE] = self.ignore_index
+        return mask

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from segkit.data.base import DatasetError, SegmentationDataset, read_split_file
+from segkit.data.base import DatasetError, SegmentationDataset, SkipMode, read_split_file
 from segkit.data.classes import VOC_CLASSES, VOC_PALETTE, read_classes_file
 
 VOC_SUBDIR = Path("VOCdevkit") / "VOC2012"
@@ -64,6 +64,8 @@ class VOCSegmentation(SegmentationDataset):
         transform: joint image/mask transform (see :mod:`segkit.data.transforms`).
         ignore_index: label of pixels to ignore (VOC marks object boundaries with 255).
         skip_bad_samples: warn and skip bad samples instead of failing.
+        skip_mode: ``replace`` (training) or ``drop`` (evaluation) a skipped sample;
+            see :class:`~segkit.data.base.SegmentationDataset`.
 
     Class names and colours come from ``VOC2012/classes.txt`` when present, else the 21 VOC classes.
     """
@@ -76,6 +78,7 @@ class VOCSegmentation(SegmentationDataset):
         transform: Callable[..., dict[str, Any]] | None = None,
         ignore_index: int = 255,
         skip_bad_samples: bool = False,
+        skip_mode: SkipMode = "replace",
     ) -> None:
         self.root = Path(root)
         self.split = split
@@ -109,6 +112,7 @@ class VOCSegmentation(SegmentationDataset):
             transform=transform,
             ignore_index=ignore_index,
             skip_bad_samples=skip_bad_samples,
+            skip_mode=skip_mode,
             source=f"VOC split '{split}' ({list_path})",
         )
 
