@@ -1,6 +1,6 @@
 """Model complexity: trainable parameters and conv/linear multiply-adds (MAdds).
 
-Counts the way the MobileNetV2 paper's Table 7 does (see ``docs/readme_parts/complexity.md``):
+Counts the way the MobileNetV2 paper's Table 7 does (see README.md, "Model complexity"):
 
 - **Params**: trainable parameters (conv weights, BN scale/shift, biases; no running stats).
 - **MAdds**: multiply-adds of ``Conv2d`` and ``Linear`` layers only, measured with forward

@@ -5,17 +5,17 @@
         logits = model(images)["out"]
 
 What each step buys on a CPU (MobileNetV2 OS16, 513x513, batch 1, 2 cores; see
-``docs/readme_parts/complexity.md`` for the measured table):
+README.md, "CPU benchmarks", for the measured table):
 
 - **BN folding**: every ``Conv2d`` directly followed by a ``BatchNorm2d`` (in eval mode) gets the BN's
   affine transform in its weight and bias; the BN becomes ``nn.Identity``. Removes a full memory pass
-  per conv (BN was ~20% of the eager time).
+  per conv (about 10% of the eager time).
 - **channels_last**: oneDNN's depthwise and 1x1 convs are much faster in NHWC. Weights are converted
   once; a forward pre-hook converts 4-D inputs (another ~15%: the stem conv then runs NHWC end to end).
   Outputs keep their shape and values but are NHWC-strided.
 - **torch.compile** (``compile=True``, opt-in): Inductor with weight freezing fuses the ReLU6 clamps and
   residual adds into the oneDNN convs. Needs a C++ compiler, compiles on the first call of each input
-  shape (about a minute on 2 cores; cached on disk afterwards).
+  shape (1-1.5 minutes on 2 cores; cached on disk afterwards).
 
 Predictions equal eval mode: folding changes the arithmetic order only (logits agree to ~1e-5).
 """

@@ -113,3 +113,32 @@ def test_inference_benchmark_smoke(tmp_path, capsys):
     assert rows["voc_mnv2_os16"]["optimized"] and rows["voc_mnv2_os16"]["ratio_to_segkit_os16"] == 1.0
     assert rows["voc_mnv2_os16"]["params"] == 2_113_557
     assert "vs segkit OS16" in capsys.readouterr().out
+
+
+def _load_benchmark(name: str):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"segkit_bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_training_benchmark_smoke_with_memory(tmp_path, capsys):
+    """benchmarks/training.py end to end at a tiny size, peak memory measured in a fresh process per model."""
+    import json
+
+    out = tmp_path / "training.json"
+    module = _load_benchmark("training")
+    assert module.main(["--quick", "--size", "33", "--memory", "--models", "voc_mnv2_os16",
+                        "tv_lraspp_mobilenet_v3_large", "--json", str(out)]) == 0
+    rows = {r["model"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"voc_mnv2_os16", "tv_lraspp_mobilenet_v3_large"}
+    for row in rows.values():
+        assert row["step_s"] > 0 and row["peak_mem_mb"] is not None and row["peak_mem_mb"] >= 0, row
+    assert rows["voc_mnv2_os16"]["ratio_to_first"] == 1.0 and rows["voc_mnv2_os16"]["params"] == 2_113_557
+    assert "vs voc_mnv2_os16" in capsys.readouterr().out
