@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -225,6 +226,21 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def markdown_report(title: str, header: list[str], rows: list[list[str]], result_rows: list[dict]) -> str:
+    """Title, table, then the distinct ``note`` of the result rows as a bullet list."""
+    notes = sorted({r["note"] for r in result_rows if r.get("note")})
+    return "\n".join([title, "", markdown_table(header, rows)] + ([""] + [f"- {n}" for n in notes] if notes else []))
+
+
+def bench_main(run: Callable, to_markdown: Callable, args: Any) -> int:
+    """Run a benchmark, print its table, write ``--json``/``--markdown``; returns the exit code."""
+    result = run(args)
+    markdown = to_markdown(result)
+    print(markdown)
+    write_outputs(result, markdown, args.json, args.markdown)
+    return 0
 
 
 def write_outputs(result: dict[str, object], markdown: str, json_path: Path | None, md_path: Path | None) -> None:

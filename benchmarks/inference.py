@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 from benchutils import (  # noqa: E402
+    bench_main,
     PEERS,
     SEGKIT_CONFIGS,
     candidates,
@@ -42,12 +43,11 @@ from benchutils import (  # noqa: E402
     gemm_fn,
     interleaved,
     machine_info,
-    markdown_table,
+    markdown_report,
     median,
     paired_median_ratio,
     peak_rss_mb_subprocess,
     prepare_inference,
-    write_outputs,
 )
 
 EAGER_REF = "voc_mnv2_os16 (eval)"
@@ -174,18 +174,12 @@ def to_markdown(result: dict[str, object]) -> str:
              f"{info['torch_threads']} threads, fp32; GEMM floor {result['gemm_macs_per_s'] / 1e9:.1f} GMAC/s (median); "
              f"median of {settings['passes']} interleaved passes (throughput: {settings['throughput_passes']}); "
              f"1-min load average at start {info['load_average_1min_at_start']}.")
-    notes = sorted({r["note"] for r in result["rows"] if r["note"]})
-    return "\n".join([title, "", markdown_table(header, rows)] + ([""] + [f"- {n}" for n in notes] if notes else []))
+    return markdown_report(title, header, rows, result["rows"])
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
-    args = parse_args(argv)
-    result = run(args)
-    markdown = to_markdown(result)
-    print(markdown)
-    write_outputs(result, markdown, args.json, args.markdown)
-    return 0
+    return bench_main(run, to_markdown, parse_args(argv))
 
 
 if __name__ == "__main__":

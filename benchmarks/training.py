@@ -21,17 +21,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 from benchutils import (  # noqa: E402
+    bench_main,
     PEERS,
     SEGKIT_CONFIGS,
     candidates,
     interleaved,
     machine_info,
     make_train_step,
-    markdown_table,
+    markdown_report,
     median,
     paired_median_ratio,
     peak_rss_mb_subprocess,
-    write_outputs,
 )
 
 
@@ -110,18 +110,12 @@ def to_markdown(result: dict[str, object]) -> str:
              f"{info['torch_threads']} threads, fp32, batch {settings['batch']}, "
              f"{'channels_last' if settings['channels_last'] else 'NCHW'}; median of {settings['steps']} interleaved "
              f"steps after {settings['warmup']} warm-up; 1-min load average at start {info['load_average_1min_at_start']}.")
-    notes = sorted({r["note"] for r in result["rows"] if r["note"]})
-    return "\n".join([title, "", markdown_table(header, rows)] + ([""] + [f"- {n}" for n in notes] if notes else []))
+    return markdown_report(title, header, rows, result["rows"])
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
-    args = parse_args(argv)
-    result = run(args)
-    markdown = to_markdown(result)
-    print(markdown)
-    write_outputs(result, markdown, args.json, args.markdown)
-    return 0
+    return bench_main(run, to_markdown, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -88,8 +88,9 @@ class TrainConfig:
 
     iterations: int = 30000
     batch_size: int = 16
+    optimizer: Literal["sgd", "adamw"] = "sgd"  # official: SGD; AdamW for short from-scratch runs (the demo)
     lr: float = 0.007
-    momentum: float = 0.9
+    momentum: float = 0.9  # SGD momentum; AdamW's beta1
     weight_decay: float = 4e-5
     poly_power: float = 0.9
     warmup_iters: int = 0
@@ -297,6 +298,7 @@ def validate_config(cfg: Config) -> None:
     need(t.iterations >= 1, "train.iterations", t.iterations, "an integer >= 1")
     need(t.batch_size >= 1, "train.batch_size", t.batch_size, "an integer >= 1")
     need(t.lr > 0, "train.lr", t.lr, "a number > 0")
+    need(0 <= t.momentum < 1, "train.momentum", t.momentum, "0 <= m < 1")
     need(t.grad_accum >= 1, "train.grad_accum", t.grad_accum, "an integer >= 1")
     need(t.warmup_iters >= 0, "train.warmup_iters", t.warmup_iters, "an integer >= 0")
     need(0 < t.warmup_factor <= 1, "train.warmup_factor", t.warmup_factor, "0 < f <= 1")

@@ -1,7 +1,7 @@
 """Optimiser and learning-rate schedule of the official DeepLab recipe.
 
-SGD with momentum; weight decay skipped (by default) on depthwise weights, norm parameters and
-biases; conv/linear biases at ``bias_lr_mult`` x the learning rate (TF DeepLab: 2x); poly decay
+SGD with momentum (the official recipe; ``train.optimizer=adamw`` for short from-scratch runs such as
+the demo); weight decay skipped (by default) on depthwise weights, norm parameters and biases; conv/linear biases at ``bias_lr_mult`` x the learning rate (TF DeepLab: 2x); poly decay
 ``(1 - it / total) ** power`` stepped every iteration, with an optional linear warm-up.
 """
 
@@ -50,9 +50,13 @@ def build_param_groups(model: nn.Module, tcfg: TrainConfig) -> list[dict[str, An
     return list(groups.values())
 
 
-def build_optimizer(model: nn.Module, tcfg: TrainConfig) -> torch.optim.SGD:
-    """SGD with momentum over :func:`build_param_groups`."""
-    return torch.optim.SGD(build_param_groups(model, tcfg), lr=tcfg.lr, momentum=tcfg.momentum)
+def build_optimizer(model: nn.Module, tcfg: TrainConfig) -> torch.optim.Optimizer:
+    """``train.optimizer`` over :func:`build_param_groups`: SGD with momentum, or AdamW (decoupled weight
+    decay, ``train.momentum`` as its beta1)."""
+    groups = build_param_groups(model, tcfg)
+    if tcfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=tcfg.lr, betas=(tcfg.momentum, 0.999))
+    return torch.optim.SGD(groups, lr=tcfg.lr, momentum=tcfg.momentum)
 
 
 def poly_lr_factor(iteration: int, total: int, *, power: float = 0.9, warmup_iters: int = 0,

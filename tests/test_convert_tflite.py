@@ -341,7 +341,7 @@ def test_training_starts_from_the_converted_checkpoint(converted: dict[Path], tm
         "data.root": str(root), "data.synthetic_num_train": 4, "data.synthetic_num_val": 2,
         "data.synthetic_image_size": 64, "data.crop_size": 64, "data.scale_min": 1.0, "data.scale_max": 1.0,
         "data.hflip": False, "data.num_workers": 0, "train.iterations": 8, "train.batch_size": 4,
-        "train.log_interval": 1, "train.val_interval": 1000, "train.warmup_iters": 0, "train.lr": 0.002,
+        "train.log_interval": 1, "train.val_interval": 1000, "train.warmup_iters": 0, "train.lr": 0.002, "train.optimizer": "sgd",
         "train.init_weights": str(converted["deeplab"]), "model.norm_eval": True,
         "model.tf_same_padding": True, "model.bn_eps": official.bn_eps, "model.head_bn_eps": official.head_bn_eps,
         "model.input_mean": official.input_mean, "model.input_std": official.input_std,

@@ -67,3 +67,13 @@ def test_decay_switches() -> None:
     frozen.weight.requires_grad_(False)
     assert sum(len(g["params"]) for g in build_param_groups(frozen, TrainConfig())) == 1  # only the bias
     assert isinstance(build_optimizer(model, TrainConfig()), torch.optim.SGD)
+
+
+def test_adamw_keeps_the_param_groups() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, bias=True), nn.BatchNorm2d(8), nn.Conv2d(8, 8, 3, groups=8, bias=False))
+    tcfg = TrainConfig(optimizer="adamw", lr=2e-3, weight_decay=1e-4, momentum=0.85)
+    opt = build_optimizer(model, tcfg)
+    assert isinstance(opt, torch.optim.AdamW)
+    by_kind = {kind: g for g in opt.param_groups for kind in g["kinds"]}
+    assert by_kind["weight"]["weight_decay"] == 1e-4 and by_kind["depthwise"]["weight_decay"] == 0.0
+    assert by_kind["bias"]["lr"] == pytest.approx(2 * 2e-3) and by_kind["weight"]["betas"] == (0.85, 0.999)

@@ -36,7 +36,8 @@ def tiny_overrides(root: Path, iterations: int = 4, **extra: object) -> list[str
         "data.synthetic_image_size": 64, "data.crop_size": 48, "data.num_workers": 0,
         "model.width_mult": 0.35, "train.iterations": iterations, "train.batch_size": 4,
         "train.log_interval": 1, "train.val_interval": 1000, "train.ckpt_interval": 1000,
-        "train.deterministic": True, "train.warmup_iters": 0, "train.lr": 0.02,
+        "train.deterministic": True, "train.warmup_iters": 0, "train.lr": 0.02, "train.optimizer": "sgd",
+        "train.weight_decay": 4e-5,
     }
     values.update(extra)
     return [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in values.items()]
