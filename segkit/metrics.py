@@ -147,18 +147,20 @@ def _num(x: float) -> float | None:
 
 
 def metrics_to_json(
-    metrics: SegMetrics, class_names: Sequence[str], num_images: int, protocol: Any
+    metrics: SegMetrics, class_names: Sequence[str], protocol: Any, config: str | None = None
 ) -> dict[str, Any]:
-    """A JSON-ready dict (NaN -> null): miou, pixel_acc, mean_acc, per_class_iou, confusion, num_images, protocol."""
+    """A JSON-ready dict (NaN -> null): config (the config's name), miou, pixel_acc, mean_acc, per_class_iou,
+    confusion, num_images (``metrics.num_images``, the images scored), protocol."""
     k = len(metrics.per_class_iou)
     if len(class_names) != k:
         raise ValueError(f"{len(class_names)} class names for {k} classes.")
     return {
+        "config": config,
         "miou": _num(metrics.miou),
         "pixel_acc": _num(metrics.pixel_acc),
         "mean_acc": _num(metrics.mean_acc),
         "per_class_iou": {name: _num(float(v)) for name, v in zip(class_names, metrics.per_class_iou)},
         "confusion": metrics.confusion.astype(np.int64).tolist(),
-        "num_images": int(num_images),
+        "num_images": int(metrics.num_images),
         "protocol": protocol,
     }

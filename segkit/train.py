@@ -261,20 +261,15 @@ def build_training(cfg: Config, work_dir: Path, device: torch.device, dist_info:
     ``load_init_weights=False`` skips ``train.init_weights`` (a resumed run loads its checkpoint instead).
     """
     mean, std = cfg.model.input_mean, cfg.model.input_std
-
-    def datasets() -> tuple[Dataset, Dataset]:
-        train_set = build_dataset(cfg.data, cfg.data.train_split, build_train_transform(cfg.data, mean, std),
-                                  num_classes=cfg.model.num_classes)
-        # "drop": with data.skip_bad_samples a bad val sample is left out, never scored twice
-        val_set = build_dataset(cfg.data, cfg.data.val_split, build_eval_transform(mean, std),
-                                num_classes=cfg.model.num_classes, skip_mode="drop")
-        return train_set, val_set
-
     # Rank 0 first: data sets that build a cache on first use (COCO masks, the synthetic set) are
     # written once, then the other ranks read them.
     if not dist_info.is_main:
         barrier()
-    train_set, val_set = datasets()
+    train_set = build_dataset(cfg.data, cfg.data.train_split, build_train_transform(cfg.data, mean, std),
+                              num_classes=cfg.model.num_classes)
+    # "drop": with data.skip_bad_samples a bad val sample is left out, never scored twice
+    val_set = build_dataset(cfg.data, cfg.data.val_split, build_eval_transform(mean, std),
+                            num_classes=cfg.model.num_classes, skip_mode="drop")
     if dist_info.is_main:
         barrier()
     if len(train_set) < cfg.train.batch_size:
@@ -391,21 +386,24 @@ def train_step(tr: Training, batches: Iterator[dict[str, Any]]) -> dict[str, flo
         tr.scaler.scale(loss / accum).backward()
         for key, value in {"loss": loss, **parts}.items():
             totals[key] = totals.get(key, 0.0) + value.detach() / accum
-    ok = all(torch.isfinite(v) for v in totals.values())
-    if ok and not tr.scaler.is_enabled():  # fp16's GradScaler skips steps with inf/NaN gradients by itself
-        grads = [p.grad for p in tr.model.parameters() if p.grad is not None]
-        ok = bool(torch.isfinite(torch.stack([g.abs().max() for g in grads]).max())) if grads else True
-        what = "gradients are not finite"
-    else:
-        what = f"loss is {float(totals['loss'])}"
-    finite = torch.tensor([float(ok)], device=tr.device)
-    if not bool(all_reduce_mean(finite).item() == 1.0):
-        raise TrainingDiverged(f"{what if not ok else 'another process diverged'} at iteration {tr.iteration + 1}")
+    problem = None
+    if not all(torch.isfinite(v) for v in totals.values()):
+        problem = f"loss is {float(totals['loss'])}"
+    elif not tr.scaler.is_enabled() and not _gradients_finite(tr.model):  # fp16's GradScaler skips such steps
+        problem = "gradients are not finite"
+    healthy = torch.tensor([float(problem is None)], device=tr.device)
+    if all_reduce_mean(healthy).item() != 1.0:
+        raise TrainingDiverged(f"{problem or 'another process diverged'} at iteration {tr.iteration + 1}")
     tr.scaler.step(tr.optimizer)
     tr.scaler.update()
     tr.scheduler.step()
     tr.iteration += 1
     return {k: float(all_reduce_mean(v)) for k, v in totals.items()}
+
+
+def _gradients_finite(model: nn.Module) -> bool:
+    grads = [p.grad.abs().max() for p in model.parameters() if p.grad is not None]
+    return not grads or bool(torch.isfinite(torch.stack(grads)).all())
 
 
 class _null:
@@ -570,7 +568,7 @@ def train(
         if dist_info.is_main and logger.jsonl_path.exists():
             plot_curves(read_jsonl(logger.jsonl_path), work_dir / "curves.png")
         cleanup()
-    skipped = tr.train_set.bad_samples_report() if hasattr(tr.train_set, "bad_samples_report") else ""
+    skipped = tr.train_set.bad_samples_report()
     if skipped:
         log(f"Training skipped bad samples (seen by the main process; DataLoader workers warn as they go):\n{skipped}")
     result = {"iteration": tr.iteration, "best_miou": tr.best_miou, "last_miou": last_miou,

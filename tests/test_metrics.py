@@ -116,13 +116,16 @@ def test_table_and_json():
     cm.update(T([0, 1]), T([0, 1]))
     sparse = cm.compute()
     assert "(absent)" in format_metrics_table(sparse, ["a", "b", "c"]).splitlines()[4]
-    data = metrics_to_json(sparse, ["a", "b", "c"], num_images=2, protocol={"scales": [1.0]})
-    assert set(data) == {"miou", "pixel_acc", "mean_acc", "per_class_iou", "confusion", "num_images", "protocol"}
+    sparse.num_images = 2
+    data = metrics_to_json(sparse, ["a", "b", "c"], protocol={"scales": [1.0]}, config="voc_mnv2_os16")
+    assert set(data) == {"config", "miou", "pixel_acc", "mean_acc", "per_class_iou", "confusion", "num_images",
+                         "protocol"}
+    assert data["config"] == "voc_mnv2_os16"
     assert data["per_class_iou"] == {"a": 1.0, "b": 1.0, "c": None}
     assert data["confusion"] == [[1, 0, 0], [0, 1, 0], [0, 0, 0]] and data["num_images"] == 2
     json.dumps(data, allow_nan=False)  # strictly valid JSON
     with pytest.raises(ValueError, match="2 class names for 3 classes"):
-        metrics_to_json(sparse, ["a", "b"], 1, "x")
+        metrics_to_json(sparse, ["a", "b"], "x")
 
 
 def test_real_voc_sample_matches_reference(shared_data):

@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_metrics_table(metrics, class_names))
     if args.json is not None:
         protocol = {**protocol_dict(cfg.eval), "dataset": cfg.data.dataset, "split": split}
-        report = {"config": cfg.name, **metrics_to_json(metrics, class_names, metrics.num_images, protocol)}
+        report = metrics_to_json(metrics, class_names, protocol, cfg.name)
         atomic_write_text(args.json, format_report_json(report))
         print(f"Wrote {args.json}", file=sys.stderr)
     if args.save_pred is not None:
