@@ -25,7 +25,9 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing segkit
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-SEGKIT_CONFIGS = ("voc_mnv2_os16", "voc_mnv2_os16_aspp", "voc_mnv2_os8", "voc_mnv2_os8_aspp")
+# the four MobileNetV2 Table 7 configs, then the DeepLabV3+ decoder ones (extra points beside Table 7)
+SEGKIT_CONFIGS = ("voc_mnv2_os16", "voc_mnv2_os16_aspp", "voc_mnv2_os8", "voc_mnv2_os8_aspp",
+                  "voc_mnv2_os16_plus", "voc_mnv2_os16_aspp_plus")
 PEERS = ("smp_deeplabv3_mobilenet_v2", "tv_deeplabv3_mobilenet_v3_large", "tv_lraspp_mobilenet_v3_large")
 
 

@@ -1,4 +1,4 @@
-"""CPU inference benchmark: segkit's four MobileNetV2 configs against smp and torchvision peers.
+"""CPU inference benchmark: segkit's MobileNetV2 configs (four Table 7 rows + two DeepLabV3+) against peers.
 
     python benchmarks/inference.py [--fast [--compile]] [--quick] [--json OUT.json] [--markdown OUT.md]
 
@@ -7,8 +7,8 @@ One process, every model measured in the same run, interleaved (round robin) aft
 - latency: 513x513 (smp: 512x512, it rejects sizes not divisible by 8), batch 1, median of ``--passes``
   (default 10) timed passes under ``torch.inference_mode()``;
 - throughput: images/s at batch ``--batch`` (default 8), median of ``--throughput-passes`` (default 3,
-  no extra warm-up: a batch-8 round of all seven models takes about a minute on 2 cores, and the
-  whole run must stay under 8 minutes);
+  no extra warm-up: a batch-8 round of the seven models before the two decoder configs took about a minute
+  on 2 cores, and the whole run must stay under 8 minutes);
 - peak memory: resident memory (RSS) a batch-1 forward adds above the loaded model, measured in a
   fresh process per model (``VmHWM`` after the pass minus ``VmRSS`` before it, high-water mark reset
   through ``/proc/self/clear_refs``); it includes oneDNN's weight/workspace caches, not the weights;

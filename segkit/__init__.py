@@ -5,9 +5,10 @@ Public API::
     import segkit
     cfg = segkit.load_config("voc_mnv2_os16", ["model.output_stride=8"])
     model = segkit.build_model(cfg).eval()
-    model = segkit.load_model("work_dirs/demo_mnv2_os16/best.pth")
+    model = segkit.load_model("work_dirs/demo_mnv2_os16/best.pth")   # any segkit or converted checkpoint
+    fast = segkit.optimize_for_inference(model)                       # BN folded, channels_last
 
-Attributes are imported lazily, so ``from segkit.models.backbones import MobileNetV2`` loads
+The command line is ``segkit <subcommand>`` (:mod:`segkit.cli`). Attributes are imported lazily, so ``from segkit.models.backbones import MobileNetV2`` loads
 the backbone alone (no config, YAML or data code).
 """
 
@@ -18,12 +19,15 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+# public name -> defining module (imported on first use)
+
 _API = {
     "Config": "segkit.config",
     "ConfigError": "segkit.config",
     "load_config": "segkit.config",
     "build_model": "segkit.models",
-    "load_model": "segkit.checkpoint",
+    "load_model": "segkit.loading",
+    "load_state_into": "segkit.loading",
     "optimize_for_inference": "segkit.optimize",
 }
 __all__ = sorted(_API)

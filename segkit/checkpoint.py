@@ -1,4 +1,4 @@
-"""segkit checkpoints: one dict holding the model config, preprocessing, class names and weights.
+"""segkit checkpoints, the file format: one dict holding the model config, preprocessing, class names and weights.
 
 Every checkpoint is self-describing, so evaluation and inference need no ``--config``::
 
@@ -6,12 +6,14 @@ Every checkpoint is self-describing, so evaluation and inference need no ``--con
      "config": Config.to_dict(), "class_names": [...], "palette": [[r, g, b], ...] | None,
      "model": state_dict, ...training state (optimizer, scheduler, iteration, RNG, ...)}
 
-Written atomically; read with ``torch.load(weights_only=True)`` so a checkpoint never runs code.
+Written atomically; read with ``torch.load(weights_only=True)`` so a file never runs code. Building a
+model from a file is :mod:`segkit.loading`'s job.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,11 @@ from segkit.utils.io import atomic_torch_save
 
 FORMAT = "segkit"
 VERSION = 1
+ACCEPTED = ("segkit reads files written by torch.save holding tensors only: segkit checkpoints (segkit train, "
+            "segkit convert), bare state dicts {name: tensor} and torchvision mobilenet_v2 ImageNet files")
+
+__all__ = ["ACCEPTED", "CheckpointError", "checkpoint_config", "describe_mismatch", "load_checkpoint", "load_weights",
+           "read_torch_file", "save_checkpoint"]
 
 
 class CheckpointError(RuntimeError):
@@ -54,19 +61,47 @@ def save_checkpoint(
     atomic_torch_save(state, path)
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a segkit checkpoint (``weights_only=True``) and check its format."""
+def _what_went_wrong(path: Path, exc: BaseException) -> str:
+    """What an unreadable file is, in words (PyTorch's own advice to retry with weights_only=False is dropped)."""
+    text = str(exc)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        return "the file is empty"
+    pickled = re.search(r"[Uu]nsupported [Gg][Ll][Oo][Bb][Aa][Ll]:? (?:GLOBAL )?([\w.]+)", text)
+    if pickled:
+        return (f"it is a pickle holding Python objects ({pickled.group(1)}), not only tensors; it was refused "
+                "unread (weights_only=True runs no code from a file)")
+    if head == b"PK\x03\x04":
+        return "it is a torch.save zip archive that is truncated or damaged (copy or download it again)"
+    if head[:1] == b"\x80" and not text.startswith("Weights only load failed"):
+        return "it is a legacy torch.save file that is truncated or damaged (copy or download it again)"
+    return f"it is not a PyTorch file (it starts with bytes {head.hex(' ')}; torch.save files start with 50 4b 03 04)"
+
+
+def read_torch_file(path: str | os.PathLike, *, what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, with a one-line error saying what a bad file is.
+
+    Args:
+        path: the file.
+        what: what the file is for, named in the errors (e.g. ``"train.init_weights file"``).
+
+    Raises:
+        CheckpointError: the file is missing, empty, truncated, not a PyTorch file, or pickles objects.
+    """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"Checkpoint not found: {path}. Pass the path of a .pth written by segkit "
-                              "(tools/train.py work dir, or tools/convert_tflite.py).")
+        raise CheckpointError(f"{what[:1].upper()}{what[1:]} not found: {path}. Pass the path of a .pth file "
+                              f"({ACCEPTED}).")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated file, not a torch file, or pickled code
-        raise CheckpointError(
-            f"Cannot read checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. "
-            "segkit loads checkpoints with weights_only=True; the file may be corrupt or contain pickled objects."
-        ) from exc
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, random bytes, or pickled code: nothing ran
+        raise CheckpointError(f"Cannot read {what} {path}: {_what_went_wrong(path, exc)}. {ACCEPTED}.") from exc
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a segkit checkpoint (``weights_only=True``) and check its format."""
+    ckpt = read_torch_file(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not a segkit checkpoint (no 'format': 'segkit' entry). For a bare state dict, pass "
@@ -123,33 +158,3 @@ def load_weights(model: nn.Module, ckpt: dict[str, Any], cfg: Config | None = No
             "the checkpoint (or --set the differing keys), or start from the checkpoint's own config."
         )
     model.load_state_dict(state, strict=True)
-
-
-def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:
-    """Build the model a segkit checkpoint describes, load its weights, and return it in eval mode.
-
-    A ``"segmentor"`` checkpoint (training, or a converted DeepLab model) gives a
-    :class:`~segkit.models.Segmentor`; a ``"classifier"`` one (a converted ImageNet model) a
-    :class:`~segkit.models.classifier.MobileNetV2Classifier`. The returned module carries
-    ``segkit_config`` (the :class:`Config`) and ``class_names``. torchvision's ImageNet
-    ``mobilenet_v2`` files initialise a backbone instead: ``train.init_weights`` or
-    :func:`segkit.models.backbones.load_torchvision_weights`.
-    """
-    ckpt = load_checkpoint(path)
-    kind = ckpt.get("kind", "segmentor")
-    if kind == "classifier":
-        from segkit.models.classifier import load_classifier
-
-        return load_classifier(path, device=device)
-    if kind != "segmentor":
-        raise CheckpointError(f"{path} holds a checkpoint of unknown kind {kind!r}; segkit writes 'segmentor' "
-                              "and 'classifier' checkpoints.")
-    from segkit.models import build_model  # models import config only; keep this module light
-
-    cfg = checkpoint_config(ckpt)
-    model = build_model(cfg)
-    load_weights(model, ckpt, cfg)
-    model.segkit_config = cfg
-    model.class_names = ckpt.get("class_names")
-    model.palette = ckpt.get("palette")
-    return model.to(device).eval()

@@ -38,11 +38,13 @@ import torch
 from torch import Tensor, nn
 
 from segkit.config import Config, load_config
-from segkit.models.build import build_model
+from segkit.inference import MF_SCALES  # the paper's MF scales, defined once
+from segkit.models.build import build_model, count_parameters
 
 __all__ = [
     "CONVENTIONS",
     "MF_SCALES",
+    "EXTRA_ROWS",
     "TABLE7",
     "ComplexityReport",
     "LayerRecord",
@@ -50,6 +52,7 @@ __all__ = [
     "count_complexity",
     "count_config",
     "count_trainable_parameters",
+    "extra_rows",
     "format_count",
     "format_table",
     "multi_scale_sizes",
@@ -132,8 +135,8 @@ def _check_convention(convention: str) -> None:
 
 
 def count_trainable_parameters(model: nn.Module) -> int:
-    """Trainable parameters, as the paper counts them (BN running statistics are buffers, not counted)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """Trainable parameters, as the paper counts them: :func:`segkit.models.count_parameters`."""
+    return count_parameters(model)
 
 
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:
@@ -277,8 +280,6 @@ def format_table(report: ComplexityReport, *, max_name: int = 48) -> str:
 # ---------------------------------------------------------------------------------------------
 # Table 7 of the MobileNetV2 paper
 
-MF_SCALES: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
-
 
 @dataclass(frozen=True)
 class Table7Row:
@@ -303,6 +304,13 @@ TABLE7: tuple[Table7Row, ...] = (
     Table7Row("MNet V2*", "voc_mnv2_os8", 8, False, True, 77.33, 2.11e6, 152.6e9),
     Table7Row("ResNet-101", "voc_r101_os16_aspp", 16, True, False, 80.49, 58.16e6, 81.0e9),
     Table7Row("ResNet-101", "voc_r101_os8_aspp", 8, True, True, 82.70, 58.16e6, 4870.6e9),
+)
+
+
+# segkit configurations measured beside Table 7 (no paper figures): (network, config), single scale.
+EXTRA_ROWS: tuple[tuple[str, str], ...] = (
+    ("MNet V2* + DeepLabV3+ decoder", "voc_mnv2_os16_plus"),
+    ("MNet V2* + sep. ASPP + DeepLabV3+ decoder", "voc_mnv2_os16_aspp_plus"),
 )
 
 
@@ -334,6 +342,18 @@ def count_config(
         report = count_complexity(model, size)
         total = total + report + (report if flip else ComplexityReport())
     return total
+
+
+def extra_rows(input_size: int = 513) -> list[dict[str, object]]:
+    """Measure :data:`EXTRA_ROWS`: ``network, config, os, aspp, decoder, params, madds_pytorch, madds_tf1``."""
+    rows = []
+    for network, name in EXTRA_ROWS:
+        cfg = load_config(name)
+        report = count_config(cfg, input_size)
+        rows.append({"network": network, "config": name, "os": cfg.model.output_stride, "aspp": cfg.model.aspp,
+                     "decoder": cfg.model.decoder, "params": report.params,
+                     "madds_pytorch": report.madds_pytorch, "madds_tf1": report.madds_tf1})
+    return rows
 
 
 def _rel(measured: float, paper: float) -> float:

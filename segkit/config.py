@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ from typing import Any, Literal, Optional
 
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# The shipped YAMLs are package data (segkit/configs/); the checkout's top-level configs/ is a symlink to them.
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 IMAGENET_MEAN = [123.675, 116.28, 103.53]
 IMAGENET_STD = [58.395, 57.12, 57.375]
@@ -43,6 +45,11 @@ class ModelConfig:
     final_conv: bool = False  # build the 1x1 conv to 1280 channels (MNet V2 without '*')
     aspp: bool = False  # three 3x3 atrous branches; False = the paper's light head
     aspp_rates: Optional[list[int]] = None  # None: 6/12/18 at OS16, 12/24/36 at OS8, 3/6/9 at OS32
+    aspp_separable: bool = False  # atrous branches as depthwise 3x3 + pointwise 1x1 (TF aspp_with_separable_conv)
+    decoder: Literal["none", "deeplabv3plus"] = "none"  # DeepLabV3+ decoder on a low-level backbone feature
+    decoder_output_stride: Literal[4, 8, 16] = 4  # stride of that feature; below output_stride
+    decoder_feature: Literal["depthwise", "block"] = "depthwise"  # official layer_N/depthwise_output, or the block output
+    decoder_separable: bool = True  # decoder 3x3 convs depthwise-separable (TF decoder_use_separable_conv)
     head_channels: int = 256
     dropout: float = 0.1
     num_classes: int = 21
@@ -104,6 +111,7 @@ class TrainConfig:
     channels_last: bool = False
     grad_accum: int = 1
     init_weights: Optional[str] = None  # torchvision ImageNet MobileNetV2 file or a segkit checkpoint
+    init_last_layer: bool = True  # also load the logits conv (head.classifier) from init_weights when it fits (TF's initialize_last_layer)
     sync_bn: bool = True  # convert BN to SyncBatchNorm under DDP
     log_interval: int = 20
     val_interval: int = 2000
@@ -120,6 +128,7 @@ class EvalConfig:
     flip: bool = False
     resize_longer: Optional[int] = None
     pad_to: Optional[int] = None
+    slide: Optional[list[int]] = None  # [crop, stride]: sliding-window inference (segkit.inference); None: off
 
 
 @dataclass
@@ -282,6 +291,13 @@ def validate_config(cfg: Config) -> None:
          f"-1 (none) or 0..{max_frozen} for backbone '{m.backbone}' (0 = the stem only)")
     need(m.aspp or m.aspp_rates is None, "model.aspp_rates", m.aspp_rates,
          "null when model.aspp is false (the light head has no atrous branches); set model.aspp=true to use them")
+    need(m.aspp or not m.aspp_separable, "model.aspp_separable", m.aspp_separable,
+         "false when model.aspp is false (it makes the atrous branches separable); set model.aspp=true to use it")
+    if m.decoder != "none":
+        need(m.backbone == "mobilenet_v2", "model.decoder", m.decoder,
+             f"'none' for backbone '{m.backbone}' (the decoder reads MobileNetV2 end points); use model.backbone=mobilenet_v2")
+        need(m.decoder_output_stride < m.output_stride, "model.decoder_output_stride", m.decoder_output_stride,
+             f"4, 8 or 16, smaller than model.output_stride ({m.output_stride}); e.g. 4 (official)")
     if m.aspp_rates is not None:
         need(len(m.aspp_rates) == 3 and all(r >= 1 for r in m.aspp_rates), "model.aspp_rates", m.aspp_rates,
              "null (tied to the output stride) or three rates >= 1, e.g. [6, 12, 18]")
@@ -304,7 +320,10 @@ def validate_config(cfg: Config) -> None:
     need(0 < t.warmup_factor <= 1, "train.warmup_factor", t.warmup_factor, "0 < f <= 1")
     for key in ("log_interval", "val_interval", "ckpt_interval"):
         need(getattr(t, key) >= 1, f"train.{key}", getattr(t, key), "an integer >= 1")
-    need(len(e.scales) >= 1 and all(s > 0 for s in e.scales), "eval.scales", e.scales, "a non-empty list of positive scales")
+    need(len(e.scales) >= 1 and all(math.isfinite(s) and s > 0 for s in e.scales), "eval.scales", e.scales,
+         "a non-empty list of finite positive scales")
+    need(e.slide is None or (len(e.slide) == 2 and e.slide[0] >= 16 and 1 <= e.slide[1] <= e.slide[0]), "eval.slide",
+         e.slide, "null or [crop, stride] with crop >= 16 and 1 <= stride <= crop")
     for key in ("resize_longer", "pad_to"):
         value = getattr(e, key)
         need(value is None or value >= 16, f"eval.{key}", value, "null or an integer >= 16")

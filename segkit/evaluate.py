@@ -1,53 +1,37 @@
 """Evaluation: stream a data set through a prediction protocol into a confusion matrix.
 
-``evaluate`` is what periodic validation during training, ``tools/test.py`` and the benchmarks call::
+``evaluate`` is what periodic validation during training, ``segkit test`` and the benchmarks call::
 
     metrics = evaluate(model, val_loader, 21, ignore_index=255, device="cuda")
     print(metrics.miou)
 
 Predictions are never kept: each batch updates a confusion matrix on the device (all-reduced across
-processes under ``torch.distributed``) and is optionally written to disk as a palette PNG and an overlay.
-``load_eval_model`` builds a model from a segkit checkpoint (or a bare state dict plus a config) for the tools.
+processes under ``torch.distributed``) and is handed to an optional ``on_batch`` callback (e.g.
+:class:`segkit.report.PredictionWriter`, which ``save_pred_dir`` sets up). ``model`` is any callable
+returning ``{"out": logits}`` or logits (a segkit model, or a runtime's runner).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import re
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from segkit.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, load_weights
-from segkit.config import Config, ConfigError, apply_overrides, config_from_dict, load_config
 from segkit.data.base import BAD_REASON
-from segkit.data.classes import VOC_CLASSES, VOC_PALETTE
-from segkit.inference import MF_SCALES, denormalize, predict
+from segkit.data.classes import VOC_PALETTE
+from segkit.inference import MAX_PIXELS, predict
+from segkit.loading import load_eval_model
 from segkit.metrics import ConfusionMatrix, SegMetrics
-from segkit.utils.io import atomic_path
-from segkit.viz import overlay, save_label_png
 
-__all__ = [
-    "EvalProtocol",
-    "add_protocol_arguments",
-    "error_message",
-    "evaluate",
-    "format_report_json",
-    "load_eval_model",
-    "protocol_dict",
-    "protocol_overrides",
-    "resolve_device",
-    "safe_name",
-]
+__all__ = ["EvalProtocol", "evaluate", "load_eval_model", "protocol_dict"]
+
+OnBatch = Callable[[Tensor, Tensor, Tensor, Sequence[str]], None]  # (images, preds, masks, ids)
 
 
 class EvalProtocol(Protocol):
@@ -57,24 +41,23 @@ class EvalProtocol(Protocol):
     flip: bool
     resize_longer: int | None
     pad_to: int | None
+    # optional: slide, [crop, stride] of the sliding window
 
 
 def protocol_dict(protocol: EvalProtocol | None) -> dict[str, Any]:
-    """The protocol as plain JSON values (whole image, single scale when ``protocol`` is None)."""
+    """The protocol as plain JSON values (whole image, single scale when ``protocol`` is None);
+    ``slide`` appears only when a sliding window is used."""
     if protocol is None:
         return {"scales": [1.0], "flip": False, "resize_longer": None, "pad_to": None}
-    return {
+    out = {
         "scales": [float(s) for s in protocol.scales],
         "flip": bool(protocol.flip),
         "resize_longer": protocol.resize_longer,
         "pad_to": protocol.pad_to,
     }
-
-
-def safe_name(sample_id: Any) -> str:
-    """A file name for a sample id (path separators replaced, so ids like ``a/b`` stay in one folder)."""
-    name = str(sample_id).replace(os.sep, "_").replace("/", "_")
-    return name if name not in ("", ".", "..") else f"_{name}"
+    if getattr(protocol, "slide", None) is not None:
+        out["slide"] = [int(v) for v in protocol.slide]
+    return out
 
 
 def _rank() -> int:
@@ -120,53 +103,31 @@ def _batch_parts(batch: Any, index: int) -> tuple[Tensor, Tensor, list[str]]:
     return images, masks, [str(i) for i in ids]
 
 
-def _save_prediction(
-    out_dir: Path,
-    sample_id: str,
-    image: np.ndarray,
-    pred: np.ndarray,
-    mask: np.ndarray,
-    palette: np.ndarray,
-    class_names: Sequence[str],
-    ignore_index: int,
-) -> None:
-    """``<id>.png`` (palette label map) and ``<id>_overlay.jpg`` (ground truth | prediction over the image)."""
-    name = safe_name(sample_id)
-    save_label_png(out_dir / f"{name}.png", pred, palette)
-    panels = [overlay(image, label, palette, class_names, ignore_index=ignore_index) for label in (mask, pred)]
-    try:
-        font = ImageFont.load_default(size=14)  # scalable with FreeType (Pillow >= 10.1)
-    except (TypeError, OSError):
-        font = ImageFont.load_default()
-    title_h, gap = 20, 8
-    width = sum(p.width for p in panels) + gap
-    canvas = Image.new("RGB", (width, title_h + max(p.height for p in panels)), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    x = 0
-    for title, panel in zip(("ground truth", "prediction"), panels):
-        draw.text((x + 2, 2), title, fill=(0, 0, 0), font=font)
-        canvas.paste(panel, (x, title_h))
-        x += panel.width + gap
-    with atomic_path(out_dir / f"{name}_overlay.jpg") as tmp:
-        canvas.save(tmp, format="JPEG", quality=90)
+def _prediction_writer(model: Any, dataset: Any, num_classes: int, ignore_index: int, save_pred_dir: Any,
+                       class_names: Sequence[str] | None, palette: Any, mean: Any, std: Any) -> OnBatch:
+    """A :class:`segkit.report.PredictionWriter` with the defaults :func:`evaluate` documents."""
+    from segkit.report import PredictionWriter
 
-
-_NUMBER_LIST = re.compile(r"\[\s*-?\d[\d.eE+-]*(?:\s*,\s*-?\d[\d.eE+-]*)*\s*\]")
-
-
-def format_report_json(report: Mapping[str, Any]) -> str:
-    """JSON text of a metrics report: indented, each list of numbers (a confusion row) on one line."""
-    text = json.dumps(report, indent=2, allow_nan=False)
-
-    def one_line(match: re.Match[str]) -> str:  # raw newlines occur only between JSON tokens, never in strings
-        body = match.group(0)
-        return "[" + ", ".join(v.strip() for v in body[1:-1].split(",")) + "]" if "\n" in body else body
-
-    return _NUMBER_LIST.sub(one_line, text) + "\n"
+    own = getattr(model, "module", model)
+    cfg = getattr(own, "segkit_config", None)
+    if mean is None or std is None:
+        if cfg is None:
+            raise ValueError(
+                "save_pred_dir needs the input normalisation to draw overlays: pass mean= and std= "
+                "(the config's model.input_mean / model.input_std), or a model from segkit.load_model."
+            )
+        mean, std = cfg.model.input_mean, cfg.model.input_std
+    for candidate in (palette, getattr(dataset, "palette", None), getattr(own, "palette", None), VOC_PALETTE):
+        if candidate is not None:
+            palette = candidate
+            break
+    if class_names is None:
+        class_names = getattr(dataset, "class_names", None) or [f"class {i}" for i in range(num_classes)]
+    return PredictionWriter(save_pred_dir, mean, std, palette, class_names, ignore_index)
 
 
 def evaluate(
-    model: nn.Module,
+    model: nn.Module | Callable[[Tensor], Any],
     loader: Iterable[Any],
     num_classes: int,
     *,
@@ -179,10 +140,12 @@ def evaluate(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     progress: bool = True,
+    on_batch: OnBatch | None = None,
+    max_pixels: int | None = MAX_PIXELS,
 ) -> SegMetrics:
     """Predict every batch of ``loader`` and return the data set's metrics.
 
-    The model is put in eval mode for the run and restored to its previous mode afterwards. Under
+    A module is put in eval mode for the run and restored to its previous mode afterwards. Under
     ``torch.distributed`` each process evaluates its shard (give the loader a DistributedSampler) and
     the confusion matrices, image counts and bad-sample lists are combined; every rank returns the
     same metrics.
@@ -193,19 +156,22 @@ def evaluate(
     with batch size 1 and the default collate).
 
     Args:
-        model: segmentation model returning ``{"out": logits}`` at its input size.
+        model: segmentation model (or any callable) returning ``{"out": logits}`` or logits at its input size.
         loader: yields ``{"image": [N, 3, H, W] normalised, "mask": [N, H, W], "id": [str]}``.
         num_classes: number of classes of the ground truth.
         ignore_index: mask label excluded from the metrics.
-        device: where the model runs and the confusion matrix lives.
-        protocol: scales, flip, resize_longer and pad_to (e.g. ``cfg.eval``); None = whole image, one scale.
+        device: where the inputs go and the confusion matrix lives.
+        protocol: scales, flip, resize_longer, pad_to and slide (e.g. ``cfg.eval``); None = whole image, one scale.
         class_names: for the overlays' legends (default: the data set's, else ``class <i>``).
-        save_pred_dir: write ``<id>.png`` and ``<id>_overlay.jpg`` (ground truth | prediction) per image here.
+        save_pred_dir: write ``<id>.png`` and ``<id>_overlay.jpg`` (ground truth | prediction) per image here
+            (:class:`segkit.report.PredictionWriter`).
         palette: class colours for saved predictions (default: the data set's, the model's, else VOC).
         mean: input normalisation mean (0..255) to recover the image for overlays (default: the model's
             ``segkit_config``, as set by ``load_model``); needed only with ``save_pred_dir``.
         std: input normalisation std, like ``mean``.
         progress: show a progress bar (rank 0 only).
+        on_batch: called as ``on_batch(images, preds, masks, ids)`` after each scored batch.
+        max_pixels: pixel budget of one forward pass (:data:`segkit.inference.MAX_PIXELS`); None: no limit.
 
     Returns:
         The metrics of the whole data set (``SegMetrics``), with ``num_images`` (the images scored) and
@@ -215,34 +181,17 @@ def evaluate(
         raise ValueError(f"num_classes must be >= 2, got {num_classes}.")
     device = torch.device(device)
     proto = protocol_dict(protocol)
-    dataset = getattr(loader, "dataset", None)
-    out_dir: Path | None = None
+    callbacks = [on_batch] if on_batch is not None else []
     if save_pred_dir is not None:
-        cfg = getattr(getattr(model, "module", model), "segkit_config", None)
-        if mean is None or std is None:
-            if cfg is None:
-                raise ValueError(
-                    "save_pred_dir needs the input normalisation to draw overlays: pass mean= and std= "
-                    "(the config's model.input_mean / model.input_std), or a model from segkit.load_model."
-                )
-            mean, std = cfg.model.input_mean, cfg.model.input_std
-        if palette is None:
-            palette = getattr(dataset, "palette", None)
-        if palette is None:
-            palette = getattr(getattr(model, "module", model), "palette", None)
-        if palette is None:
-            palette = VOC_PALETTE
-        palette = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
-        if class_names is None:
-            class_names = getattr(dataset, "class_names", None) or [f"class {i}" for i in range(num_classes)]
-        out_dir = Path(save_pred_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        callbacks.append(_prediction_writer(model, getattr(loader, "dataset", None), num_classes, ignore_index,
+                                            save_pred_dir, class_names, palette, mean, std))
 
     confusion = ConfusionMatrix(num_classes, ignore_index=ignore_index, device=device)
     num_images = 0
     bad: list[tuple[str, str]] = []  # (id, reason) of the samples left out
-    was_training = model.training
-    model.eval()
+    was_training = getattr(model, "training", None)
+    if isinstance(model, nn.Module):
+        model.eval()
     total = len(loader) if hasattr(loader, "__len__") else None
     batches = iter(loader)
     try:
@@ -257,25 +206,14 @@ def evaluate(
             num_images += len(masks)
             images = images.to(device, non_blocking=True).float()
             masks = masks.to(device, non_blocking=True).long()
-            preds = predict(
-                model,
-                images,
-                tuple(masks.shape[-2:]),
-                scales=proto["scales"],
-                flip=proto["flip"],
-                resize_longer=proto["resize_longer"],
-                pad_to=proto["pad_to"],
-            )  # [N, H, W]
+            preds = predict(model, images, tuple(masks.shape[-2:]), max_pixels=max_pixels, **proto)  # [N, H, W]
             confusion.update(preds, masks)
-            if out_dir is not None:
-                for image, pred, mask, sample_id in zip(images, preds, masks, ids):
-                    _save_prediction(
-                        out_dir, sample_id, denormalize(image, mean, std), pred.cpu().numpy().astype(np.uint8),
-                        mask.cpu().numpy().astype(np.uint8), palette, class_names, ignore_index,
-                    )
+            for callback in callbacks:
+                callback(images, preds, masks, ids)
         bar.close()
     finally:
-        model.train(was_training)
+        if isinstance(model, nn.Module):
+            model.train(bool(was_training))
         # On an error, stop DataLoader workers now: left to the traceback's garbage collection, their
         # shutdown waits out a 5 s timeout.
         shutdown = getattr(batches, "_shutdown_workers", None)
@@ -289,166 +227,3 @@ def evaluate(
     metrics.num_images = int(count.item())
     metrics.bad_samples = _gather_bad(bad)
     return metrics
-
-
-def _bare_state_dict(obj: Any, path: Path) -> dict[str, Tensor]:
-    """The weights of a bare state dict file (``{name: tensor}``, possibly under 'state_dict'/'model')."""
-    for key in ("state_dict", "model"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
-        raise CheckpointError(f"{path} holds neither a segkit checkpoint nor a state dict ({{name: tensor}}).")
-    prefix = "module."  # saved from a DDP-wrapped model
-    if all(k.startswith(prefix) for k in obj):
-        obj = {k[len(prefix):]: v for k, v in obj.items()}
-    return obj
-
-
-def load_eval_model(
-    checkpoint: str | os.PathLike,
-    *,
-    config: str | os.PathLike | None = None,
-    overrides: Sequence[str] | Mapping[str, Any] = (),
-    device: str | torch.device = "cpu",
-    fast: bool = False,
-) -> tuple[nn.Module, Config]:
-    """Build a model for evaluation or inference from a checkpoint.
-
-    A segkit checkpoint carries its config, class names and palette; ``overrides`` (dotted keys, e.g.
-    ``data.root=...``) are applied to that config. A bare state dict needs ``config`` (a name in
-    ``configs/`` or a YAML path) to know the architecture.
-
-    Args:
-        checkpoint: path of a segkit checkpoint or a bare state dict.
-        config: config for a bare state dict; must be None for a segkit checkpoint.
-        overrides: ``["section.key=value", ...]`` or ``{"section.key": value}``.
-        device: where to put the model.
-        fast: run it through :func:`segkit.optimize_for_inference` (BN folded into the convs,
-            channels_last): the same predictions, about twice as fast on a CPU.
-
-    Returns:
-        ``(model, cfg)``: the model in eval mode with attributes ``segkit_config``, ``class_names`` and
-        ``palette`` (None when unknown), and the effective config.
-
-    Raises:
-        CheckpointError: missing or unreadable file, or weights that do not fit the architecture.
-        ConfigError: a bad config name or override, or ``config`` given for a segkit checkpoint.
-    """
-    from segkit.models import build_model
-
-    path = Path(checkpoint)
-    if config is None:
-        ckpt = load_checkpoint(path)
-        cfg = checkpoint_config(ckpt)
-        if overrides:
-            try:
-                cfg = config_from_dict(apply_overrides(ckpt["config"], overrides))
-            except ConfigError as exc:
-                raise ConfigError(f"Overriding the config stored in {path}: {exc}") from None
-        if ckpt.get("kind", "segmentor") != "segmentor":
-            raise CheckpointError(f"{path} holds a '{ckpt.get('kind')}' checkpoint, not a segmentation model.")
-        class_names, palette = ckpt.get("class_names"), ckpt.get("palette")
-    else:
-        if not path.is_file():
-            load_checkpoint(path)  # raises the standard 'not found' message
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # truncated file, not a torch file, or pickled code
-            raise CheckpointError(f"Cannot read {path} as a state dict: {type(exc).__name__}: {exc}") from exc
-        if isinstance(obj, dict) and obj.get("format") == "segkit":
-            raise ConfigError(
-                f"{path} is a segkit checkpoint that carries its own config; drop --config "
-                "(change data or eval settings with --set section.key=value)."
-            )
-        ckpt = {"model": _bare_state_dict(obj, path)}
-        cfg = load_config(config, overrides or None)
-        class_names = palette = None
-        if cfg.model.num_classes == len(VOC_CLASSES):
-            class_names = list(VOC_CLASSES)
-    model = build_model(cfg)
-    load_weights(model, ckpt, cfg)
-    model = model.to(device).eval()
-    if fast:
-        from segkit.optimize import optimize_for_inference
-
-        model = optimize_for_inference(model, inplace=True)
-    model.segkit_config = cfg
-    model.class_names = class_names
-    model.palette = palette
-    return model, cfg
-
-
-# -- shared by tools/test.py and tools/infer.py ---------------------------------------------------------
-
-
-def _scales_arg(text: str) -> list[float]:
-    try:
-        scales = [float(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        scales = []
-    if not scales or any(not s > 0 for s in scales):
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive factors such as 0.5,1,1.5, got '{text}'")
-    return scales
-
-
-def _pixels_arg(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0 or 0 < value < 16:
-        raise argparse.ArgumentTypeError(f"expected 0 (off) or a number of pixels >= 16, got '{text}'")
-    return value
-
-
-def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--ms-flip --scales --flip --resize-longer --pad-to`` (defaults: the checkpoint's ``eval``) and ``--fast``."""
-    parser.add_argument("--fast", action="store_true",
-                        help="segkit.optimize_for_inference: BN folded into the convs, channels_last; same "
-                             "predictions, about 2x faster on CPU")
-    group = parser.add_argument_group("prediction protocol (default: the checkpoint's eval section)")
-    group.add_argument("--ms-flip", action="store_true",
-                       help=f"the paper's MF: softmax averaged over scales {','.join(map(str, MF_SCALES))} "
-                            "(or --scales) and their horizontal flips")
-    group.add_argument("--scales", type=_scales_arg, metavar="S1,S2,...", help="input scales, e.g. 0.75,1,1.25")
-    group.add_argument("--flip", action="store_true", help="add horizontal flips (implied by --ms-flip)")
-    group.add_argument("--resize-longer", type=_pixels_arg, metavar="N",
-                       help="resize the longer side to N pixels, keeping the aspect ratio (0: off)")
-    group.add_argument("--pad-to", type=_pixels_arg, metavar="N",
-                       help="pad bottom/right to at least NxN with the mean pixel (0: off)")
-
-
-def protocol_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """Config overrides (``eval.*``) from the arguments of :func:`add_protocol_arguments`."""
-    overrides: dict[str, Any] = {}
-    if args.ms_flip:
-        overrides["eval.scales"] = list(MF_SCALES)
-        overrides["eval.flip"] = True
-    if args.scales is not None:
-        overrides["eval.scales"] = args.scales
-    if args.flip:
-        overrides["eval.flip"] = True
-    for value, key in ((args.resize_longer, "eval.resize_longer"), (args.pad_to, "eval.pad_to")):
-        if value is not None:
-            overrides[key] = value or None
-    return overrides
-
-
-def resolve_device(name: str) -> torch.device:
-    """The torch device called ``name``; ConfigError when it is not one or is not available here."""
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"--device {name!r} is not a device ({exc}); use cpu, cuda or cuda:N.") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: CUDA is not available on this machine; use --device cpu.")
-    return device
-
-
-def error_message(exc: BaseException) -> str:
-    """The message of a segkit error, without the traceback a DataLoader worker adds to it."""
-    text = str(exc)
-    if "Original Traceback" in text:  # re-raised from a worker: keep the original exception's message
-        last = text.rstrip().splitlines()[-1]
-        text = last.split(": ", 1)[1] if ": " in last else last
-    return text

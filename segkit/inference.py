@@ -8,22 +8,41 @@ Shared by validation during training, ``tools/test.py``, ``tools/infer.py`` and 
   resized extent, and resize the label map to the mask with nearest neighbour.
 - multi-scale + flip (the paper's MF): average the *softmax* over the scales and their horizontal flips,
   each resized bilinearly to a common size, then argmax.
+- sliding window (``slide=(crop, stride)``, mmseg's ``slide`` mode): overlapping ``crop`` x ``crop``
+  windows every ``stride`` pixels (the last one flush with the border), the logits of each pixel summed
+  over the windows that cover it and divided by their count. Where the image fits in one window this is
+  the whole-image protocol exactly; combined with the others, it replaces each forward pass.
+
+Every forward pass is checked against a pixel budget (``max_pixels``, default :data:`MAX_PIXELS`), and
+scales must lie in [:data:`MIN_SCALE`, :data:`MAX_SCALE`]: an over-large request is refused with an
+:class:`InferenceError` naming the fix instead of exhausting memory. Label maps, not logits, are brought
+to the target size (nearest neighbour).
 
 Everything runs under ``torch.inference_mode()``; put the model in eval mode first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["MF_SCALES", "denormalize", "normalize", "predict", "predict_logits", "resized_extent"]
+__all__ = ["MAX_PIXELS", "MAX_SCALE", "MF_SCALES", "MIN_SCALE", "InferenceError", "denormalize", "normalize",
+           "predict", "predict_logits", "resize_label", "resized_extent", "slide_windows"]
 
 MF_SCALES: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # the paper's multi-scale inputs
+MIN_SCALE, MAX_SCALE = 0.125, 4.0  # the range of accepted input scales
+# Pixels (N x H x W) of one forward pass: 2048 x 2048 admits a Cityscapes image whole and VOC's MF at OS8
+# (500 x 500 at scale 1.75, about 875 x 875); larger inputs need slide, resize_longer or a larger budget.
+MAX_PIXELS = 2048 * 2048
+
+
+class InferenceError(ValueError):
+    """A prediction request that cannot run as asked (too large, bad scales); the message names the fix."""
 
 
 def _align_corners(model: nn.Module) -> bool:
@@ -64,7 +83,19 @@ def _resize(x: Tensor, size: tuple[int, int], align_corners: bool) -> Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
 
 
-def _forward(model: nn.Module, x: Tensor) -> Tensor:
+def _check_budget(x: Tensor, max_pixels: int | None) -> None:
+    pixels = x.shape[0] * x.shape[-2] * x.shape[-1]
+    if max_pixels is not None and pixels > max_pixels:
+        raise InferenceError(
+            f"a forward pass of {x.shape[0]} x {x.shape[-2]}x{x.shape[-1]} = {pixels:,} pixels exceeds the budget of "
+            f"{max_pixels:,} (max_pixels / --max-pixels); use a sliding window (--slide 513 341, or smaller windows "
+            "with a smaller --pad-to), --resize-longer N or smaller --scales, or raise --max-pixels if the memory "
+            "is there."
+        )
+
+
+def _forward(model: nn.Module, x: Tensor, max_pixels: int | None = MAX_PIXELS) -> Tensor:
+    _check_budget(x, max_pixels)
     out = model(x)
     if isinstance(out, dict):
         out = out["out"]
@@ -77,6 +108,33 @@ def _forward(model: nn.Module, x: Tensor) -> Tensor:
     return out
 
 
+def slide_windows(size: tuple[int, int], crop: int, stride: int) -> list[tuple[int, int, int, int]]:
+    """``(y1, y2, x1, x2)`` of the sliding windows over an image of ``size`` (H, W), as mmseg's ``slide`` mode.
+
+    Windows start every ``stride`` pixels; the last one of a row or column ends at the border; an image
+    smaller than ``crop`` is one window, itself.
+    """
+    if not (isinstance(crop, int) and isinstance(stride, int) and crop >= 1 and 1 <= stride <= crop):
+        raise InferenceError(f"slide must be (crop, stride) with 1 <= stride <= crop, got ({crop!r}, {stride!r}).")
+    h, w = size
+    rows, cols = (max(n - crop + stride - 1, 0) // stride + 1 for n in (h, w))
+    windows = []
+    for r in range(rows):
+        y2 = min(r * stride + crop, h)
+        for c in range(cols):
+            x2 = min(c * stride + crop, w)
+            windows.append((max(y2 - crop, 0), y2, max(x2 - crop, 0), x2))
+    return windows
+
+
+def _padded_forward(model: nn.Module, x: Tensor, pad_to: int | None, pad_value: float,
+                    max_pixels: int | None) -> Tensor:
+    h, w = x.shape[-2:]
+    if pad_to is not None and (h < pad_to or w < pad_to):
+        x = F.pad(x, (0, max(pad_to - w, 0), 0, max(pad_to - h, 0)), value=pad_value)
+    return _forward(model, x, max_pixels)[..., :h, :w]
+
+
 def predict_logits(
     model: nn.Module,
     image: Tensor,
@@ -84,19 +142,27 @@ def predict_logits(
     resize_longer: int | None = None,
     pad_to: int | None = None,
     pad_value: float = 0.0,
+    slide: tuple[int, int] | Sequence[int] | None = None,
+    max_pixels: int | None = MAX_PIXELS,
 ) -> Tensor:
-    """Logits of one forward pass under the fixed-input protocol.
+    """Logits of one forward pass (or one sliding-window pass) under the fixed-input protocol.
 
     Args:
         model: segmentation model in eval mode, returning ``{"out": logits}`` or logits at its input size.
         image: normalised images [N, 3, H, W].
         resize_longer: resize the longer side to this many pixels first (bilinear, aspect kept, the
             model's ``align_corners``).
-        pad_to: pad bottom/right to ``max(pad_to, H)`` x ``max(pad_to, W)`` before the forward pass.
+        pad_to: pad bottom/right to ``max(pad_to, H)`` x ``max(pad_to, W)`` before the forward pass (each
+            window's, with ``slide``).
         pad_value: padding value in normalised units; 0 is the mean pixel.
+        slide: ``(crop, stride)``: run :func:`slide_windows` windows and average the logits where they overlap.
+        max_pixels: budget of one forward pass (N x H x W after padding); None: no limit.
 
     Returns:
         Float logits [N, C, h, w] at the resized extent (the padding cropped off).
+
+    Raises:
+        InferenceError: a forward pass larger than ``max_pixels``, or a bad ``slide``.
     """
     _check_image(image)
     _check_size("pad_to", pad_to)
@@ -104,9 +170,53 @@ def predict_logits(
     with torch.inference_mode():
         h, w = resized_extent((image.shape[-2], image.shape[-1]), resize_longer)
         x = _resize(image, (h, w), align_corners)
-        if pad_to is not None and (h < pad_to or w < pad_to):
-            x = F.pad(x, (0, max(pad_to - w, 0), 0, max(pad_to - h, 0)), value=pad_value)
-        return _forward(model, x)[..., :h, :w]
+        if slide is None:
+            return _padded_forward(model, x, pad_to, pad_value, max_pixels)
+        crop, stride = (int(v) for v in slide)
+        windows = slide_windows((h, w), crop, stride)
+        if len(windows) == 1:
+            return _padded_forward(model, x, pad_to, pad_value, max_pixels)
+        return torch.cat([band for _, band in _slide_bands(model, x, windows, pad_to, pad_value, max_pixels)], -2)
+
+
+def _slide_bands(model: nn.Module, x: Tensor, windows: list[tuple[int, int, int, int]], pad_to: int | None,
+                 pad_value: float, max_pixels: int | None) -> Iterator[tuple[int, Tensor]]:
+    """``(y, logits [N, C, rows, W])`` of the sliding window, a band of finished rows at a time, top to bottom.
+
+    A row of the image is finished once no later window covers it, so only about one window's height of
+    logits is held, whatever the image's height.
+    """
+    h, w = x.shape[-2:]
+    starts = sorted({y1 for y1, _, _, _ in windows}) + [h]
+    acc: Tensor | None = None  # [N, C, rows, W]: the sums of the logits of rows lo.., and their window counts
+    count = torch.zeros((1, 1, 0, w), device=x.device)
+    lo = 0
+    for i, top in enumerate(starts[:-1]):
+        for y1, y2, x1, x2 in (win for win in windows if win[0] == top):
+            logits = _padded_forward(model, x[..., y1:y2, x1:x2], pad_to, pad_value, max_pixels).float()
+            if acc is None:
+                acc = logits.new_zeros((x.shape[0], logits.shape[1], 0, w))
+            if y2 - lo > acc.shape[-2]:  # grow the band down to this window's bottom
+                grow = y2 - lo - acc.shape[-2]
+                acc = torch.cat([acc, acc.new_zeros((*acc.shape[:2], grow, w))], -2)
+                count = torch.cat([count, count.new_zeros((1, 1, grow, w))], -2)
+            acc[..., y1 - lo : y2 - lo, x1:x2] += logits
+            count[..., y1 - lo : y2 - lo, x1:x2] += 1
+        done = starts[i + 1] - lo  # rows above the next window row are finished
+        if done > 0:
+            yield lo, acc[..., :done, :] / count[..., :done, :]
+            acc, count, lo = acc[..., done:, :], count[..., done:, :], lo + done
+
+
+def resize_label(label: Tensor, size: tuple[int, int]) -> Tensor:
+    """Nearest-neighbour resize of label maps [N, h, w] to ``size`` (pixel centres, as ``nearest-exact``,
+    PIL and ``cv2.INTER_NEAREST_EXACT``), keeping the dtype: no float copy at the target size."""
+    h, w = label.shape[-2:]
+    if (h, w) == tuple(size):
+        return label
+    rows = ((torch.arange(size[0], device=label.device) + 0.5) * (h / size[0])).floor().long().clamp_(max=h - 1)
+    cols = ((torch.arange(size[1], device=label.device) + 0.5) * (w / size[1])).floor().long().clamp_(max=w - 1)
+    return label[..., rows[:, None], cols[None, :]]
 
 
 def predict(
@@ -119,33 +229,43 @@ def predict(
     resize_longer: int | None = None,
     pad_to: int | None = None,
     pad_value: float = 0.0,
+    slide: tuple[int, int] | Sequence[int] | None = None,
+    max_pixels: int | None = MAX_PIXELS,
 ) -> Tensor:
-    """Label maps of a batch under the whole-image, fixed-input or multi-scale/flip protocol.
+    """Label maps of a batch under the whole-image, fixed-input, sliding-window or multi-scale/flip protocol.
 
     Each scale ``s`` resizes the image to ``s`` times the base extent (the input size, or the
     ``resize_longer`` extent) and pads it to ``pad_to`` when given. One scale without flip: argmax of
     the logits (resized bilinearly to the base extent when ``s != 1``). Several scales or ``flip``: mean
     of the softmax over every scale and its horizontal flip, each resized bilinearly to the base extent,
-    then argmax. The label map is resized to ``target_size`` with nearest neighbour (pixel centres, like
-    PIL and ``cv2.INTER_NEAREST_EXACT``) when it differs.
+    then argmax. The label map (never the logits) is resized to ``target_size`` with nearest neighbour
+    (:func:`resize_label`) when it differs.
 
     Args:
-        model: segmentation model in eval mode.
+        model: segmentation model in eval mode (or any callable returning ``{"out": logits}`` or logits).
         image: normalised images [N, 3, H, W].
         target_size: (H, W) of the returned label maps, normally the mask's; None = the input size.
-        scales: input scales relative to the base extent.
+        scales: input scales relative to the base extent, in [MIN_SCALE, MAX_SCALE].
         flip: add the horizontal flip of every scale.
         resize_longer: see :func:`predict_logits`.
         pad_to: see :func:`predict_logits`.
         pad_value: see :func:`predict_logits`.
+        slide: see :func:`predict_logits`.
+        max_pixels: see :func:`predict_logits`.
 
     Returns:
         LongTensor [N, H, W] of class indices at ``target_size``.
+
+    Raises:
+        InferenceError: scales outside the range, or a forward pass over the pixel budget.
     """
     _check_image(image)
     scales = tuple(float(s) for s in scales)
-    if not scales or any(not s > 0 for s in scales):
-        raise ValueError(f"scales must be a non-empty list of positive factors (e.g. [1.0]), got {list(scales)}.")
+    if not scales or any(not (math.isfinite(s) and s > 0) for s in scales):
+        raise InferenceError(f"scales must be a non-empty list of positive factors (e.g. [1.0]), got {list(scales)}.")
+    if any(not MIN_SCALE <= s <= MAX_SCALE for s in scales):
+        raise InferenceError(f"scales must lie in [{MIN_SCALE}, {MAX_SCALE}], got {list(scales)}; for large images use "
+                             "--slide CROP STRIDE or --resize-longer N rather than a large scale.")
     target = (int(image.shape[-2]), int(image.shape[-1])) if target_size is None else tuple(int(s) for s in target_size)
     if len(target) != 2 or min(target) < 1:
         raise ValueError(f"target_size must be (H, W) with positive sizes, got {target_size!r}.")
@@ -153,13 +273,20 @@ def predict(
     with torch.inference_mode():
         base = resized_extent((image.shape[-2], image.shape[-1]), resize_longer)
         views = [(s, f) for s in scales for f in ((False, True) if flip else (False,))]
+        if slide is not None and views == [(1.0, False)]:  # one view: argmax band by band, no full-size logits
+            x = _resize(image, base, align_corners)
+            crop, stride = (int(v) for v in slide)
+            bands = _slide_bands(model, x, slide_windows(base, crop, stride), pad_to, pad_value, max_pixels)
+            label = torch.cat([band.argmax(1) for _, band in bands], -2)  # [N, *base]
+            return resize_label(label, target)
         acc: Tensor | None = None  # logits for one view, else the sum of softmax over the views
         for s, flipped in views:
             size = base if s == 1.0 else (max(1, int(base[0] * s + 0.5)), max(1, int(base[1] * s + 0.5)))
             x = _resize(image, size, align_corners)
             if flipped:
                 x = x.flip(-1)
-            logits = predict_logits(model, x, pad_to=pad_to, pad_value=pad_value)  # [N, C, h_s, w_s]
+            logits = predict_logits(model, x, pad_to=pad_to, pad_value=pad_value, slide=slide,
+                                    max_pixels=max_pixels)  # [N, C, h_s, w_s]
             if flipped:
                 logits = logits.flip(-1)
             logits = _resize(logits.float(), base, align_corners)  # [N, C, *base]
@@ -168,9 +295,7 @@ def predict(
             else:
                 acc = logits.softmax(1) if acc is None else acc.add_(logits.softmax(1))
         label = acc.argmax(1)  # [N, *base]; the sum and the mean of the softmax have the same argmax
-        if tuple(label.shape[-2:]) != target:
-            label = F.interpolate(label[:, None].float(), size=target, mode="nearest-exact")[:, 0]
-        return label.long()
+        return resize_label(label, target)
 
 
 def normalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> Tensor:
@@ -181,7 +306,7 @@ def normalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) ->
     x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float()
     mean_t = torch.as_tensor(mean, dtype=torch.float32).view(3, 1, 1)
     std_t = torch.as_tensor(std, dtype=torch.float32).view(3, 1, 1)
-    return (x - mean_t) / std_t
+    return x.sub_(mean_t).div_(std_t)  # in place: one float copy of a large image, not three
 
 
 def denormalize(image: Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:

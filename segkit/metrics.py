@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -140,27 +139,3 @@ def format_metrics_table(metrics: SegMetrics, class_names: Sequence[str]) -> str
     lines.append(f"{'pixel acc':<{width}}  {_pct(metrics.pixel_acc)}")
     lines.append(f"{'mean acc':<{width}}  {_pct(metrics.mean_acc)}")
     return "\n".join(lines)
-
-
-def _num(x: float) -> float | None:
-    return None if math.isnan(x) else float(x)
-
-
-def metrics_to_json(
-    metrics: SegMetrics, class_names: Sequence[str], protocol: Any, config: str | None = None
-) -> dict[str, Any]:
-    """A JSON-ready dict (NaN -> null): config (the config's name), miou, pixel_acc, mean_acc, per_class_iou,
-    confusion, num_images (``metrics.num_images``, the images scored), protocol."""
-    k = len(metrics.per_class_iou)
-    if len(class_names) != k:
-        raise ValueError(f"{len(class_names)} class names for {k} classes.")
-    return {
-        "config": config,
-        "miou": _num(metrics.miou),
-        "pixel_acc": _num(metrics.pixel_acc),
-        "mean_acc": _num(metrics.mean_acc),
-        "per_class_iou": {name: _num(float(v)) for name, v in zip(class_names, metrics.per_class_iou)},
-        "confusion": metrics.confusion.astype(np.int64).tolist(),
-        "num_images": int(metrics.num_images),
-        "protocol": protocol,
-    }

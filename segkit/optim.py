@@ -50,13 +50,14 @@ def build_param_groups(model: nn.Module, tcfg: TrainConfig) -> list[dict[str, An
     return list(groups.values())
 
 
-def build_optimizer(model: nn.Module, tcfg: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, tcfg: TrainConfig, *, fused: bool | None = None) -> torch.optim.Optimizer:
     """``train.optimizer`` over :func:`build_param_groups`: SGD with momentum, or AdamW (decoupled weight
-    decay, ``train.momentum`` as its beta1)."""
+    decay, ``train.momentum`` as its beta1). ``fused=True``: PyTorch's fused kernels, which also skip a
+    step on the device when given ``found_inf`` (the training loop's non-finite guard)."""
     groups = build_param_groups(model, tcfg)
     if tcfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=tcfg.lr, betas=(tcfg.momentum, 0.999))
-    return torch.optim.SGD(groups, lr=tcfg.lr, momentum=tcfg.momentum)
+        return torch.optim.AdamW(groups, lr=tcfg.lr, betas=(tcfg.momentum, 0.999), fused=fused)
+    return torch.optim.SGD(groups, lr=tcfg.lr, momentum=tcfg.momentum, fused=fused)
 
 
 def poly_lr_factor(iteration: int, total: int, *, power: float = 0.9, warmup_iters: int = 0,

@@ -11,28 +11,11 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+# Label PNGs are data I/O (segkit.data.io); re-exported here for code that imported them from viz.
+from segkit.data.io import as_label_array as _check_label
+from segkit.data.io import label_image, save_label_png  # noqa: F401
+from segkit.data.io import palette256 as _palette256
 from segkit.utils.io import atomic_path
-
-
-def _palette256(palette: np.ndarray) -> np.ndarray:
-    """[K, 3] palette -> [256, 3]; rows past K are grey so stray labels stay visible."""
-    palette = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
-    if len(palette) > 256:
-        raise ValueError(f"A palette holds at most 256 colours, got {len(palette)}.")
-    out = np.full((256, 3), 128, dtype=np.uint8)
-    out[: len(palette)] = palette
-    return out
-
-
-def _check_label(label: np.ndarray) -> np.ndarray:
-    label = np.asarray(label)
-    if label.ndim != 2:
-        raise ValueError(f"label must be a 2-D [H, W] array of class indices, got shape {label.shape}.")
-    if label.dtype != np.uint8:
-        if label.size and (label.min() < 0 or label.max() > 255):
-            raise ValueError(f"label values must be in 0..255 to store as a PNG, got {label.min()}..{label.max()}.")
-        label = label.astype(np.uint8)
-    return label
 
 
 def colorize(label: np.ndarray, palette: np.ndarray) -> np.ndarray:
@@ -40,18 +23,7 @@ def colorize(label: np.ndarray, palette: np.ndarray) -> np.ndarray:
     return _palette256(palette)[_check_label(label)]
 
 
-def label_image(label: np.ndarray, palette: np.ndarray) -> "Image.Image":
-    """``label`` [H, W] (values 0..255) as a palette ('P') PIL image whose pixel values are the labels."""
-    img = Image.fromarray(_check_label(label), mode="P")
-    img.putpalette(_palette256(palette).reshape(-1).tolist())
-    return img
-
-
-def save_label_png(path: str | os.PathLike, label: np.ndarray, palette: np.ndarray) -> None:
-    """Write ``label`` [H, W] (values 0..255) as a palette PNG atomically; reading it back gives the labels."""
-    img = label_image(label, palette)
-    with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
+_ROWS = 256  # rows blended at a time by overlay()
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -70,7 +42,7 @@ def overlay(
     ignore_index: int = 255,
     *,
     background: int | None = 0,
-) -> "Image.Image":
+) -> Image.Image:
     """Blend class colours over an image and add a legend of the classes present, on the right.
 
     Args:
@@ -93,13 +65,20 @@ def overlay(
         raise ValueError(f"image is {image.shape[:2]} but label is {label.shape}; they must match.")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
-    colours = colorize(label, palette).astype(np.float32)
-    blend = label != ignore_index
-    if background is not None:
-        blend &= label != background
-    out = image.astype(np.float32)
-    out[blend] = (1 - alpha) * out[blend] + alpha * colours[blend]
-    blended = Image.fromarray(np.clip(out + 0.5, 0, 255).astype(np.uint8))
+    colours256 = _palette256(palette)
+    blended_rgb = np.empty_like(image)
+    for top in range(0, label.shape[0], _ROWS):  # a band of rows at a time: no float copies of a large image
+        rows = slice(top, top + _ROWS)
+        lab = label[rows]
+        colours = colours256[lab].astype(np.float32)
+        blend = lab != ignore_index
+        if background is not None:
+            blend &= lab != background
+        out = image[rows].astype(np.float32)
+        out[blend] = (1 - alpha) * out[blend] + alpha * colours[blend]
+        blended_rgb[rows] = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    blended = Image.fromarray(blended_rgb)
+    del blended_rgb
 
     present = [int(v) for v in np.unique(label)]
     entries = []
@@ -142,3 +121,19 @@ def save_overlay(
     img = overlay(image_rgb_uint8, label, palette, class_names, alpha, ignore_index, background=background)
     with atomic_path(path) as tmp:
         img.save(tmp, format="JPEG", quality=quality)
+
+
+def side_by_side(panels: Sequence[Image.Image], titles: Sequence[str], *, gap: int = 8) -> Image.Image:
+    """The ``panels`` left to right on a white canvas, each under its title (e.g. ground truth | prediction)."""
+    if len(panels) != len(titles) or not panels:
+        raise ValueError(f"side_by_side needs one title per panel, got {len(panels)} panels and {len(titles)} titles.")
+    font, title_h = _font(14), 20
+    width = sum(p.width for p in panels) + gap * (len(panels) - 1)
+    canvas = Image.new("RGB", (width, title_h + max(p.height for p in panels)), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    x = 0
+    for title, panel in zip(titles, panels):
+        draw.text((x + 2, 2), title, fill=(0, 0, 0), font=font)
+        canvas.paste(panel, (x, title_h))
+        x += panel.width + gap
+    return canvas

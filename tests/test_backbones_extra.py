@@ -172,3 +172,20 @@ def test_resnet_tf_same_max_pool_matches_on_odd_sizes():
         assert torch.equal(a(x)["stem"], b(x)["stem"])
         assert b(torch.randn(1, 3, 32, 32))["stem"].shape[-1] == 8
     assert isinstance(a, ResNet)
+
+
+def test_backbones_import_nothing_from_segkit_outside_their_package():
+    import ast
+    from pathlib import Path
+
+    import segkit.models.backbones as pkg
+
+    allowed = ("segkit.models.backbones", "segkit.utils")
+    bad = []
+    for path in sorted(Path(pkg.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):  # imports inside functions included
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+            bad += [f"{path.name}: {n}" for n in names
+                    if n.split(".")[0] == "segkit" and not n.startswith(allowed)]
+    assert bad == []

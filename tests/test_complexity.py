@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,12 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_tool(name: str):
-    """Import ``tools/<name>.py`` as a module (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"segkit_tool_{name}", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """The ``segkit <name>`` command's module (``tools/<name>.py`` is a shim over it)."""
+    return importlib.import_module(f"segkit.cli.{name}")
 
 
 class Tiny(nn.Module):
@@ -124,9 +119,9 @@ def test_tradeoff_report(table7_json, tmp_path):
     (results / "voc_mnv2_os16_aspp" / "eval_val.json").write_text('{"miou": 0.7012}')  # folder name, fraction
     (results / "voc_mnv2_os16_val.json").write_text('{"miou": 71.5}')  # file name prefix, percent
     mf = '"protocol": {"scales": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75], "flip": true}'
-    (results / "mine.json").write_text('{"miou": 0.77, "config": "voc_mnv2_os8", %s}' % mf)  # tools/test.py --json
+    (results / "mine.json").write_text('{"miou": 0.77, "config": "voc_mnv2_os8", ' + mf + "}")  # tools/test.py --json
     single = '"protocol": {"scales": [1.0], "flip": false}'
-    (results / "os8_ss.json").write_text('{"miou": 0.75, "config": "voc_mnv2_os8_aspp", %s}' % single)  # not MF
+    (results / "os8_ss.json").write_text('{"miou": 0.75, "config": "voc_mnv2_os8_aspp", ' + single + "}")  # not MF
     (results / "other.json").write_text('{"miou": 0.5}')  # unmatched: reported, skipped
     (results / "inference.json").write_text('{"rows": [{"config": "voc_mnv2_os16", "latency_ms": 700.0}]}')
     tradeoff = load_tool("tradeoff")

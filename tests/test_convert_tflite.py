@@ -6,7 +6,7 @@ optional ``tflite`` package; they skip with the reason when either is absent.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -18,20 +18,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from segkit.convert.tflite_graph import QuantParams, TFLiteFormatError, TFLiteGraph, TFLiteTensor
+from segkit.cli.convert import main as convert_main
+from segkit.convert.tflite.reader import QuantParams, TFLiteFormatError, TFLiteGraph, TFLiteTensor
 
-REPO = Path(__file__).resolve().parents[1]
 DEEPLAB = "tflite/deeplabv3_mnv2_pascal_quant.tflite"
 IMAGENET = "tflite/mobilenet_v2_1.0_224_quant.tflite"
-
-
-def _tool(name: str) -> ModuleType:
-    """Import tools/<name>.py as a module (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"segkit_tools_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -50,24 +41,33 @@ def tflite_pkg() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def converted(shared_data: Path, tflite_pkg: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Both official models converted once with tools/convert_tflite.py."""
+    """Both official models converted once with `segkit convert` (tools/convert_tflite.py)."""
     out = tmp_path_factory.mktemp("tflite")
-    tool = _tool("convert_tflite")
     paths = {"deeplab": out / "deeplab.pth", "imagenet": out / "imagenet.pth"}
-    assert tool.main([str(shared_data / DEEPLAB), str(paths["deeplab"])]) == 0
-    assert tool.main([str(shared_data / IMAGENET), str(paths["imagenet"]),
-                      "--labels", str(shared_data / "tflite/imagenet_labels.txt")]) == 0
+    assert convert_main([str(shared_data / DEEPLAB), str(paths["deeplab"])]) == 0
+    assert (
+        convert_main(
+            [
+                str(shared_data / IMAGENET),
+                str(paths["imagenet"]),
+                "--labels",
+                str(shared_data / "tflite/imagenet_labels.txt"),
+            ]
+        )
+        == 0
+    )
     return paths
 
 
 @pytest.fixture(scope="module")
 def deeplab_graph(shared_data: Path, tflite_pkg: ModuleType):
-    from segkit.convert.tflite_graph import load_tflite
+    from segkit.convert.tflite import load_tflite
 
     return load_tflite(shared_data / DEEPLAB)
 
 
 # -- graph reader ------------------------------------------------------------------------------------
+
 
 def _graph_with(tensor: TFLiteTensor) -> TFLiteGraph:
     return TFLiteGraph(Path("synthetic.tflite"), [tensor], [], [], [])
@@ -83,7 +83,9 @@ def test_dequantize_per_tensor_and_per_channel() -> None:
     out = _graph_with(per_channel).dequantize(0)
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, expected, rtol=1e-6)
-    bias = TFLiteTensor(0, "b", (2,), "int32", QuantParams(np.array([1e-4]), np.array([0])), np.array([100, -7], np.int32))
+    bias = TFLiteTensor(
+        0, "b", (2,), "int32", QuantParams(np.array([1e-4]), np.array([0])), np.array([100, -7], np.int32)
+    )
     np.testing.assert_allclose(_graph_with(bias).dequantize(0), [0.01, -0.0007], rtol=1e-6)
     floats = TFLiteTensor(0, "f", (2,), "float32", None, np.array([1.5, -2.0], np.float32))
     np.testing.assert_array_equal(_graph_with(floats).dequantize(0), [1.5, -2.0])
@@ -92,7 +94,7 @@ def test_dequantize_per_tensor_and_per_channel() -> None:
 
 
 def test_missing_tflite_package_names_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from segkit.convert.tflite_graph import load_tflite
+    from segkit.convert.tflite import load_tflite
 
     path = tmp_path / "m.tflite"
     path.write_bytes(b"\0\0\0\0TFL3" + b"\0" * 64)
@@ -115,11 +117,36 @@ def test_graph_reader_ops_and_options(deeplab_graph) -> None:
     assert inp.dtype == "uint8" and inp.shape == (1, 513, 513, 3)
     assert inp.quant.scale[0] == pytest.approx(1 / 128) and inp.quant.zero_point[0] == 128
     w = g.tensor(stem.inputs[1])
-    np.testing.assert_allclose(g.dequantize(w), w.quant.scale[0] * (w.data.astype(np.float64) - w.quant.zero_point[0]),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        g.dequantize(w), w.quant.scale[0] * (w.data.astype(np.float64) - w.quant.zero_point[0]), rtol=1e-6
+    )
 
 
 # -- architecture inference --------------------------------------------------------------------------
+
+
+def test_converted_config_asks_for_few_workers() -> None:
+    """A converted checkpoint runs on other machines than the one that converted it: at most 2 workers."""
+    from segkit.convert.tflite import TFLiteArchitecture
+
+    arch = TFLiteArchitecture(
+        kind="segmentor",
+        input_size=(513, 513),
+        input_dtype="uint8",
+        input_mean=[128.0] * 3,
+        input_std=[128.0] * 3,
+        width_mult=1.0,
+        round_nearest=8,
+        output_stride=16,
+        dilations=[1] * 18,
+        final_conv=False,
+        num_classes=21,
+        head_channels=256,
+    )
+    cfg = arch.config("tflite_x")
+    assert cfg.data.num_workers == 2  # the DataConfig default, 4, oversubscribes a 2-core machine
+    assert cfg.data.crop_size == 513 and cfg.eval.pad_to == 513
+
 
 def test_infers_deeplab_architecture(deeplab_graph) -> None:
     from segkit.convert.tflite import infer_architecture
@@ -137,12 +164,16 @@ def test_infers_deeplab_architecture(deeplab_graph) -> None:
 
 
 def test_infers_imagenet_architecture(shared_data: Path, tflite_pkg: ModuleType) -> None:
-    from segkit.convert.tflite import infer_architecture
-    from segkit.convert.tflite_graph import load_tflite
+    from segkit.convert.tflite import infer_architecture, load_tflite
 
     arch = infer_architecture(load_tflite(shared_data / IMAGENET))
     assert (arch.kind, arch.num_classes, arch.width_mult, arch.output_stride, arch.final_conv) == (
-        "classifier", 1001, 1.0, 32, True)
+        "classifier",
+        1001,
+        1.0,
+        32,
+        True,
+    )
     assert arch.input_size == (224, 224) and arch.layers[-1].convs[0].out_channels == 1280
 
 
@@ -154,7 +185,9 @@ def test_unmappable_graphs_name_the_op(deeplab_graph) -> None:
     saved = dict(dw16.options)
     dw16.options["dilation_h_factor"] = dw16.options["dilation_w_factor"] = 4
     try:
-        with pytest.raises(TFLiteConversionError, match=rf"layer_17 \(op {dw16.index} \(DEPTHWISE_CONV_2D\).*dilation 4"):
+        with pytest.raises(
+            TFLiteConversionError, match=rf"layer_17 \(op {dw16.index} \(DEPTHWISE_CONV_2D\).*dilation 4"
+        ):
             infer_architecture(g)
     finally:
         dw16.options.clear()
@@ -169,8 +202,7 @@ def test_unmappable_graphs_name_the_op(deeplab_graph) -> None:
 
 
 def test_corrupt_or_foreign_files_give_clear_errors(tmp_path: Path, shared_data: Path, tflite_pkg: ModuleType) -> None:
-    tool = _tool("convert_tflite")
-    from segkit.convert.tflite_graph import load_tflite
+    from segkit.convert.tflite import load_tflite
 
     text = tmp_path / "notes.tflite"
     text.write_text("not a model")
@@ -180,16 +212,16 @@ def test_corrupt_or_foreign_files_give_clear_errors(tmp_path: Path, shared_data:
     truncated.write_bytes((shared_data / IMAGENET).read_bytes()[:4096])
     with pytest.raises(TFLiteFormatError, match="corrupt or truncated"):
         load_tflite(truncated)
-    assert tool.main([str(truncated), str(tmp_path / "out.pth")]) == 2
+    assert convert_main([str(truncated), str(tmp_path / "out.pth")]) == 2
     assert not (tmp_path / "out.pth").exists()
 
 
 # -- numerics ----------------------------------------------------------------------------------------
 
+
 def test_segkit_equals_the_graph_run_in_float(deeplab_graph) -> None:
     """Same function as the TFLite graph (float, op by op): at 513 (logits) and at an even size (backbone)."""
-    from segkit.convert.tflite import build_converted_model, infer_architecture
-    from segkit.convert.tflite_graph import run_graph
+    from segkit.convert.tflite import build_converted_model, infer_architecture, run_graph
 
     arch = infer_architecture(deeplab_graph)
     model = build_converted_model(arch)
@@ -204,8 +236,9 @@ def test_segkit_equals_the_graph_run_in_float(deeplab_graph) -> None:
             torch.testing.assert_close(feat, torch.from_numpy(ref[feat_t]).permute(0, 3, 1, 2), atol=2e-4, rtol=1e-4)
             if size == 513:
                 logits = model.head(feat)
-                torch.testing.assert_close(logits, torch.from_numpy(ref[logits_t]).permute(0, 3, 1, 2),
-                                           atol=2e-4, rtol=1e-4)
+                torch.testing.assert_close(
+                    logits, torch.from_numpy(ref[logits_t]).permute(0, 3, 1, 2), atol=2e-4, rtol=1e-4
+                )
 
 
 def test_deeplab_agrees_with_the_interpreter_on_voc(converted: dict[Path], shared_data: Path) -> None:
@@ -244,9 +277,9 @@ def test_deeplab_agrees_with_the_interpreter_on_voc(converted: dict[Path], share
 
 def test_imagenet_classifier_matches_reference(converted: dict[Path], shared_data: Path) -> None:
     """224x224 is an even size: stride-2 convs need TF's asymmetric 'SAME' padding here."""
-    from segkit.models.classifier import MobileNetV2Classifier, load_classifier
-
     import segkit
+    from segkit.loading import load_classifier
+    from segkit.models.classifier import MobileNetV2Classifier
 
     model = load_classifier(converted["imagenet"])
     assert isinstance(model, MobileNetV2Classifier) and model.class_names[653] == "military uniform"
@@ -280,7 +313,9 @@ def test_classifier_initialises_a_segmentation_backbone(converted: dict[Path]) -
     missing, unexpected = load_torchvision_weights(model.backbone, converted["imagenet"])
     assert missing == []
     ckpt = torch.load(converted["imagenet"], weights_only=True)
-    torch.testing.assert_close(model.backbone.features[17].conv[0][0].weight, ckpt["model"]["features.17.conv.0.0.weight"])
+    torch.testing.assert_close(
+        model.backbone.features[17].conv[0][0].weight, ckpt["model"]["features.17.conv.0.0.weight"]
+    )
 
 
 def test_finetuning_from_the_converted_checkpoint(converted: dict[Path]) -> None:
@@ -311,12 +346,30 @@ def test_finetuning_from_the_converted_checkpoint(converted: dict[Path]) -> None
     assert all(np.isfinite(losses)) and losses[-1] < 0.9 * losses[0], losses
 
 
-def test_tools_evaluate_the_converted_model_like_the_interpreter(converted: dict[Path], shared_data: Path,
-                                                                 tmp_path: Path) -> None:
-    """tools/test.py with the README protocol: the confusion matrix gives the reference mIoU (classes in GT)."""
+def test_tools_evaluate_the_converted_model_like_the_interpreter(
+    converted: dict[Path], shared_data: Path, tmp_path: Path
+) -> None:
+    """`segkit test` with the README protocol: the confusion matrix gives the reference mIoU (classes in GT)."""
+    from segkit.cli.test import main as test_main
+
     out = tmp_path / "eval.json"
-    assert _tool("test").main(["--checkpoint", str(converted["deeplab"]), "--data-root", str(shared_data / "voc_sample"),
-                               "--resize-longer", "513", "--pad-to", "513", "--json", str(out)]) == 0
+    assert (
+        test_main(
+            [
+                "--checkpoint",
+                str(converted["deeplab"]),
+                "--data-root",
+                str(shared_data / "voc_sample"),
+                "--resize-longer",
+                "513",
+                "--pad-to",
+                "513",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     confusion = np.asarray(report["confusion"])
     present = confusion.sum(1) > 0
@@ -331,27 +384,43 @@ def test_training_starts_from_the_converted_checkpoint(converted: dict[Path], tm
     """train.init_weights = the converted official model: all but the 21-class classifier load, and it trains."""
     import segkit
     from segkit.data import generate_synthetic_voc
+    from segkit.engine import train
     from segkit.runlog import read_jsonl
-    from segkit.train import train
 
     root = tmp_path / "synthetic"
     generate_synthetic_voc(root, num_train=4, num_val=2, image_size=64, seed=1)
     official = segkit.load_model(converted["deeplab"]).segkit_config.model
     overrides = {
-        "data.root": str(root), "data.synthetic_num_train": 4, "data.synthetic_num_val": 2,
-        "data.synthetic_image_size": 64, "data.crop_size": 64, "data.scale_min": 1.0, "data.scale_max": 1.0,
-        "data.hflip": False, "data.num_workers": 0, "train.iterations": 8, "train.batch_size": 4,
-        "train.log_interval": 1, "train.val_interval": 1000, "train.warmup_iters": 0, "train.lr": 0.002, "train.optimizer": "sgd",
-        "train.init_weights": str(converted["deeplab"]), "model.norm_eval": True,
-        "model.tf_same_padding": True, "model.bn_eps": official.bn_eps, "model.head_bn_eps": official.head_bn_eps,
-        "model.input_mean": official.input_mean, "model.input_std": official.input_std,
+        "data.root": str(root),
+        "data.synthetic_num_train": 4,
+        "data.synthetic_num_val": 2,
+        "data.synthetic_image_size": 64,
+        "data.crop_size": 64,
+        "data.scale_min": 1.0,
+        "data.scale_max": 1.0,
+        "data.hflip": False,
+        "data.num_workers": 0,
+        "train.iterations": 8,
+        "train.batch_size": 4,
+        "train.log_interval": 1,
+        "train.val_interval": 1000,
+        "train.warmup_iters": 0,
+        "train.lr": 0.002,
+        "train.optimizer": "sgd",
+        "train.init_weights": str(converted["deeplab"]),
+        "model.norm_eval": True,
+        "model.tf_same_padding": True,
+        "model.bn_eps": official.bn_eps,
+        "model.head_bn_eps": official.head_bn_eps,
+        "model.input_mean": official.input_mean,
+        "model.input_std": official.input_std,
     }
     cfg = segkit.load_config("demo_mnv2_os16", [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
     lines: list[str] = []
-    import segkit.train as engine
+    import segkit.engine.loop as engine  # the name the loop calls
 
     original = engine.load_initial_weights
-    engine.load_initial_weights = lambda model, path, log=print: original(model, path, lines.append)
+    engine.load_initial_weights = lambda model, path, log=print, **kw: original(model, path, lines.append, **kw)
     try:
         train(cfg, work_dir=tmp_path / "run", progress=False)
     finally:
@@ -368,11 +437,16 @@ def test_training_starts_from_the_converted_checkpoint(converted: dict[Path], tm
 # style), per-channel int8 weights behind a uint8 input + DEQUANTIZE, and a different concat order.
 
 _OPTIONS = {  # op type -> (builtin code, options table name, BuiltinOptions enum value)
-    "CONV_2D": (3, "Conv2DOptions", 1), "DEPTHWISE_CONV_2D": (4, "DepthwiseConv2DOptions", 2),
-    "ADD": (0, "AddOptions", 11), "CONCATENATION": (2, "ConcatenationOptions", 10),
-    "RESIZE_BILINEAR": (23, "ResizeBilinearOptions", 15), "MEAN": (40, "ReducerOptions", 27),
-    "AVERAGE_POOL_2D": (1, "Pool2DOptions", 5), "SPACE_TO_BATCH_ND": (38, "SpaceToBatchNDOptions", 25),
-    "BATCH_TO_SPACE_ND": (37, "BatchToSpaceNDOptions", 24), "DEQUANTIZE": (6, None, 0),
+    "CONV_2D": (3, "Conv2DOptions", 1),
+    "DEPTHWISE_CONV_2D": (4, "DepthwiseConv2DOptions", 2),
+    "ADD": (0, "AddOptions", 11),
+    "CONCATENATION": (2, "ConcatenationOptions", 10),
+    "RESIZE_BILINEAR": (23, "ResizeBilinearOptions", 15),
+    "MEAN": (40, "ReducerOptions", 27),
+    "AVERAGE_POOL_2D": (1, "Pool2DOptions", 5),
+    "SPACE_TO_BATCH_ND": (38, "SpaceToBatchNDOptions", 25),
+    "BATCH_TO_SPACE_ND": (37, "BatchToSpaceNDOptions", 24),
+    "DEQUANTIZE": (6, None, 0),
 }
 _ENUMS = {"SAME": 0, "VALID": 1, "NONE": 0, "RELU": 1, "RELU6": 3}
 
@@ -390,7 +464,9 @@ class _TFLiteWriter:
         self.ops: list[tuple[str, list[int], list[int], dict]] = []
 
     def tensor(self, shape, dtype="float32", data=None, scale=None, zero_point=None, qdim=0) -> int:
-        self.tensors.append(dict(shape=list(shape), dtype=dtype, data=data, scale=scale, zero_point=zero_point, qdim=qdim))
+        self.tensors.append(
+            dict(shape=list(shape), dtype=dtype, data=data, scale=scale, zero_point=zero_point, qdim=qdim)
+        )
         return len(self.tensors) - 1
 
     def const(self, array: np.ndarray) -> int:
@@ -453,7 +529,9 @@ class _TFLiteWriter:
                 getattr(module, f"{table}Start")(b)
                 for key, value in options.items():
                     camel = "".join(part.capitalize() for part in key.split("_"))
-                    getattr(module, f"{table}Add{camel}")(b, _ENUMS.get(value, value) if isinstance(value, str) else value)
+                    getattr(module, f"{table}Add{camel}")(
+                        b, _ENUMS.get(value, value) if isinstance(value, str) else value
+                    )
                 opts = getattr(module, f"{table}End")(b)
             in_vec = ivec(ins, _m("Operator").OperatorStartInputsVector)
             out_vec = ivec(outs, _m("Operator").OperatorStartOutputsVector)
@@ -501,21 +579,43 @@ class _TFLiteWriter:
         path.write_bytes(b.Output())
 
 
-def _export_segmentor(model, path: Path, size: int, *, atrous_as_space_to_batch: bool, int8_weights: bool,
-                      concat_order: list[str], half_pixel: bool) -> None:
+def _export_segmentor(
+    model,
+    path: Path,
+    size: int,
+    *,
+    atrous_as_space_to_batch: bool,
+    int8_weights: bool,
+    concat_order: list[str],
+    half_pixel: bool,
+) -> None:
     """Write ``model`` (eval mode, BN folded into the convs) as a TFLite DeepLabV3 graph."""
-    from torch import nn
 
     torch.set_grad_enabled(False)
     try:
-        _export(model, path, size, atrous_as_space_to_batch=atrous_as_space_to_batch, int8_weights=int8_weights,
-                concat_order=concat_order, half_pixel=half_pixel)
+        _export(
+            model,
+            path,
+            size,
+            atrous_as_space_to_batch=atrous_as_space_to_batch,
+            int8_weights=int8_weights,
+            concat_order=concat_order,
+            half_pixel=half_pixel,
+        )
     finally:
         torch.set_grad_enabled(True)
 
 
-def _export(model, path: Path, size: int, *, atrous_as_space_to_batch: bool, int8_weights: bool,
-            concat_order: list[str], half_pixel: bool) -> None:
+def _export(
+    model,
+    path: Path,
+    size: int,
+    *,
+    atrous_as_space_to_batch: bool,
+    int8_weights: bool,
+    concat_order: list[str],
+    half_pixel: bool,
+) -> None:
     from torch import nn
 
     w = _TFLiteWriter()
@@ -540,8 +640,10 @@ def _export(model, path: Path, size: int, *, atrous_as_space_to_batch: bool, int
         scales = np.maximum(amax, 1e-8) / 127
         shape = [1, 1, 1, -1] if depthwise else [-1, 1, 1, 1]
         q = np.clip(np.round(wt / scales.reshape(shape)), -127, 127).astype(np.int8)
-        return (w.tensor(q.shape, "int8", q, scales, np.zeros_like(scales, np.int64), axis),
-                w.const(bias.numpy().astype(np.float32)))
+        return (
+            w.tensor(q.shape, "int8", q, scales, np.zeros_like(scales, np.int64), axis),
+            w.const(bias.numpy().astype(np.float32)),
+        )
 
     def conv(x: int, conv: nn.Conv2d, bn: nn.Module | None, act: str) -> int:
         _, h, wd, _ = w.tensors[x]["shape"]
@@ -560,8 +662,12 @@ def _export(model, path: Path, size: int, *, atrous_as_space_to_batch: bool, int
             block = w.const(np.array([d, d], np.int32))
             hb = (h + total + extra) // d
             y = w.op("SPACE_TO_BATCH_ND", [x, block, w.const(pads)], [d * d, hb, hb, w.tensors[x]["shape"][3]])
-            y = w.op(kind, [y, wt, bias], [d * d, hb - (k - 1), hb - (k - 1), conv.out_channels],
-                     {**opts, "padding": "VALID"})
+            y = w.op(
+                kind,
+                [y, wt, bias],
+                [d * d, hb - (k - 1), hb - (k - 1), conv.out_channels],
+                {**opts, "padding": "VALID"},
+            )
             return w.op("BATCH_TO_SPACE_ND", [y, block, w.const(np.array([[0, extra]] * 2, np.int32))], out_shape)
         opts.update(dilation_h_factor=d, dilation_w_factor=d)
         return w.op(kind, [x, wt, bias], out_shape, opts)
@@ -574,15 +680,25 @@ def _export(model, path: Path, size: int, *, atrous_as_space_to_batch: bool, int
         y = x
         for j, (c, bn) in enumerate(pairs):
             y = conv(y, c, bn, "NONE" if j == len(pairs) - 1 else "RELU6")
-        x = w.op("ADD", [x, y], w.tensors[y]["shape"], {"fused_activation_function": "NONE"}) if block.use_res_connect else y
+        x = (
+            w.op("ADD", [x, y], w.tensors[y]["shape"], {"fused_activation_function": "NONE"})
+            if block.use_res_connect
+            else y
+        )
     head = model.head
     _, fh, fw, _ = w.tensors[x]["shape"]
-    pooled = w.op("MEAN", [x, w.const(np.array([1, 2], np.int32))], [1, 1, 1, w.tensors[x]["shape"][3]], {"keep_dims": True})
+    pooled = w.op(
+        "MEAN", [x, w.const(np.array([1, 2], np.int32))], [1, 1, 1, w.tensors[x]["shape"][3]], {"keep_dims": True}
+    )
     pool_conv = conv(pooled, head.image_pool.conv[0], head.image_pool.conv[1], "RELU")
     resize = {"align_corners": not half_pixel, "half_pixel_centers": half_pixel}
     branches = {
-        "image_pool": w.op("RESIZE_BILINEAR", [pool_conv, w.const(np.array([fh, fw], np.int32))],
-                           [1, fh, fw, head.image_pool.conv[0].out_channels], resize),
+        "image_pool": w.op(
+            "RESIZE_BILINEAR",
+            [pool_conv, w.const(np.array([fh, fw], np.int32))],
+            [1, fh, fw, head.image_pool.conv[0].out_channels],
+            resize,
+        ),
         "aspp0": conv(x, head.aspp0[0], head.aspp0[1], "RELU"),
         **{f"atrous_{i}": conv(x, br[0], br[1], "RELU") for i, br in enumerate(head.atrous)},
     }
@@ -590,14 +706,22 @@ def _export(model, path: Path, size: int, *, atrous_as_space_to_batch: bool, int
     cat = w.op("CONCATENATION", [branches[n] for n in concat_order], [1, fh, fw, channels], {"axis": 3})
     # the projection's input channels follow the concat order
     proj = head.project[0]
-    blocks = dict(zip(["image_pool", "aspp0", *[f"atrous_{i}" for i in range(len(head.atrous))]],
-                      proj.weight.detach().split(head.aspp0[0].out_channels, dim=1)))
+    blocks = dict(
+        zip(
+            ["image_pool", "aspp0", *[f"atrous_{i}" for i in range(len(head.atrous))]],
+            proj.weight.detach().split(head.aspp0[0].out_channels, dim=1),
+        )
+    )
     reordered = nn.Conv2d(channels, proj.out_channels, 1, bias=False)
     reordered.weight.data = torch.cat([blocks[n] for n in concat_order], dim=1)
     y = conv(cat, reordered, head.project[1], "RELU")
     logits = conv(y, head.classifier, None, "NONE")
-    out = w.op("RESIZE_BILINEAR", [logits, w.const(np.array([size, size], np.int32))],
-               [1, size, size, head.classifier.out_channels], resize)
+    out = w.op(
+        "RESIZE_BILINEAR",
+        [logits, w.const(np.array([size, size], np.int32))],
+        [1, size, size, head.classifier.out_channels],
+        resize,
+    )
     w.write(path, [raw], [out])
 
 
@@ -605,28 +729,49 @@ def _export(model, path: Path, size: int, *, atrous_as_space_to_batch: bool, int
     "variant",
     [
         # width 0.5, OS8, ASPP, TF1-style atrous (SPACE_TO_BATCH_ND), float input, concat order changed, even size
-        dict(width_mult=0.5, round_nearest=8, output_stride=8, aspp=True, num_classes=5, size=66,
-             atrous_as_space_to_batch=True, int8_weights=False, concat_order=["aspp0", "atrous_0", "atrous_1",
-                                                                              "atrous_2", "image_pool"], half_pixel=False),
+        dict(
+            width_mult=0.5,
+            round_nearest=8,
+            output_stride=8,
+            aspp=True,
+            num_classes=5,
+            size=66,
+            atrous_as_space_to_batch=True,
+            int8_weights=False,
+            concat_order=["aspp0", "atrous_0", "atrous_1", "atrous_2", "image_pool"],
+            half_pixel=False,
+        ),
         # width 0.75 without channel rounding, OS16, light head, per-channel int8 weights, uint8 input, half-pixel resize
-        dict(width_mult=0.75, round_nearest=1, output_stride=16, aspp=False, num_classes=3, size=65,
-             atrous_as_space_to_batch=False, int8_weights=True, concat_order=["image_pool", "aspp0"], half_pixel=True),
+        dict(
+            width_mult=0.75,
+            round_nearest=1,
+            output_stride=16,
+            aspp=False,
+            num_classes=3,
+            size=65,
+            atrous_as_space_to_batch=False,
+            int8_weights=True,
+            concat_order=["image_pool", "aspp0"],
+            half_pixel=True,
+        ),
     ],
     ids=["w0.5-os8-aspp-spacetobatch-float", "w0.75-round1-os16-int8"],
 )
 def test_round_trip_through_tflite(variant: dict, tmp_path: Path, tflite_pkg: ModuleType) -> None:
     """Export a segkit model (random BN statistics folded in) to TFLite, convert it back: same architecture and outputs."""
     from segkit.config import ModelConfig
-    from segkit.convert.tflite import convert_tflite
-    from segkit.convert.tflite_graph import load_tflite, run_graph
+    from segkit.convert.tflite import convert_tflite, load_tflite, run_graph
     from segkit.models import build_model
 
     variant = dict(variant)
-    size, export_args = variant.pop("size"), {k: variant.pop(k) for k in
-                                              ("atrous_as_space_to_batch", "int8_weights", "concat_order", "half_pixel")}
+    size, export_args = (
+        variant.pop("size"),
+        {k: variant.pop(k) for k in ("atrous_as_space_to_batch", "int8_weights", "concat_order", "half_pixel")},
+    )
     torch.manual_seed(0)
-    mcfg = ModelConfig(**variant, tf_same_padding=True, bn_eps=1e-3, head_bn_eps=1e-5,
-                       align_corners=not export_args["half_pixel"])
+    mcfg = ModelConfig(
+        **variant, tf_same_padding=True, bn_eps=1e-3, head_bn_eps=1e-5, align_corners=not export_args["half_pixel"]
+    )
     model = build_model(mcfg).eval()
     for m in model.modules():  # non-trivial BN statistics, so folding matters
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -640,7 +785,10 @@ def test_round_trip_through_tflite(variant: dict, tmp_path: Path, tflite_pkg: Mo
     conversion = convert_tflite(path, tmp_path / "converted.pth")
     arch = conversion.architecture
     assert (arch.width_mult, arch.round_nearest, arch.output_stride) == (
-        variant["width_mult"], variant["round_nearest"], variant["output_stride"])
+        variant["width_mult"],
+        variant["round_nearest"],
+        variant["output_stride"],
+    )
     assert arch.aspp_rates == ([12, 24, 36] if variant["aspp"] else [])
     assert arch.num_classes == variant["num_classes"] and arch.align_corners == mcfg.align_corners
     assert arch.branch_order == export_args["concat_order"]
@@ -655,8 +803,9 @@ def test_round_trip_through_tflite(variant: dict, tmp_path: Path, tflite_pkg: Mo
     feed = image if export_args["int8_weights"] else (image.astype(np.float32) - 127.5) / 127.5
     expected = torch.from_numpy(run_graph(graph, feed)[graph.outputs[0]]).permute(0, 3, 1, 2)
     cmcfg = conversion.config.model
-    x = (torch.from_numpy(image).permute(0, 3, 1, 2).float() - torch.tensor(cmcfg.input_mean).view(1, 3, 1, 1)) \
-        / torch.tensor(cmcfg.input_std).view(1, 3, 1, 1)
+    x = (
+        torch.from_numpy(image).permute(0, 3, 1, 2).float() - torch.tensor(cmcfg.input_mean).view(1, 3, 1, 1)
+    ) / torch.tensor(cmcfg.input_std).view(1, 3, 1, 1)
     with torch.no_grad():
         out = conversion.model(x)["out"]
         torch.testing.assert_close(out, expected, atol=1e-3, rtol=1e-3)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
-import ast
 import re
 import warnings
 from pathlib import Path
@@ -17,19 +17,21 @@ from pycocotools import mask as mask_utils
 
 from segkit.config import DataConfig
 from segkit.data import (
+    VOC_PALETTE,
     COCOSegmentation,
     DatasetError,
     FolderDataset,
-    VOC_PALETTE,
     VOCSegmentation,
     build_dataset,
     build_eval_transform,
     build_train_transform,
+    collate_drop_bad,
+    is_bad_sample,
+    read_image,
 )
-from segkit.data import collate_drop_bad, is_bad_sample, read_image
-from segkit.data.base import BadSampleWarning
+from segkit.data.base import BadSampleWarning, DuplicateIdWarning
 from segkit.data.coco import CAT_LIST, coco_voc_mask
-from segkit.viz import save_label_png
+from segkit.data.io import save_label_png
 
 VOC2012 = Path("VOCdevkit") / "VOC2012"
 
@@ -56,7 +58,7 @@ def write_voc(
         (base / "ImageSets/Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
     if aug is not None:
         (base / "SegmentationClassAug").mkdir()
-        for n, sample_id in enumerate(aug):
+        for sample_id in aug:
             save_label_png(base / "SegmentationClassAug" / f"{sample_id}.png", np.full(size, 7, np.uint8), VOC_PALETTE)
         (base / "ImageSets/Segmentation/train_aug.txt").write_text("\n".join(aug) + "\n")
     return masks
@@ -225,11 +227,15 @@ def test_missing_files_warning_names_them_all(voc):
     assert ds.ids == ["b"]
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    (3, r"data\.ignore_index=3 collides with class 3 \('bird'\).*21 classes.*21\.\.255"),
-    (20, r"collides with class 20 \('tvmonitor'\)"),
-    (256, r"data\.ignore_index=256 is not a mask value.*21\.\.255"),
-], ids=["class-3", "class-20", "above-255"])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (3, r"data\.ignore_index=3 collides with class 3 \('bird'\).*21 classes.*21\.\.255"),
+        (20, r"collides with class 20 \('tvmonitor'\)"),
+        (256, r"data\.ignore_index=256 is not a mask value.*21\.\.255"),
+    ],
+    ids=["class-3", "class-20", "above-255"],
+)
 def test_bad_ignore_index_is_a_dataset_error(voc, value, expected):
     root, _ = voc
     with pytest.raises(DatasetError, match=expected):
@@ -512,4 +518,38 @@ def test_data_package_does_not_import_models():
             continue
         seen.add(name)
         todo += sorted(imports(path))
-    assert "segkit.data.base" in seen and "segkit.viz" in seen
+    assert "segkit.data.base" in seen and "segkit.utils.io" in seen  # the walk leaves segkit.data
+    assert "segkit.viz" not in seen  # label PNGs are data I/O (segkit.data.io); viz draws with them
+
+
+# -- duplicate ids (issue 11, item 6) ----------------------------------------------------------
+def test_split_listing_an_id_twice_uses_it_once(voc):
+    """A repeated id is dropped with one warning naming the split file and the id: never scored twice."""
+    from segkit.evaluate import evaluate
+
+    root, _ = voc
+    split = root / VOC2012 / "ImageSets/Segmentation/val.txt"
+    split.write_text("d\ne\nd\nd\n")
+    with pytest.warns(DuplicateIdWarning, match=r"val\.txt.*1 ids are listed more than once \(d\).*2 samples from 4"):
+        ds = VOCSegmentation(root, "val")
+    assert ds.ids == ["d", "e"] and ds.duplicate_ids == ["d"] and ds.num_listed == 2
+
+    class Constant(torch.nn.Module):  # predicts class 0 everywhere: only the image count matters
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"out": torch.zeros(x.shape[0], 21, *x.shape[2:])}
+
+    loader = torch.utils.data.DataLoader(ds, batch_size=1)
+    metrics = evaluate(Constant(), loader, 21, progress=False)
+    assert metrics.num_images == 2  # was 4: 'd' scored three times
+
+
+def test_folder_split_with_repeats_and_clean_list_warns_nothing(tmp_path):
+    write_folder(tmp_path)
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits/val.txt").write_text("img01\nimg02\nimg01\n")
+    with pytest.warns(DuplicateIdWarning, match=r"splits/val\.txt.*\(img01\)"):
+        assert FolderDataset(tmp_path, "val", ignore_index=99).ids == ["img01", "img02"]
+    (tmp_path / "splits/val.txt").write_text("img01\nimg02\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert FolderDataset(tmp_path, "val", ignore_index=99).duplicate_ids == []

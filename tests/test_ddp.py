@@ -14,14 +14,12 @@ from segkit.data import build_dataset, build_eval_transform, generate_synthetic_
 from segkit.evaluate import evaluate
 from segkit.runlog import read_jsonl
 
-from test_train import tiny_overrides
-
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                     reason="torch.distributed with the gloo backend is not available in this torch build")
-def test_torchrun_two_processes_matches_single_process_bookkeeping(tmp_path) -> None:
+def test_torchrun_two_processes_matches_single_process_bookkeeping(tmp_path, tiny_overrides) -> None:
     root = tmp_path / "synthetic"
     generate_synthetic_voc(root, num_train=16, num_val=5, image_size=64, seed=0)  # 5 val images: uneven shards
     work = tmp_path / "ddp"
@@ -55,7 +53,7 @@ def test_torchrun_two_processes_matches_single_process_bookkeeping(tmp_path) -> 
 
 
 def test_sync_bn_conversion_keeps_the_state_dict() -> None:
-    from segkit.train import convert_sync_bn
+    from segkit.engine.setup import convert_sync_bn
 
     model = segkit.build_model(segkit.load_config("voc_mnv2_os16", ["model.width_mult=0.35"]))
     keys = list(model.state_dict())

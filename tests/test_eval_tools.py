@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -18,18 +17,23 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+import segkit.cli.infer as INFER_TOOL
+import segkit.cli.test as TEST_TOOL
+import segkit.cli.train as TRAIN_TOOL
 from segkit.checkpoint import save_checkpoint
+from segkit.cli.common import error_message
 from segkit.config import EvalConfig, load_config
 from segkit.data.base import BadSampleWarning
 from segkit.data.classes import VOC_CLASSES, VOC_PALETTE
-from segkit.evaluate import error_message, evaluate, format_report_json, load_eval_model
+from segkit.evaluate import evaluate, load_eval_model
 from segkit.inference import normalize, predict
 from segkit.models import build_model
+from segkit.report import format_report_json
 
 REPO = Path(__file__).resolve().parents[1]
 VOC_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "voc_sample"
 SIZES = {"img_a": (40, 56), "img_b": (48, 36), "img_c": (33, 47)}  # id -> (H, W)
-JSON_KEYS = {"config", "miou", "pixel_acc", "mean_acc", "per_class_iou", "confusion", "num_images", "protocol"}
+JSON_KEYS = {"config", "decoder", "miou", "pixel_acc", "mean_acc", "per_class_iou", "confusion", "num_images", "protocol"}
 
 
 @pytest.fixture(autouse=True)
@@ -39,18 +43,6 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def load_tool(name: str) -> ModuleType:
-    """Import tools/<name>.py as a module (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"segkit_tools_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-TEST_TOOL = load_tool("test")
-INFER_TOOL = load_tool("infer")
 
 
 def make_mask(h: int, w: int, seed: int) -> np.ndarray:
@@ -409,7 +401,7 @@ def test_tool_test_bad_ignore_index_is_one_line(checkpoint: Path, capsys: pytest
 
 
 def test_tool_train_bad_ignore_index_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    train_tool = load_tool("train")
+    train_tool = TRAIN_TOOL
     argv = ["--config", "demo_mnv2_os16", "--work-dir", tmp_path / "work", "--device", "cpu", "--no-progress",
             "--set", "data.ignore_index=3", f"data.root={tmp_path / 'syn'}", "data.synthetic_num_train=2",
             "data.synthetic_num_val=1", "data.synthetic_image_size=32"]  # fmt: skip
@@ -567,3 +559,69 @@ def test_tool_test_on_real_voc_sample(tmp_path: Path, capsys: pytest.CaptureFixt
     assert len({m.shape for m in masks.values()}) > 1  # images of various sizes
     for sample_id, mask in masks.items():
         assert Image.open(pred_dir / f"{sample_id}.png").size == (mask.shape[1], mask.shape[0])
+
+
+# -- size limits, sliding window, relative data.root (issue 11) ----------------------------------------
+
+
+@pytest.mark.parametrize("scales", ["inf", "1e9", "100", "nan", "0"])
+def test_tools_refuse_scales_outside_the_range(checkpoint: Path, capsys: pytest.CaptureFixture, scales: str) -> None:
+    """Before: ``--scales inf`` / ``1e9`` gave tracebacks and ``--scales 100 --pad-to 0`` was killed for memory."""
+    for tool in (TEST_TOOL, INFER_TOOL):
+        with pytest.raises(SystemExit) as info:
+            tool.main(["--checkpoint", str(checkpoint), "--input", "x", "--output", "y", "--ms-flip", "--scales",
+                       scales, "--pad-to", "0"] if tool is INFER_TOOL else
+                      ["--checkpoint", str(checkpoint), "--ms-flip", "--scales", scales, "--pad-to", "0"])
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and "expected comma-separated factors in [0.125, 4.0]" in err
+        assert "Traceback" not in err
+
+
+def test_tools_refuse_a_pass_over_the_pixel_budget(voc: tuple[Path, dict], checkpoint: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    image = voc[0] / "VOCdevkit" / "VOC2012" / "JPEGImages" / "img_a.jpg"  # 40x56 = 2,240 pixels
+    rc, _, err = run_tool(INFER_TOOL, ["--checkpoint", checkpoint, "--input", image, "--output", tmp_path / "o",
+                                       "--max-pixels", "2000", "--no-progress"], capsys)
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("error: a forward pass of 1 x 40x56 = 2,240 pixels exceeds the budget of 2,000")
+    assert "--slide" in err and "--resize-longer" in err
+    rc, _, err = run_tool(TEST_TOOL, ["--checkpoint", checkpoint, "--set", "eval.scales=[3.0]", "--max-pixels",
+                                      "5000", "--no-progress"], capsys)
+    assert rc == 2 and "Traceback" not in err and err.count("error: ") == 1
+    assert err.splitlines()[-1].startswith("error: a forward pass of 1 x 120x168") and "budget of 5,000" in err
+    # The sliding window keeps every pass within the budget.
+    rc, _, err = run_tool(INFER_TOOL, ["--checkpoint", checkpoint, "--input", image, "--output", tmp_path / "o",
+                                       "--max-pixels", "2000", "--slide", "32", "16"], capsys)
+    assert rc == 0, err
+
+
+def test_tool_test_slide_matches_whole_image_where_it_fits(checkpoint: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    reports = {}
+    for name, extra in (("whole", []), ("fits", ["--slide", "64", "32"]), ("windows", ["--slide", "32", "16"]),
+                        ("off", ["--slide", "0", "0"])):
+        out = tmp_path / f"{name}.json"
+        rc, _, err = run_tool(TEST_TOOL, ["--checkpoint", checkpoint, "--json", out, "--no-progress", *extra], capsys)
+        assert rc == 0, err
+        reports[name] = json.loads(out.read_text())
+    assert reports["fits"]["protocol"]["slide"] == [64, 32] and "slide" not in reports["whole"]["protocol"]
+    assert reports["fits"]["confusion"] == reports["whole"]["confusion"]  # every image (<= 48x56) is one window
+    assert reports["windows"]["protocol"]["slide"] == [32, 16] and reports["off"] == reports["whole"]
+    assert np.array(reports["windows"]["confusion"]).sum() == np.array(reports["whole"]["confusion"]).sum()
+
+
+def test_tool_test_resolves_and_reports_a_relative_data_root(voc: tuple[Path, dict], tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint whose data.root is relative: the tool says which folder it reads (from the current one)."""
+    root, _ = voc
+    cfg = load_config("voc_mnv2_os16", {"model.width_mult": 0.35, "data.root": root.name, "data.num_workers": 0})
+    path = tmp_path / "rel.pth"
+    save_checkpoint(path, build_model(cfg).eval(), cfg, class_names=list(VOC_CLASSES))
+    monkeypatch.chdir(root.parent)
+    rc, _, err = run_tool(TEST_TOOL, ["--checkpoint", path, "--no-progress"], capsys)
+    assert rc == 0, err
+    assert f"data from {root.resolve()} (data.root '{root.name}' is relative: read from the current folder" in err
+    monkeypatch.chdir(tmp_path)  # from elsewhere: the error names the resolved folder, not a bare 'voc...'
+    rc, _, err = run_tool(TEST_TOOL, ["--checkpoint", path, "--no-progress"], capsys)
+    assert rc == 2 and str(tmp_path / root.name) in err

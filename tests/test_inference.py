@@ -11,7 +11,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segkit.config import load_config
-from segkit.inference import MF_SCALES, denormalize, normalize, predict, predict_logits, resized_extent
+from segkit.inference import (
+    MAX_PIXELS,
+    MAX_SCALE,
+    MF_SCALES,
+    MIN_SCALE,
+    InferenceError,
+    denormalize,
+    normalize,
+    predict,
+    predict_logits,
+    resize_label,
+    resized_extent,
+    slide_windows,
+)
 from segkit.models import build_model
 
 LEVELS = torch.tensor([-1.5, -0.5, 0.5, 1.5])  # channel-0 value of each class in the synthetic images
@@ -256,3 +269,116 @@ def test_normalize_denormalize_roundtrip(mean: list[float], std: list[float]) ->
     assert denormalize(x * 100, mean, std).dtype == np.uint8  # clipped, not wrapped
     with pytest.raises(ValueError, match=r"\[3, H, W\]"):
         denormalize(torch.zeros(2, 3, 4, 4), mean, std)
+
+
+# -- size limits and the sliding window (issue 11 item 5) ----------------------------------------------
+
+
+class PointwiseModel(nn.Module):
+    """A 1x1 conv: each output pixel depends on its input pixel only, so windows give whole-image logits."""
+
+    align_corners = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 6, 1)
+        self.shapes: list[tuple[int, ...]] = []
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        self.shapes.append(tuple(x.shape))
+        return {"out": self.conv(x)}
+
+
+@pytest.mark.parametrize("scales", [[float("inf")], [1e9], [100.0], [float("nan")], [0.01]])
+def test_scales_outside_the_range_are_refused(scales: list[float]) -> None:
+    """Before: ``--scales 100`` ran out of memory, ``inf`` / ``1e9`` raised tracebacks from deep inside."""
+    model = PointwiseModel()
+    with pytest.raises(InferenceError, match=rf"\[{MIN_SCALE}, {MAX_SCALE}\]|positive factors"):
+        predict(model, torch.zeros(1, 3, 8, 8), scales=scales)
+    assert model.shapes == []  # refused before any forward pass
+
+
+def test_pixel_budget_per_forward_pass() -> None:
+    model = PointwiseModel()
+    with pytest.raises(InferenceError, match=r"64x64 = 4,096 pixels exceeds the budget of 1,000.*--slide"):
+        predict(model, torch.zeros(1, 3, 64, 64), max_pixels=1000)
+    assert model.shapes == []
+    assert predict(model, torch.zeros(1, 3, 64, 64), max_pixels=1000, slide=(31, 20)).shape == (1, 64, 64)
+    assert max(s[-2] * s[-1] for s in model.shapes) <= 1000
+    assert predict(model, torch.zeros(1, 3, 64, 64), max_pixels=None).shape == (1, 64, 64)  # no limit
+    # Over the default budget: an 8000 x 8000 image is refused, not allocated through the model.
+    with pytest.raises(InferenceError, match="budget"):
+        predict_logits(model, torch.zeros(1, 3, 1, 1).expand(1, 3, 2049, 2049))
+
+
+def test_default_budget_admits_voc_mf_at_os8() -> None:
+    """The largest pass of the VOC recipe: MF (scale 1.75) of a 500x500 image padded to 513 (~875x875)."""
+    model = PointwiseModel()
+    predict(model, torch.zeros(1, 3, 500, 500), scales=MF_SCALES, flip=True, pad_to=513)
+    assert max(s[-2] * s[-1] for s in model.shapes) == 875 * 875 <= MAX_PIXELS
+    assert 1024 * 2048 <= MAX_PIXELS  # a Cityscapes image, whole
+
+
+def test_slide_windows_as_mmseg() -> None:
+    assert slide_windows((10, 10), 16, 8) == [(0, 10, 0, 10)]  # smaller than a window: itself
+    assert slide_windows((20, 16), 16, 8) == [(0, 16, 0, 16), (4, 20, 0, 16)]  # the last window flush with the border
+    windows = slide_windows((513, 700), 321, 200)
+    cover = torch.zeros(513, 700)
+    for y1, y2, x1, x2 in windows:
+        assert y2 - y1 == 321 and x2 - x1 == 321
+        cover[y1:y2, x1:x2] += 1
+    assert cover.min() >= 1 and len(windows) == 2 * 3
+    with pytest.raises(InferenceError, match="stride <= crop"):
+        slide_windows((10, 10), 8, 9)
+
+
+def test_slide_gives_the_whole_image_result() -> None:
+    """Where the image fits in one window: identical; with a pointwise model, overlapping windows average to the
+    whole-image logits exactly, under every protocol combination."""
+    torch.manual_seed(0)
+    cfg = load_config("voc_mnv2_os16", {"model.width_mult": 0.35})
+    model = build_model(cfg).eval()
+    x = torch.randn(1, 3, 45, 61)
+    assert torch.equal(predict(model, x, slide=(64, 32)), predict(model, x))
+    assert torch.equal(predict(model, x, slide=(64, 32), pad_to=64), predict(model, x, pad_to=64))
+    point = PointwiseModel()
+    big = torch.randn(2, 3, 97, 130)
+    whole = predict_logits(point, big)
+    slid = predict_logits(point, big, slide=(40, 25))
+    assert len(point.shapes) == 1 + len(slide_windows((97, 130), 40, 25)) and point.shapes[-1][-2:] == (40, 40)
+    torch.testing.assert_close(slid, whole, rtol=1e-5, atol=1e-5)
+    for kwargs in ({}, {"scales": (0.75, 1.25), "flip": True}, {"resize_longer": 80, "pad_to": 48}):
+        assert torch.equal(predict(point, big, (97, 130), slide=(40, 25), **kwargs),
+                           predict(point, big, (97, 130), **kwargs))
+
+
+@pytest.mark.parametrize("size,target", [((5, 7), (13, 29)), ((40, 30), (17, 11)), ((8, 8), (8, 8)), ((3, 9), (300, 2))])
+def test_resize_label_is_nearest_exact_without_float_copies(size: tuple[int, int], target: tuple[int, int]) -> None:
+    label = torch.randint(0, 21, (2, *size), dtype=torch.uint8)
+    expected = F.interpolate(label[:, None].float(), size=target, mode="nearest-exact")[:, 0].to(torch.uint8)
+    out = resize_label(label, target)
+    assert out.dtype == torch.uint8 and torch.equal(out, expected)
+
+
+def test_slide_is_mmseg_slide_inference_and_streams_the_label_map() -> None:
+    """Against a direct transcription of mmseg's slide_inference (logits summed, divided by the count), with a
+    model whose windows disagree near their borders; predict's band-by-band argmax gives the same label map."""
+    model = ConvModel(align_corners=False)
+    x = torch.randn(2, 3, 70, 93)
+    crop, stride = 32, 20
+    total, count = torch.zeros(2, 5, 70, 93), torch.zeros(1, 1, 70, 93)
+    h_grids, w_grids = (max(n - crop + stride - 1, 0) // stride + 1 for n in (70, 93))
+    for hi in range(h_grids):
+        for wi in range(w_grids):
+            y2, x2 = min(hi * stride + crop, 70), min(wi * stride + crop, 93)
+            y1, x1 = max(y2 - crop, 0), max(x2 - crop, 0)
+            total[..., y1:y2, x1:x2] += model(x[..., y1:y2, x1:x2])["out"]
+            count[..., y1:y2, x1:x2] += 1
+    reference = total / count
+    with torch.inference_mode():
+        logits = predict_logits(model, x, slide=(crop, stride))
+    torch.testing.assert_close(logits, reference, rtol=0, atol=1e-6)
+    assert not torch.allclose(logits, predict_logits(model, x), atol=1e-3)  # the windows do change the logits
+    label = predict(model, x, (140, 186), slide=(crop, stride))
+    assert torch.equal(label, resize_label(logits.argmax(1), (140, 186)))

@@ -11,7 +11,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from segkit.metrics import ConfusionMatrix, format_metrics_table, metrics_from_confusion, metrics_to_json
+from segkit.metrics import ConfusionMatrix, format_metrics_table, metrics_from_confusion
+from segkit.report import metrics_to_json
 
 T = torch.tensor
 
@@ -117,10 +118,11 @@ def test_table_and_json():
     sparse = cm.compute()
     assert "(absent)" in format_metrics_table(sparse, ["a", "b", "c"]).splitlines()[4]
     sparse.num_images = 2
-    data = metrics_to_json(sparse, ["a", "b", "c"], protocol={"scales": [1.0]}, config="voc_mnv2_os16")
-    assert set(data) == {"config", "miou", "pixel_acc", "mean_acc", "per_class_iou", "confusion", "num_images",
-                         "protocol"}
-    assert data["config"] == "voc_mnv2_os16"
+    data = metrics_to_json(sparse, ["a", "b", "c"], protocol={"scales": [1.0]}, config="voc_mnv2_os16",
+                           decoder="none")
+    assert set(data) == {"config", "decoder", "miou", "pixel_acc", "mean_acc", "per_class_iou", "confusion",
+                         "num_images", "protocol"}
+    assert data["config"] == "voc_mnv2_os16" and data["decoder"] == "none"
     assert data["per_class_iou"] == {"a": 1.0, "b": 1.0, "c": None}
     assert data["confusion"] == [[1, 0, 0], [0, 1, 0], [0, 0, 0]] and data["num_images"] == 2
     json.dumps(data, allow_nan=False)  # strictly valid JSON

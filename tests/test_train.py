@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,34 +16,12 @@ import torchvision
 import segkit
 from segkit.checkpoint import CheckpointError, load_checkpoint
 from segkit.data import generate_synthetic_voc
+from segkit.data.samplers import TrainSampler
+from segkit.engine import TrainingDiverged, train
+from segkit.engine.setup import load_initial_weights
 from segkit.runlog import read_jsonl
-from segkit.train import TrainingDiverged, TrainSampler, train
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def synth_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("synthetic")
-    generate_synthetic_voc(root, num_train=16, num_val=4, image_size=64, seed=0)
-    return root
-
-
-def tiny_overrides(root: Path, iterations: int = 4, **extra: object) -> list[str]:
-    values = {
-        "data.root": str(root), "data.synthetic_num_train": 16, "data.synthetic_num_val": 4,
-        "data.synthetic_image_size": 64, "data.crop_size": 48, "data.num_workers": 0,
-        "model.width_mult": 0.35, "train.iterations": iterations, "train.batch_size": 4,
-        "train.log_interval": 1, "train.val_interval": 1000, "train.ckpt_interval": 1000,
-        "train.deterministic": True, "train.warmup_iters": 0, "train.lr": 0.02, "train.optimizer": "sgd",
-        "train.weight_decay": 4e-5,
-    }
-    values.update(extra)
-    return [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in values.items()]
-
-
-def tiny_cfg(root: Path, iterations: int = 4, **extra: object) -> segkit.Config:
-    return segkit.load_config("demo_mnv2_os16", tiny_overrides(root, iterations, **extra))
 
 
 def test_sampler_resumes_the_same_stream() -> None:
@@ -59,7 +36,7 @@ def test_sampler_resumes_the_same_stream() -> None:
     assert sorted(first_epoch) == list(range(10))
 
 
-def test_few_iterations_reduce_the_loss(tmp_path) -> None:
+def test_few_iterations_reduce_the_loss(tmp_path, tiny_cfg) -> None:
     # A 4-image set, batch 4, no scaling/flip/cropping: the same batch every step, so the loss must fall clearly.
     root = tmp_path / "four"
     generate_synthetic_voc(root, num_train=4, num_val=2, image_size=64, seed=1)
@@ -81,7 +58,7 @@ def test_few_iterations_reduce_the_loss(tmp_path) -> None:
     assert set(ckpt) >= {"model", "optimizer", "scheduler", "scaler", "rng", "loader", "best_miou", "config"}
 
 
-def test_resume_gives_identical_weights(synth_root, tmp_path) -> None:
+def test_resume_gives_identical_weights(synth_root, tmp_path, tiny_cfg) -> None:
     cfg = tiny_cfg(synth_root, iterations=6, **{"model.dropout": 0.1})  # dropout: the torch RNG matters too
     train(cfg, work_dir=tmp_path / "full", progress=False)
     killed = tmp_path / "killed"
@@ -96,7 +73,7 @@ def test_resume_gives_identical_weights(synth_root, tmp_path) -> None:
 
 def _run_until(cfg: segkit.Config, work_dir: Path, stop_at: int) -> None:
     """Train and deliver SIGINT to ourselves right after iteration ``stop_at`` (as a user pressing Ctrl-C)."""
-    import segkit.train as engine
+    import segkit.engine.loop as engine
 
     original = engine.train_step
 
@@ -114,7 +91,7 @@ def _run_until(cfg: segkit.Config, work_dir: Path, stop_at: int) -> None:
     assert result["stopped_by_signal"] == signal.SIGINT and result["iteration"] == stop_at
 
 
-def test_crash_during_checkpoint_save_keeps_previous(synth_root, tmp_path, monkeypatch) -> None:
+def test_crash_during_checkpoint_save_keeps_previous(synth_root, tmp_path, monkeypatch, tiny_cfg) -> None:
     cfg = tiny_cfg(synth_root, iterations=2)
     train(cfg, work_dir=tmp_path, progress=False)
     before = (tmp_path / "latest.pth").read_bytes()
@@ -132,7 +109,7 @@ def test_crash_during_checkpoint_save_keeps_previous(synth_root, tmp_path, monke
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temporary left behind
 
 
-def test_nan_loss_stops_without_overwriting(synth_root, tmp_path, monkeypatch) -> None:
+def test_nan_loss_stops_without_overwriting(synth_root, tmp_path, monkeypatch, tiny_cfg) -> None:
     train(tiny_cfg(synth_root, iterations=2), work_dir=tmp_path, progress=False)
     good = (tmp_path / "latest.pth").read_bytes()
     from segkit.losses import SegmentationLoss
@@ -153,20 +130,18 @@ def test_nan_loss_stops_without_overwriting(synth_root, tmp_path, monkeypatch) -
     assert (tmp_path / "latest.pth").read_bytes() != good
 
 
-def test_resume_into_other_architecture_is_a_clear_error(synth_root, tmp_path) -> None:
+def test_resume_into_other_architecture_is_a_clear_error(synth_root, tmp_path, tiny_cfg) -> None:
     train(tiny_cfg(synth_root, iterations=1), work_dir=tmp_path, progress=False)
     other = tiny_cfg(synth_root, iterations=2, **{"model.width_mult": 0.5})
     with pytest.raises(CheckpointError, match=r"another architecture.*model.width_mult: checkpoint 0.35 vs config 0.5"):
         train(other, work_dir=tmp_path, resume=True, progress=False)
 
 
-def test_init_weights_from_torchvision_and_segkit(synth_root, tmp_path, capsys) -> None:
+def test_init_weights_from_torchvision_and_segkit(synth_root, tmp_path, capsys, tiny_cfg) -> None:
     tv_path = tmp_path / "mnv2_imagenet.pth"
     tv = torchvision.models.mobilenet_v2(weights=None, width_mult=0.35)
     torch.save(tv.state_dict(), tv_path)
     cfg = tiny_cfg(synth_root, iterations=1, **{"train.init_weights": str(tv_path)})
-    from segkit.train import load_initial_weights
-
     model = segkit.build_model(cfg)
     load_initial_weights(model, str(tv_path), log=print)
     assert torch.equal(model.backbone.features[3].conv[0][0].weight, tv.features[3].conv[0][0].weight)
@@ -205,7 +180,7 @@ def test_voc_config_without_data_points_to_prepare_and_demo(tmp_path) -> None:
     assert not (tmp_path / "w").exists()  # nothing written for a run that could not start
 
 
-def test_sigterm_saves_and_says_how_to_resume(synth_root, tmp_path) -> None:
+def test_sigterm_saves_and_says_how_to_resume(synth_root, tmp_path, tiny_overrides) -> None:
     work = tmp_path / "w"
     cmd = [sys.executable, "tools/train.py", "--config", "demo_mnv2_os16", "--work-dir", str(work), "--no-progress",
            "--set", *tiny_overrides(synth_root, iterations=100000)]
@@ -224,7 +199,7 @@ def test_sigterm_saves_and_says_how_to_resume(synth_root, tmp_path) -> None:
     assert ckpt["iteration"] >= 2
 
 
-def test_nan_gradients_with_a_finite_loss_stop_the_run(synth_root, tmp_path, monkeypatch) -> None:
+def test_nan_gradients_with_a_finite_loss_stop_the_run(synth_root, tmp_path, monkeypatch, tiny_cfg) -> None:
     from segkit.losses import SegmentationLoss
 
     original = SegmentationLoss.forward
@@ -240,10 +215,10 @@ def test_nan_gradients_with_a_finite_loss_stop_the_run(synth_root, tmp_path, mon
     assert not (tmp_path / "latest.pth").exists()
 
 
-def test_metrics_log_is_fresh_per_run_and_trimmed_on_resume(synth_root, tmp_path) -> None:
+def test_metrics_log_is_fresh_per_run_and_trimmed_on_resume(synth_root, tmp_path, tiny_cfg) -> None:
     cfg = tiny_cfg(synth_root, iterations=4, **{"train.ckpt_interval": 2})
     train(cfg, work_dir=tmp_path, progress=False)
-    train(cfg, work_dir=tmp_path, progress=False)  # a second fresh run replaces the log, it does not append
+    train(cfg, work_dir=tmp_path, progress=False, overwrite=True)  # a fresh run replaces the log, it does not append
     records = read_jsonl(tmp_path / "metrics.jsonl")
     assert [r["iter"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4]
     # A run killed hard after iteration 3 logged iteration 3, but its checkpoint is from iteration 2:
@@ -256,7 +231,7 @@ def test_metrics_log_is_fresh_per_run_and_trimmed_on_resume(synth_root, tmp_path
     assert [r["iter"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4]
 
 
-def test_best_checkpoint_is_the_best_validation_miou(synth_root, tmp_path) -> None:
+def test_best_checkpoint_is_the_best_validation_miou(synth_root, tmp_path, tiny_cfg) -> None:
     train(tiny_cfg(synth_root, iterations=4, **{"train.val_interval": 1, "train.lr": 0.05}), work_dir=tmp_path,
           progress=False)
     vals = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if r["kind"] == "val"]
@@ -267,9 +242,9 @@ def test_best_checkpoint_is_the_best_validation_miou(synth_root, tmp_path) -> No
     assert ckpt["iteration"] == first_best["iter"] and ckpt["best_miou"] == pytest.approx(best["miou"])
 
 
-def test_gradient_accumulation_takes_one_step_over_several_batches(synth_root, tmp_path) -> None:
+def test_gradient_accumulation_takes_one_step_over_several_batches(synth_root, tmp_path, tiny_cfg) -> None:
     from segkit.distributed import DistInfo
-    from segkit.train import build_training, train_step
+    from segkit.engine import build_training, train_step
 
     cfg = tiny_cfg(synth_root, **{"train.grad_accum": 3})
     tr = build_training(cfg, tmp_path, torch.device("cpu"), DistInfo(), log=lambda m: None)
@@ -294,12 +269,12 @@ def test_gradient_accumulation_takes_one_step_over_several_batches(synth_root, t
     values = train_step(tr, batches())
     assert len(seen) == 3 and tr.iteration == 1 and tr.scheduler.last_epoch == 1  # 3 micro-batches, 1 step
     assert any(not torch.equal(a, b) for a, b in zip(before, tr.net.parameters()))
-    assert len(losses) == 3 and values["loss"] == pytest.approx(sum(losses) / 3)  # logged: the micro-batch mean
+    assert len(losses) == 3 and float(values["loss"]) == pytest.approx(sum(losses) / 3)  # logged: the micro-batch mean
 
 
-def test_small_batch_bn_warning(synth_root, tmp_path) -> None:
+def test_small_batch_bn_warning(synth_root, tmp_path, tiny_cfg) -> None:
     from segkit.distributed import DistInfo
-    from segkit.train import build_training
+    from segkit.engine import build_training
 
     with pytest.warns(UserWarning, match=r"BatchNorm is trained with 4 images per step \(< 12\)"):
         build_training(tiny_cfg(synth_root), tmp_path, torch.device("cpu"), DistInfo(), log=lambda m: None)
@@ -311,7 +286,7 @@ def test_small_batch_bn_warning(synth_root, tmp_path) -> None:
                        log=lambda m: None)
 
 
-def test_checkpoint_with_another_class_count_is_a_clear_error(synth_root, tmp_path) -> None:
+def test_checkpoint_with_another_class_count_is_a_clear_error(synth_root, tmp_path, tiny_cfg) -> None:
     from segkit.checkpoint import load_weights
 
     train(tiny_cfg(synth_root, iterations=1), work_dir=tmp_path, progress=False)

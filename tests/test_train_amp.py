@@ -8,15 +8,13 @@ import pytest
 import torch
 
 from segkit.checkpoint import load_checkpoint
+from segkit.engine import train
 from segkit.runlog import read_jsonl
-from segkit.train import train
-
-from test_train import synth_root, tiny_cfg  # noqa: F401  (synth_root is a fixture)
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA-only path: needs a GPU (CI has none)")
 
 
-def test_amp_on_cpu_trains_in_float32_and_says_so(synth_root, tmp_path, capsys) -> None:  # noqa: F811
+def test_amp_on_cpu_trains_in_float32_and_says_so(synth_root, tmp_path, capsys, tiny_cfg) -> None:
     train(tiny_cfg(synth_root, iterations=1, **{"train.amp": "bf16", "train.channels_last": True}), work_dir=tmp_path,
           device="cpu", progress=False)
     assert "train.amp=bf16 applies to CUDA only; training in float32 on cpu" in capsys.readouterr().out
@@ -27,7 +25,7 @@ def test_amp_on_cpu_trains_in_float32_and_says_so(synth_root, tmp_path, capsys) 
 
 @needs_cuda
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
-def test_amp_and_channels_last_on_cuda_train_and_resume(synth_root, tmp_path, amp) -> None:  # noqa: F811
+def test_amp_and_channels_last_on_cuda_train_and_resume(synth_root, tmp_path, amp, tiny_cfg) -> None:
     cfg = tiny_cfg(synth_root, iterations=3, **{"train.amp": amp, "train.channels_last": True})
     train(cfg, work_dir=tmp_path, device="cuda", progress=False)
     records = read_jsonl(tmp_path / "metrics.jsonl")

@@ -3,8 +3,8 @@
     from segkit.convert import convert_tflite
     conversion = convert_tflite("deeplabv3_mnv2_pascal_quant.tflite", "deeplab_official.pth")
 
-The TFLite modules need the optional ``tflite`` package (``pip install 'segkit[tflite]'``)
-and import it only when a file is read.
+The TFLite modules (:mod:`segkit.convert.tflite`) need the optional ``tflite`` package
+(``pip install 'segkit[tflite]'``) and import it only when a file is read.
 """
 
 from segkit.convert.tflite import (
@@ -12,11 +12,13 @@ from segkit.convert.tflite import (
     TFLiteConversion,
     TFLiteConversionError,
     TFLiteFormatError,
+    TFLiteGraph,
     build_converted_model,
     convert_tflite,
     infer_architecture,
+    load_tflite,
+    run_graph,
 )
-from segkit.convert.tflite_graph import TFLiteGraph, load_tflite, run_graph
 
 __all__ = [
     "TFLiteArchitecture",

@@ -1,23 +1,19 @@
-"""Data sets (VOC, SBD train_aug, COCO->VOC, own folders, synthetic) and joint transforms.
+"""Data sets (VOC, SBD train_aug, COCO->VOC, own folders, synthetic), data I/O, checks and joint transforms.
+
+``io`` reads images, masks and split lists and writes label PNGs; ``verify`` checks any data set
+through its own loading; ``prepare`` downloads and extracts the public data sets.
 
 This package never imports ``segkit.models``.
 """
 
 from __future__ import annotations
 
-from segkit.data.base import (
-    BadSampleWarning,
-    DatasetError,
-    SegmentationDataset,
-    collate_drop_bad,
-    is_bad_sample,
-    read_image,
-    read_mask,
-)
+from segkit.data.base import BadSampleWarning, DuplicateIdWarning, SegmentationDataset, collate_drop_bad, is_bad_sample
 from segkit.data.build import DATASETS, build_dataset
 from segkit.data.classes import VOC_CLASSES, VOC_PALETTE, read_classes_file
 from segkit.data.coco import COCOSegmentation
 from segkit.data.folder import FolderDataset
+from segkit.data.io import DatasetError, read_image, read_mask, read_split_file, save_label_png
 from segkit.data.synthetic import SYNTHETIC_CLASSES, SyntheticVOC, generate_synthetic_voc
 from segkit.data.transforms import SegTransform, build_eval_transform, build_train_transform
 from segkit.data.voc import VOCSegmentation
@@ -27,6 +23,7 @@ __all__ = [
     "COCOSegmentation",
     "DATASETS",
     "DatasetError",
+    "DuplicateIdWarning",
     "FolderDataset",
     "SYNTHETIC_CLASSES",
     "SegTransform",
@@ -44,4 +41,6 @@ __all__ = [
     "read_classes_file",
     "read_image",
     "read_mask",
+    "read_split_file",
+    "save_label_png",
 ]

@@ -1,13 +1,13 @@
-"""Common base of every segmentation data set: reading, validation, bad-sample handling, transforms.
+"""Common base of every segmentation data set: validation, the one bad-sample mechanism, transforms.
 
 A subclass supplies the sample ids and where each image and mask lives; this class reads the
 image (RGB uint8) and the mask (palette or greyscale PNG -> uint8 label indices, never converted
-to RGB), checks them, and applies the joint transform.
+to RGB) with :mod:`segkit.data.io`, checks them, and applies the joint transform. Each id is used
+once: repeats in a split list are dropped with a :class:`DuplicateIdWarning`.
 """
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -15,13 +15,35 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset, default_collate
 
 from segkit.data.classes import VOC_PALETTE
+from segkit.data.io import (
+    DatasetError,
+    check_ignore_index,
+    check_labels,
+    duplicate_ids,
+    read_image,
+    read_mask,
+    read_split_file,
+)
 
-# PIL raises a zoo of exception types on truncated or corrupt files.
-_READ_ERRORS = (OSError, UnidentifiedImageError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+__all__ = [  # the readers are re-exported for code that imported them from here
+    "BAD_REASON",
+    "BadSampleWarning",
+    "DatasetError",
+    "DuplicateIdWarning",
+    "SegmentationDataset",
+    "check_ignore_index",
+    "check_labels",
+    "collate_drop_bad",
+    "format_bad_samples",
+    "is_bad_sample",
+    "read_image",
+    "read_mask",
+    "read_split_file",
+]
+
 _SKIP_HINT = "set data.skip_bad_samples=true to skip such samples with a warning"
 _SHOWN = 5  # files named in a message about many samples
 
@@ -30,118 +52,12 @@ SKIP_MODES: tuple[str, ...] = ("replace", "drop")
 BAD_REASON = "bad_reason"  # key of the placeholder a 'drop' data set returns for a bad sample
 
 
-class DatasetError(RuntimeError):
-    """A data set is missing, incomplete or inconsistent; the message names the file and the fix."""
-
-
 class BadSampleWarning(UserWarning):
     """A sample was skipped because ``skip_bad_samples`` is on."""
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as RGB uint8 [H, W, 3] (greyscale, palette, RGBA and CMYK are converted).
-
-    The EXIF orientation is applied, so the array is the image as viewers show it (masks, which carry
-    no orientation, are read as stored by :func:`read_mask`).
-
-    Raises:
-        DatasetError: the file is missing or cannot be decoded.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"Image file not found: {path}.")
-    try:
-        with Image.open(path) as img:
-            return np.asarray(ImageOps.exif_transpose(img).convert("RGB"), dtype=np.uint8)
-    except _READ_ERRORS as exc:
-        raise DatasetError(
-            f"Cannot read image {path}: {exc}. The file is corrupt or not an image; "
-            "re-download or re-export it, or remove its id from the split list."
-        ) from exc
-
-
-def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """Read a label mask as uint8 class indices [H, W].
-
-    Palette ('P') PNGs give their palette indices, greyscale ('L') PNGs their grey values; a mask is
-    never converted from RGB colours (VOC masks are palette PNGs: converting them to RGB loses the labels).
-
-    Raises:
-        DatasetError: the file is missing, cannot be decoded, or is not a single-channel label image.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"Mask file not found: {path}.")
-    try:
-        with Image.open(path) as img:
-            mode = img.mode
-            if mode in ("P", "L"):
-                return np.array(img, dtype=np.uint8)
-            if mode in ("I", "I;16", "I;16B", "I;16L", "1"):
-                arr = np.array(img)
-                if arr.size and (arr.min() < 0 or arr.max() > 255):
-                    raise DatasetError(
-                        f"Mask {path} ({mode}) holds values {arr.min()}..{arr.max()}; labels must be 0..255. "
-                        "Save masks as 8-bit palette ('P') or greyscale ('L') PNGs."
-                    )
-                return arr.astype(np.uint8)
-    except _READ_ERRORS as exc:
-        raise DatasetError(
-            f"Cannot read mask {path}: {exc}. The file is corrupt or not an image; re-create it, "
-            "or remove its id from the split list."
-        ) from exc
-    raise DatasetError(
-        f"Mask {path} has PIL mode '{mode}'; expected a single-channel label image (palette 'P' or "
-        "greyscale 'L' PNG whose pixel values are class indices). Colour (RGB) masks are not label maps: "
-        "convert them to class indices first (see docs on own data)."
-    )
-
-
-def check_labels(mask: np.ndarray, num_classes: int, ignore_index: int, path: str | os.PathLike) -> None:
-    """Raise DatasetError when ``mask`` holds values outside ``0..num_classes-1`` other than ``ignore_index``."""
-    if mask.size == 0 or int(mask.max()) < num_classes:
-        return
-    bad = (mask >= num_classes) & (mask != ignore_index)
-    if bad.any():
-        values = np.unique(mask[bad])
-        shown = ", ".join(str(v) for v in values[:10]) + (" ..." if len(values) > 10 else "")
-        raise DatasetError(
-            f"Mask {path} holds label values [{shown}] outside 0..{num_classes - 1} (ignore index "
-            f"{ignore_index}) in {int(bad.sum())} pixels. Fix the mask, or set model.num_classes / "
-            "data.ignore_index to match the data."
-        )
-
-
-def check_ignore_index(ignore_index: int, class_names: Sequence[str], source: str) -> None:
-    """Raise DatasetError unless ``ignore_index`` is a mask value that is no class (``K..255``)."""
-    k = len(class_names)
-    is_int = isinstance(ignore_index, (int, np.integer)) and not isinstance(ignore_index, bool)
-    if not is_int or not 0 <= ignore_index <= 255:
-        raise DatasetError(
-            f"data.ignore_index={ignore_index!r} is not a mask value: masks are 8-bit, so it must be an integer "
-            f"in {k}..255 for {source}; use data.ignore_index=255 (the VOC convention)."
-        )
-    if ignore_index < k:
-        raise DatasetError(
-            f"data.ignore_index={ignore_index} collides with class {ignore_index} ('{class_names[ignore_index]}') "
-            f"of {source}, which has {k} classes; it must be a value that is no class, {k}..255. "
-            "Use data.ignore_index=255 (the VOC convention), or the value your masks use for unlabelled pixels."
-        )
-
-
-def read_split_file(path: str | os.PathLike) -> list[str]:
-    """Read a split list (one sample id per line; a second column, as in some lists, is ignored).
-
-    Raises:
-        DatasetError: the file is missing or lists no ids.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"Split list not found: {path}.")
-    ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
-    if not ids:
-        raise DatasetError(f"Split list {path} is empty; it must hold one sample id per line.")
-    return ids
+class DuplicateIdWarning(UserWarning):
+    """A split list names an id more than once; the data set uses it once."""
 
 
 def is_bad_sample(sample: Any) -> bool:
@@ -179,6 +95,9 @@ class SegmentationDataset(Dataset):
 
     ``__getitem__`` returns ``{"image": FloatTensor[3, H, W] (normalised by the transform),
     "mask": LongTensor[H, W], "id": str}``. Without a transform the image is a uint8 tensor.
+
+    Each id is used once: repeats in ``ids`` are dropped (kept in ``duplicate_ids``) with a
+    :class:`DuplicateIdWarning`, so no image is trained on or scored twice per pass.
 
     With ``skip_bad_samples`` samples with missing files are dropped when the data set is built, and a
     sample that fails to load is reported once (``BadSampleWarning``) and recorded in ``bad_samples``
@@ -239,8 +158,16 @@ class SegmentationDataset(Dataset):
         self.bad_samples: list[tuple[str, str]] = []
         self._bad_reasons: dict[int, str] = {}  # index -> why it failed (this process)
         if not ids:
-            raise DatasetError(f"{self.source}: the split lists no samples; it must hold one sample id per line.")
-        self.ids: list[str] = list(ids)
+            raise DatasetError(
+                f"{self.source}: the split lists no samples; it must hold one sample id per line.",
+                problem="missing split list",
+            )
+        self.duplicate_ids: list[str] = duplicate_ids(ids)  # listed more than once; used once
+        self.ids: list[str] = list(dict.fromkeys(ids))
+        self.num_listed = len(self.ids)  # distinct ids listed, before samples with missing files are dropped
+        self.build_problems: list[DatasetError] = []  # why samples were dropped when the data set was built
+        if self.duplicate_ids:
+            self._warn_duplicates(len(ids))
         self._drop_missing_files()
 
     # -- to implement -------------------------------------------------------------------------
@@ -263,38 +190,68 @@ class SegmentationDataset(Dataset):
         Raises:
             DatasetError: unreadable files, mask size != image size, or labels out of range.
         """
+        image, mask, problems = self._read_checked(index)
+        if problems:
+            raise problems[0]
+        return image, mask  # type: ignore[return-value]
+
+    def sample_problems(self, index: int) -> list[DatasetError]:
+        """Every problem of sample ``index`` (image and mask are read independently); [] when it loads."""
+        return self._read_checked(index)[2]
+
+    def _read_checked(self, index: int) -> tuple[np.ndarray | None, np.ndarray | None, list[DatasetError]]:
         sample_id = self.ids[index]
-        image = read_image(self.image_path(sample_id))
-        mask = self.load_mask(sample_id)
-        if mask.shape != image.shape[:2]:
-            raise DatasetError(
-                f"Mask {self.mask_path(sample_id)} is {mask.shape[1]}x{mask.shape[0]} (WxH) but image "
-                f"{self.image_path(sample_id)} is {image.shape[1]}x{image.shape[0]}; a mask must have "
-                "its image's size. Re-export the mask, or remove the id from the split list."
-            )
-        check_labels(mask, self.num_classes, self.ignore_index, self.mask_path(sample_id))
-        return image, mask
+        problems: list[DatasetError] = []
+        image = mask = None
+        try:
+            image = read_image(self.image_path(sample_id))
+        except DatasetError as exc:
+            problems.append(exc)
+        try:
+            mask = self.load_mask(sample_id)
+        except DatasetError as exc:
+            problems.append(exc)
+        if mask is not None:
+            if image is not None and mask.shape != image.shape[:2]:
+                problems.append(
+                    DatasetError(
+                        f"Mask {self.mask_path(sample_id)} is {mask.shape[1]}x{mask.shape[0]} (WxH) but image "
+                        f"{self.image_path(sample_id)} is {image.shape[1]}x{image.shape[0]}; a mask must have "
+                        "its image's size. Re-export the mask, or remove the id from the split list.",
+                        problem="size mismatch",
+                    )
+                )
+            try:
+                check_labels(mask, self.num_classes, self.ignore_index, self.mask_path(sample_id))
+            except DatasetError as exc:
+                problems.append(exc)
+        return image, mask, problems
+
+    def missing_file(self, sample_id: str) -> DatasetError | None:
+        """The error for ``sample_id``'s missing image (or else mask) file; None when both exist."""
+        for kind, path in (("image", self.image_path(sample_id)), ("mask", self.mask_path(sample_id))):
+            if not path.is_file():
+                return DatasetError(f"missing {kind} file {path}", problem=f"missing {kind}")
+        return None
 
     def _drop_missing_files(self) -> None:
         """Fail fast (or drop with a warning) on ids whose image or mask file does not exist."""
-        missing: list[tuple[int, str]] = []
-        for i, sample_id in enumerate(self.ids):
-            for kind, path in (("image", self.image_path(sample_id)), ("mask", self.mask_path(sample_id))):
-                if not path.is_file():
-                    missing.append((i, f"missing {kind} file {path}"))
-                    break
+        missing = [(i, err) for i, sid in enumerate(self.ids) if (err := self.missing_file(sid)) is not None]
         if not missing:
             return
-        shown = "; ".join(reason for _, reason in missing[:_SHOWN])
+        shown = "; ".join(str(err) for _, err in missing[:_SHOWN])
         more = f" (and {len(missing) - _SHOWN} more)" if len(missing) > _SHOWN else ""
         if not self.skip_bad_samples:
             raise DatasetError(
                 f"{self.source}: {len(missing)} of {len(self.ids)} samples have missing files: {shown}{more}. "
-                f"Restore the files, remove the ids from the split list, or {_SKIP_HINT}."
+                f"Restore the files, remove the ids from the split list, or {_SKIP_HINT}.",
+                problem="missing files",
+                details=[err for _, err in missing],
             )
         drop = {i for i, _ in missing}
-        for i, reason in missing:
-            self.bad_samples.append((self.ids[i], reason))
+        for i, err in missing:
+            self.build_problems.append(err)
+            self._record_bad(self.ids[i], str(err))
         warnings.warn(
             f"{self.source}: skipping {len(missing)} of {len(self.ids)} samples with missing files: {shown}{more}.",
             BadSampleWarning,
@@ -302,7 +259,11 @@ class SegmentationDataset(Dataset):
         )
         self.ids = [sid for i, sid in enumerate(self.ids) if i not in drop]
         if not self.ids:
-            raise DatasetError(f"{self.source}: every listed sample has missing files; nothing to load.")
+            raise DatasetError(
+                f"{self.source}: every listed sample has missing files ({shown}{more}); nothing to load.",
+                problem="missing files",
+                details=self.build_problems,
+            )
 
     # -- Dataset API ---------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -331,8 +292,21 @@ class SegmentationDataset(Dataset):
 
     def _mark_bad(self, index: int, exc: DatasetError) -> None:
         self._bad_reasons[index] = str(exc)
-        self.bad_samples.append((self.ids[index], str(exc)))
+        self._record_bad(self.ids[index], str(exc))
         warnings.warn(f"Skipping sample '{self.ids[index]}': {exc}", BadSampleWarning, stacklevel=3)
+
+    def _record_bad(self, sample_id: str, reason: str) -> None:
+        """The one place a skipped sample is recorded (missing files at build time, load failures later)."""
+        self.bad_samples.append((sample_id, reason))
+
+    def _warn_duplicates(self, listed: int) -> None:
+        shown = ", ".join(self.duplicate_ids[:_SHOWN]) + (" ..." if len(self.duplicate_ids) > _SHOWN else "")
+        warnings.warn(
+            f"{self.source}: {len(self.duplicate_ids)} ids are listed more than once ({shown}); each is used once "
+            f"({len(self.ids)} samples from {listed} lines). Remove the repeated lines from the split list.",
+            DuplicateIdWarning,
+            stacklevel=4,
+        )
 
     def _get(self, index: int) -> dict[str, Any]:
         image, mask = self.load_sample(index)

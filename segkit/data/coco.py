@@ -23,10 +23,10 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from segkit.data.base import DatasetError, SegmentationDataset, SkipMode, check_ignore_index
+from segkit.data.base import SegmentationDataset, SkipMode
 from segkit.data.classes import VOC_CLASSES, VOC_PALETTE
+from segkit.data.io import DatasetError, check_ignore_index, save_label_png
 from segkit.utils.io import atomic_write_text
-from segkit.viz import save_label_png
 
 # COCO category id of each VOC class (index = VOC label; 0 = background), torchvision's mapping.
 CAT_LIST: list[int] = [0, 5, 2, 16, 9, 44, 6, 3, 17, 62, 21, 67, 18, 19, 4, 1, 64, 20, 63, 7, 72]
@@ -116,10 +116,13 @@ class COCOSegmentation(SegmentationDataset):
         if not self.ann_file.is_file():
             raise DatasetError(
                 f"COCO annotations not found: {self.ann_file}. data.root ('{root}') must hold "
-                f"annotations/instances_{split}.json and {split}/ (download both from https://cocodataset.org)."
+                f"annotations/instances_{split}.json and {split}/ (download both from https://cocodataset.org).",
+                problem="missing data",
             )
         if not self.image_dir.is_dir():
-            raise DatasetError(f"COCO image folder not found: {self.image_dir} (needed for split '{split}').")
+            raise DatasetError(
+                f"COCO image folder not found: {self.image_dir} (needed for split '{split}').", problem="missing data"
+            )
         check_ignore_index(ignore_index, VOC_CLASSES, f"COCO split '{split}'")  # before building a cache with it
         manifest = self._manifest(ignore_index, min_labelled_pixels)
         entries = self._read_cache(manifest)

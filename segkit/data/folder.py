@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from segkit.data.base import DatasetError, SegmentationDataset, SkipMode, read_split_file
+from segkit.data.base import SegmentationDataset, SkipMode
 from segkit.data.classes import VOC_PALETTE, read_classes_file
+from segkit.data.io import DatasetError, read_split_file
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 VAL_EVERY = 10  # without splits/: every VAL_EVERY-th image (by sorted name) is a val image
@@ -72,7 +73,8 @@ class FolderDataset(SegmentationDataset):
             if not d.is_dir():
                 raise DatasetError(
                     f"Folder data set: {d} not found. data.root ('{root}') must hold images/ (jpg/png) and "
-                    "masks/ (<image name>.png holding class indices); see docs on own data."
+                    "masks/ (<image name>.png holding class indices); see docs on own data.",
+                    problem="missing data",
                 )
         self._images: dict[str, Path] = {}
         for path in sorted(self.image_dir.iterdir()):
@@ -90,11 +92,16 @@ class FolderDataset(SegmentationDataset):
             list_path = splits_dir / f"{split}.txt"
             if not list_path.is_file():
                 available = sorted(p.stem for p in splits_dir.glob("*.txt"))
-                raise DatasetError(f"Split list {list_path} not found. Available: {', '.join(available) or 'none'}.")
+                raise DatasetError(
+                    f"Split list {list_path} not found. Available: {', '.join(available) or 'none'}.",
+                    problem="missing split list",
+                )
             ids, source = read_split_file(list_path), f"folder split '{split}' ({list_path})"
         else:
             if not self._images:
-                raise DatasetError(f"No images (*.jpg, *.jpeg, *.png) found in {self.image_dir}.")
+                raise DatasetError(
+                    f"No images (*.jpg, *.jpeg, *.png) found in {self.image_dir}.", problem="missing data"
+                )
             ids = default_split(list(self._images), split)
             source = f"folder split '{split}' (every {VAL_EVERY}th image of {self.image_dir} is val)"
         super().__init__(
@@ -114,7 +121,7 @@ class FolderDataset(SegmentationDataset):
             try:
                 names, palette = read_classes_file(path)
             except ValueError as exc:
-                raise DatasetError(str(exc)) from exc
+                raise DatasetError(str(exc), problem="bad classes.txt") from exc
             if num_classes is not None and num_classes != len(names):
                 raise DatasetError(
                     f"{path} lists {len(names)} classes but the model is built for {num_classes}; "

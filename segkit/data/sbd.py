@@ -15,11 +15,10 @@ import numpy as np
 import scipy.io
 from tqdm import tqdm
 
-from segkit.data.base import DatasetError, read_split_file
 from segkit.data.classes import VOC_PALETTE
+from segkit.data.io import DatasetError, read_split_file, save_label_png
 from segkit.data.voc import TRAIN_AUG, mask_dirname, split_file, voc_dir, voc_not_found_error
 from segkit.utils.io import atomic_path, atomic_write_text
-from segkit.viz import save_label_png
 
 SBD_URL = "http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours/benchmark.tgz"
 
@@ -46,8 +45,10 @@ def load_sbd_mask(path: str | os.PathLike) -> np.ndarray:
         )
     seg = np.asarray(seg)
     if seg.ndim != 2 or seg.min() < 0 or seg.max() > 255:
-        raise DatasetError(f"{path}: GTcls.Segmentation must be a 2-D array of labels 0..255, got shape "
-                           f"{seg.shape}, values {seg.min()}..{seg.max()}.")
+        raise DatasetError(
+            f"{path}: GTcls.Segmentation must be a 2-D array of labels 0..255, got shape "
+            f"{seg.shape}, values {seg.min()}..{seg.max()}."
+        )
     return seg.astype(np.uint8)
 
 

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from segkit.data.base import DatasetError, SkipMode
+from segkit.data.base import SkipMode
 from segkit.data.classes import VOC_PALETTE, format_classes_file
+from segkit.data.io import DatasetError, label_image
 from segkit.data.voc import VOC_SUBDIR, VOCSegmentation
-from segkit.viz import label_image
 
 SYNTHETIC_CLASSES: tuple[str, ...] = ("background", "circle", "square", "triangle", "cross")
 SYNTHETIC_PALETTE: np.ndarray = VOC_PALETTE[: len(SYNTHETIC_CLASSES)].copy()

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from segkit.data.base import DatasetError, SegmentationDataset, SkipMode, read_split_file
+from segkit.data.base import SegmentationDataset, SkipMode
 from segkit.data.classes import VOC_CLASSES, VOC_PALETTE, read_classes_file
+from segkit.data.io import DatasetError, read_split_file
 
 VOC_SUBDIR = Path("VOCdevkit") / "VOC2012"
 VOC_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
@@ -51,7 +52,8 @@ def voc_not_found_error(root: str | os.PathLike) -> DatasetError:
         f"PASCAL VOC 2012 not found: expected {voc_dir(root)} holding JPEGImages/, SegmentationClass/ and "
         f"ImageSets/Segmentation/ (data.root is '{root}'). Get it with "
         f"`python tools/prepare_data.py voc --download --root {root}` (about 2 GB), or by hand: download "
-        f"{VOC_URL} and extract it into {root}. {_NO_DOWNLOAD_HINT}"
+        f"{VOC_URL} and extract it into {root}. {_NO_DOWNLOAD_HINT}",
+        problem="missing data",
     )
 
 
@@ -96,7 +98,9 @@ class VOCSegmentation(SegmentationDataset):
                 if split == TRAIN_AUG
                 else "re-extract the VOC archive"
             )
-            raise DatasetError(f"VOC mask folder for split '{split}' not found: {self.mask_dir}; {hint}.")
+            raise DatasetError(
+                f"VOC mask folder for split '{split}' not found: {self.mask_dir}; {hint}.", problem="missing data"
+            )
         class_names: tuple[str, ...] | list[str] = VOC_CLASSES
         palette: np.ndarray | None = VOC_PALETTE[: len(VOC_CLASSES)]
         classes_txt = base / "classes.txt"
@@ -104,7 +108,7 @@ class VOCSegmentation(SegmentationDataset):
             try:
                 class_names, palette = read_classes_file(classes_txt)
             except ValueError as exc:
-                raise DatasetError(str(exc)) from exc
+                raise DatasetError(str(exc), problem="bad classes.txt") from exc
         super().__init__(
             read_split_file(list_path),
             class_names=class_names,
@@ -126,11 +130,14 @@ class VOCSegmentation(SegmentationDataset):
         if self.split == TRAIN_AUG:
             return DatasetError(
                 f"Split list {list_path} not found: the train_aug split (10,582 images) needs the SBD "
-                f"annotations. Build it with `python tools/prepare_data.py sbd --download --root {self.root}` "
-                f"(or --sbd-dir PATH for an extracted SBD), or train on data.train_split=train. {_NO_DOWNLOAD_HINT}"
+                f"annotations. Build it with the 'sbd' subcommand: `python tools/prepare_data.py sbd --download "
+                f"--root {self.root}` (or --sbd-dir PATH for an extracted SBD), or train on data.train_split=train. "
+                f"{_NO_DOWNLOAD_HINT}",
+                problem="missing split list",
             )
         available = sorted(p.stem for p in list_path.parent.glob("*.txt"))
         return DatasetError(
             f"Split list {list_path} not found for split '{self.split}'. Available splits: "
-            f"{', '.join(available) or 'none'}."
+            f"{', '.join(available) or 'none'}.",
+            problem="missing split list",
         )

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from segkit.models.backbones import count_parameters
 from segkit.models.segmentor import Segmentor
 
-__all__ = ["Segmentor", "build_backbone", "build_model", "count_parameters"]
+__all__ = ["Segmentor", "build_backbone", "build_classifier", "build_model", "count_parameters"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("build_backbone", "build_model", "count_parameters"):
+    if name in ("build_backbone", "build_classifier", "build_model"):
         from segkit.models import build
 
         return getattr(build, name)

@@ -9,20 +9,19 @@ torchvision's ``mobilenet_v2`` layout (``features.*`` + ``classifier.1.weight/bi
 classifier checkpoint initialises a segmentation backbone with
 :func:`segkit.models.backbones.load_torchvision_weights`, and loads into
 ``torchvision.models.mobilenet_v2(num_classes=...)`` too (BN eps aside).
+
+This module reads no config: ``build_classifier(cfg)`` lives in :mod:`segkit.models.build`
+(also ``segkit.models.build_classifier``); loading a classifier checkpoint is ``segkit.load_model`` or
+``segkit.loading.load_classifier``.
 """
 
 from __future__ import annotations
 
-import os
-from functools import partial
-
-import torch
 from torch import Tensor, nn
 
-from segkit.config import Config, ModelConfig
-from segkit.models.backbones.mobilenetv2 import MobileNetV2, NormLayer
+from segkit.models.backbones import MobileNetV2, NormLayer
 
-__all__ = ["MobileNetV2Classifier", "build_classifier", "load_classifier"]
+__all__ = ["MobileNetV2Classifier"]
 
 
 class MobileNetV2Classifier(MobileNetV2):
@@ -62,29 +61,3 @@ class MobileNetV2Classifier(MobileNetV2):
         features = super().forward(x)["layer_19"]  # [N, 1280, H/32, W/32]
         return self.classifier(features.mean(dim=(2, 3)))
 
-
-def build_classifier(cfg: Config | ModelConfig) -> MobileNetV2Classifier:
-    """The classifier a model config describes (width, rounding, classes, BN eps, padding, dropout)."""
-    mcfg = cfg.model if isinstance(cfg, Config) else cfg
-    norm = partial(nn.BatchNorm2d, eps=mcfg.bn_eps, momentum=mcfg.bn_momentum)
-    return MobileNetV2Classifier(mcfg.num_classes, width_mult=mcfg.width_mult, round_nearest=mcfg.round_nearest,
-                                 dropout=mcfg.dropout, norm_layer=norm, tf_same_padding=mcfg.tf_same_padding)
-
-
-def load_classifier(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> MobileNetV2Classifier:
-    """Build and load a segkit checkpoint of kind ``"classifier"``; returned in eval mode.
-
-    The returned module carries ``segkit_config`` and ``class_names`` like :func:`segkit.load_model`.
-    """
-    from segkit.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, load_weights
-
-    ckpt = load_checkpoint(path)
-    if ckpt.get("kind") != "classifier":
-        raise CheckpointError(f"{path} holds a '{ckpt.get('kind')}' checkpoint, not a classifier; "
-                              "load segmentation models with segkit.load_model.")
-    cfg = checkpoint_config(ckpt)
-    model = build_classifier(cfg)
-    load_weights(model, ckpt, cfg)
-    model.segkit_config = cfg
-    model.class_names = ckpt.get("class_names")
-    return model.to(device).eval()

@@ -1,4 +1,4 @@
-"""The segmentor: backbone -> head (+ auxiliary head) -> logits at the input resolution."""
+"""The segmentor: backbone -> head (+ DeepLabV3+ decoder, auxiliary head) -> logits at the input resolution."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ class Segmentor(nn.Module):
         backbone: returns ``dict[str, Tensor]`` and publishes ``feature_info``.
         head: maps the ``head_in`` feature to logits.
         head_in: name of the backbone feature the head reads.
+        decoder_in: name of the low-level feature a head with a decoder reads as well
+            (``head(features[head_in], features[decoder_in])``); ``None`` without a decoder.
         aux_head: optional auxiliary head, run only in training mode.
         aux_in: name of the feature the auxiliary head reads.
         align_corners: bilinear upsampling convention (the official models use True).
@@ -29,6 +31,7 @@ class Segmentor(nn.Module):
         head: nn.Module,
         *,
         head_in: str,
+        decoder_in: str | None = None,
         aux_head: nn.Module | None = None,
         aux_in: str | None = None,
         align_corners: bool = True,
@@ -36,7 +39,7 @@ class Segmentor(nn.Module):
     ) -> None:
         super().__init__()
         names = [info.name for info in backbone.feature_info]
-        for key, name in (("head_in", head_in), ("aux_in", aux_in)):
+        for key, name in (("head_in", head_in), ("decoder_in", decoder_in), ("aux_in", aux_in)):
             if name is not None and name not in names:
                 raise ValueError(f"{key}={name!r} is not a feature the backbone returns; it returns {names}.")
         if aux_head is not None and aux_in is None:
@@ -45,6 +48,7 @@ class Segmentor(nn.Module):
         self.head = head
         self.aux_head = aux_head
         self.head_in = head_in
+        self.decoder_in = decoder_in
         self.aux_in = aux_in
         self.align_corners = align_corners
         self.norm_eval = norm_eval
@@ -63,7 +67,11 @@ class Segmentor(nn.Module):
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         size = (x.shape[-2], x.shape[-1])
         features = self.backbone(x)
-        out = {"out": self._upsample(self.head(features[self.head_in]), size)}
+        if self.decoder_in is None:
+            logits = self.head(features[self.head_in])
+        else:
+            logits = self.head(features[self.head_in], features[self.decoder_in])
+        out = {"out": self._upsample(logits, size)}
         if self.aux_head is not None and self.training:
             out["aux"] = self._upsample(self.aux_head(features[self.aux_in]), size)
         return out

@@ -7,11 +7,11 @@ MobileNetV2 paper's Table 7 put a DeepLabV3 ASPP head on its 1024-channel output
 Layout of TF-slim's ``mobilenet_v1``: a 3x3 stride-2 stem conv (``conv2d_0``) and 13
 depthwise-separable blocks (``conv2d_1`` .. ``conv2d_13``: depthwise 3x3 -> BN -> ReLU6 ->
 pointwise 1x1 -> BN -> ReLU6). Output stride follows the same official rule as segkit's
-MobileNetV2 (and slim's ``mobilenet_v1_base``): once the running stride reaches the target, a
+MobileNetV2 (and slim's ``mobilenet_v1_base``; :func:`~segkit.models.backbones._base.dilation_schedule`): once the running stride reaches the target, a
 later stride-2 layer gets stride 1 and keeps the previous rate; the layers after it get the rate
 multiplied by that stride. Only depthwise convs are dilated.
 
-This module imports nothing from segkit's config or data code.
+This module imports nothing from segkit outside ``segkit.models.backbones``.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from torch import Tensor, nn
+from torch import nn
 
-from segkit.models.backbones.mobilenetv2 import MIN_DEPTH, FeatureInfo, NormLayer, conv_norm_act, make_divisible
+from segkit.models.backbones._base import Backbone, FeatureInfo, NormLayer, check_output_stride, dilation_schedule
+from segkit.models.backbones.mobilenetv2 import MIN_DEPTH, conv_norm_act, make_divisible
 
 __all__ = ["MobileNetV1", "DepthwiseSeparable"]
 
@@ -63,7 +64,7 @@ def _depth(channels: int, width_mult: float, round_nearest: int) -> int:
     return make_divisible(channels * width_mult, round_nearest, MIN_DEPTH)
 
 
-class MobileNetV1(nn.Module):
+class MobileNetV1(Backbone):
     """MobileNetV1 feature extractor returning a dict of named feature maps.
 
     Args:
@@ -92,11 +93,7 @@ class MobileNetV1(nn.Module):
         tf_same_padding: bool = False,
     ) -> None:
         super().__init__()
-        if output_stride not in (8, 16, 32):
-            raise ValueError(
-                f"output_stride must be 8, 16 or 32, got {output_stride!r}. "
-                "Use 16 (DeepLab default), 8 (denser, ~3x the compute) or 32 (classification)."
-            )
+        check_output_stride(output_stride)
         if not (isinstance(width_mult, (int, float)) and width_mult > 0):
             raise ValueError(f"width_mult must be a number > 0 (e.g. 1.0 or 0.5), got {width_mult!r}.")
         if not (isinstance(round_nearest, int) and round_nearest >= 1):
@@ -108,86 +105,32 @@ class MobileNetV1(nn.Module):
             )
         norm_layer = norm_layer or nn.BatchNorm2d
         self.output_stride = output_stride
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
 
         in_ch = _depth(32, width_mult, round_nearest)
         layers: list[nn.Module] = [conv_norm_act(3, in_ch, 3, norm_layer, stride=2, tf_same_padding=tf_same_padding)]
-        layer_info = [FeatureInfo("conv2d_0", in_ch, 2)]
+        available = [FeatureInfo("conv2d_0", in_ch, 2)]
         self.layer_dilation = [1]  # dilation of every layer's depthwise conv (1 for the stem)
-        current_stride, rate = 2, 1
-        for c, stride in DEPTHWISE_SEPARABLE_SETTING:
+        schedule = dilation_schedule([s for _, s in DEPTHWISE_SEPARABLE_SETTING], output_stride, input_stride=2)
+        current_stride = 2
+        for (c, _), (layer_stride, layer_rate) in zip(DEPTHWISE_SEPARABLE_SETTING, schedule):
             out_ch = _depth(c, width_mult, round_nearest)
-            if stride > 1 and current_stride == output_stride:
-                layer_stride, layer_rate = 1, rate  # keeps the previous rate ...
-                rate *= stride  # ... the layers after it get the multiplied rate
-            else:
-                layer_stride, layer_rate = stride, rate
-                current_stride *= stride
             layers.append(DepthwiseSeparable(in_ch, out_ch, layer_stride, norm_layer, dilation=layer_rate,
                                              tf_same_padding=tf_same_padding))
-            layer_info.append(FeatureInfo(f"conv2d_{len(layers) - 1}", out_ch, current_stride))
+            current_stride *= layer_stride
+            available.append(FeatureInfo(f"conv2d_{len(layers) - 1}", out_ch, current_stride))
             self.layer_dilation.append(layer_rate)
             in_ch = out_ch
         self.features = nn.Sequential(*layers)
-        all_layers = {info.name: (idx, info) for idx, info in enumerate(layer_info)}
 
-        if out_features is None:
-            out_features = list({info.stride: info.name for info in layer_info}.values())
-        unknown = [name for name in out_features if name not in all_layers]
-        if unknown or not out_features:
-            raise ValueError(
-                f"out_features {list(out_features)!r} has unknown names {unknown}; valid names are "
-                f"conv2d_0 .. conv2d_{num_blocks}."
-            )
-        self.out_features = sorted(out_features, key=lambda n: all_layers[n][0])
-        self.feature_info = [all_layers[name][1] for name in self.out_features]
-        self._out_index = {all_layers[name][0]: name for name in self.out_features}
-        self._last_needed = max(self._out_index)
+        self._setup(
+            available, out_features,
+            layer_of=lambda name: int(name[7:]),
+            default=list({info.stride: info.name for info in available}.values()),
+            valid_names=f"conv2d_0 .. conv2d_{num_blocks}",
+            layer_stage=range(len(layers)),  # stage k = conv2d_k
+            frozen_stages=frozen_stages,
+            norm_eval=norm_eval,
+        )
 
-        self._init_weights()
-        self._freeze_stages()
-
-    @property
-    def out_channels(self) -> int:
-        """Channels of the deepest returned feature."""
-        return self.feature_info[-1].channels
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-
-    def _frozen_layers(self) -> list[nn.Module]:
-        return list(self.features[: self.frozen_stages + 1])
-
-    def _freeze_stages(self) -> None:
-        for layer in self._frozen_layers():
-            layer.eval()
-            for p in layer.parameters():
-                p.requires_grad = False
-
-    def train(self, mode: bool = True) -> MobileNetV1:
-        super().train(mode)
-        if mode:
-            for layer in self._frozen_layers():
-                layer.eval()
-            if self.norm_eval:
-                for m in self.modules():
-                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                        m.eval()
-        return self
-
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        # x: [N, 3, H, W], any H and W; each feature: [N, C, ceil(H / stride), ceil(W / stride)]
-        outputs: dict[str, Tensor] = {}
-        for idx, layer in enumerate(self.features):
-            x = layer(x)
-            if idx in self._out_index:
-                outputs[self._out_index[idx]] = x
-            if idx == self._last_needed:
-                break
-        return outputs
+    def _layers(self) -> nn.Sequential:
+        return self.features

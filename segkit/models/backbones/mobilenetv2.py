@@ -7,22 +7,23 @@ Parameter names equal ``torchvision.models.mobilenet_v2().features`` so torchvis
 ImageNet checkpoints load strictly. Layers are numbered like the official TensorFlow
 DeepLab endpoints: ``layer_1`` is the stem conv (``features.0``), ``layer_N`` is
 ``features.(N-1)``, ``layer_18`` the last 320-channel block and ``layer_19`` the
-optional 1x1 conv to 1280 channels.
+optional 1x1 conv to 1280 channels. Every bottleneck block also publishes the inner end point
+``layer_N/depthwise_output`` (TF's name: the depthwise conv's output after BN + ReLU6), which
+DeepLabV3+ reads as its low-level feature.
 
-Output stride follows the official DeepLab rule: once the running stride reaches the
-target, a later stride-2 layer gets stride 1 and keeps the previous dilation rate; every
-layer after it gets the rate multiplied by that stride. Only depthwise convs are dilated.
-(torchvision and smp give the new rate to the layer that lost its stride; that costs the
-same but does not reproduce the official weights' outputs.)
+Output stride follows the official DeepLab rule (:func:`~segkit.models.backbones._base.dilation_schedule`):
+once the running stride reaches the target, a later stride-2 layer gets stride 1 and keeps the
+previous dilation rate; every layer after it gets the rate multiplied by that stride. Only
+depthwise convs are dilated. (torchvision and smp give the new rate to the layer that lost its
+stride; that costs the same but does not reproduce the official weights' outputs.)
 
-This module imports nothing from segkit's config or data code.
+This module imports nothing from segkit outside ``segkit.models.backbones``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -30,9 +31,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["FeatureInfo", "InvertedResidual", "MobileNetV2", "load_backbone_state", "load_torchvision_weights", "make_divisible"]
+from segkit.models.backbones._base import (
+    Backbone,
+    FeatureInfo,
+    NormLayer,
+    check_output_stride,
+    dilation_schedule,
+    unwrap_state_dict,
+)
 
-NormLayer = Callable[[int], nn.Module]
+__all__ = ["FeatureInfo", "InvertedResidual", "MobileNetV2", "load_backbone_state", "load_torchvision_weights", "make_divisible"]
 
 MIN_DEPTH = 8  # TF slim's min_depth: no layer narrower than 8 channels, whatever the width multiplier
 
@@ -56,15 +64,6 @@ def make_divisible(value: float, divisor: int, min_value: int | None = None) -> 
     if new_value < 0.9 * value:
         new_value += divisor
     return new_value
-
-
-@dataclass(frozen=True)
-class FeatureInfo:
-    """One returned feature map: its name, channel count and stride w.r.t. the input."""
-
-    name: str
-    channels: int
-    stride: int
 
 
 class Conv2dSame(nn.Conv2d):
@@ -121,10 +120,12 @@ class InvertedResidual(nn.Module):
         hidden = int(round(in_ch * expand_ratio))
         self.stride = stride
         self.dilation = dilation
+        self.hidden_channels = hidden
         self.use_res_connect = stride == 1 and in_ch == out_ch
         layers: list[nn.Module] = []
         if expand_ratio != 1:
             layers.append(conv_norm_act(in_ch, hidden, 1, norm_layer))
+        self._depthwise_index = len(layers)
         layers += [
             conv_norm_act(hidden, hidden, 3, norm_layer, stride=stride, dilation=dilation, groups=hidden,
                           tf_same_padding=tf_same_padding),
@@ -137,8 +138,18 @@ class InvertedResidual(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return x + self.conv(x) if self.use_res_connect else self.conv(x)
 
+    def forward_endpoints(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The block output and its inner end point ``depthwise_output`` (after the depthwise BN + ReLU6)."""
+        h = x
+        depthwise = x
+        for idx, layer in enumerate(self.conv):
+            h = layer(h)
+            if idx == self._depthwise_index:
+                depthwise = h  # [N, hidden, h, w]
+        return (x + h if self.use_res_connect else h), {"depthwise_output": depthwise}
 
-class MobileNetV2(nn.Module):
+
+class MobileNetV2(Backbone):
     """MobileNetV2 feature extractor returning a dict of named feature maps.
 
     Args:
@@ -146,7 +157,10 @@ class MobileNetV2(nn.Module):
         round_nearest: round channel counts to the nearest multiple of this (TF's ``divisible_by``);
             1 rounds to the nearest integer, as official checkpoints exported without rounding.
         output_stride: stride of the deepest features, 8, 16 or 32 (dilation beyond).
-        out_features: names of the layers to return, ``layer_1`` .. ``layer_19``.
+        out_features: names of the layers to return, ``layer_1`` .. ``layer_19``, or inner end points
+            of the bottleneck blocks ``layer_2/depthwise_output`` .. ``layer_18/depthwise_output``
+            (the depthwise conv's output after BN + ReLU6, as TF DeepLab's end points; DeepLabV3+
+            reads ``layer_4/depthwise_output``: 144 channels at stride 4 for width 1.0).
             Default: the last layer of every stride plus the last layer built.
         final_conv: build ``layer_19``, the 1x1 conv to 1280 channels. DeepLab's MNet V2*
             head reads the 320-channel ``layer_18`` and does not build it.
@@ -172,11 +186,7 @@ class MobileNetV2(nn.Module):
         tf_same_padding: bool = False,
     ) -> None:
         super().__init__()
-        if output_stride not in (8, 16, 32):
-            raise ValueError(
-                f"output_stride must be 8, 16 or 32, got {output_stride!r}. "
-                "Use 16 (DeepLab default), 8 (denser, ~3x the compute) or 32 (classification)."
-            )
+        check_output_stride(output_stride)
         if not (isinstance(width_mult, (int, float)) and width_mult > 0):
             raise ValueError(f"width_mult must be a number > 0 (e.g. 1.0 or 0.5), got {width_mult!r}.")
         if not (isinstance(round_nearest, int) and round_nearest >= 1):
@@ -188,100 +198,52 @@ class MobileNetV2(nn.Module):
             )
         norm_layer = norm_layer or nn.BatchNorm2d
         self.output_stride = output_stride
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
 
+        blocks = [(t, c, s if i == 0 else 1, stage) for stage, (t, c, n, s) in enumerate(INVERTED_RESIDUAL_SETTING, 1)
+                  for i in range(n)]
+        schedule = dilation_schedule([s for _, _, s, _ in blocks], output_stride, input_stride=2)
         in_ch = make_divisible(32 * width_mult, round_nearest, MIN_DEPTH)
         layers: list[nn.Module] = [conv_norm_act(3, in_ch, 3, norm_layer, stride=2, tf_same_padding=tf_same_padding)]
-        layer_info = [FeatureInfo("layer_1", in_ch, 2)]
+        available = [FeatureInfo("layer_1", in_ch, 2)]
         self.layer_stage = [0]  # stage index of every layer, for frozen_stages
         self.layer_dilation = [1]  # dilation rate of the depthwise conv of every layer (1 for the stem)
-        current_stride, rate = 2, 1
-        for stage, (t, c, n, s) in enumerate(INVERTED_RESIDUAL_SETTING, start=1):
+        current_stride = 2
+        for (t, c, _, stage), (layer_stride, layer_rate) in zip(blocks, schedule):
             out_ch = make_divisible(c * width_mult, round_nearest, MIN_DEPTH)
-            for i in range(n):
-                stride = s if i == 0 else 1
-                if stride > 1 and current_stride == output_stride:
-                    layer_stride, layer_rate = 1, rate  # keeps the previous rate ...
-                    rate *= stride  # ... the layers after it get the multiplied rate
-                else:
-                    layer_stride, layer_rate = stride, rate
-                    current_stride *= stride
-                layers.append(InvertedResidual(in_ch, out_ch, layer_stride, t, norm_layer, dilation=layer_rate,
-                                               tf_same_padding=tf_same_padding))
-                layer_info.append(FeatureInfo(f"layer_{len(layers)}", out_ch, current_stride))
-                self.layer_stage.append(stage)
-                self.layer_dilation.append(layer_rate)
-                in_ch = out_ch
+            block = InvertedResidual(in_ch, out_ch, layer_stride, t, norm_layer, dilation=layer_rate,
+                                     tf_same_padding=tf_same_padding)
+            layers.append(block)
+            current_stride *= layer_stride
+            name = f"layer_{len(layers)}"
+            available += [FeatureInfo(f"{name}/depthwise_output", block.hidden_channels, current_stride),
+                          FeatureInfo(name, out_ch, current_stride)]
+            self.layer_stage.append(stage)
+            self.layer_dilation.append(layer_rate)
+            in_ch = out_ch
         if final_conv:
             last_ch = make_divisible(1280 * max(1.0, width_mult), round_nearest, MIN_DEPTH)
             layers.append(conv_norm_act(in_ch, last_ch, 1, norm_layer))
-            layer_info.append(FeatureInfo(f"layer_{len(layers)}", last_ch, current_stride))
+            available.append(FeatureInfo(f"layer_{len(layers)}", last_ch, current_stride))
             self.layer_stage.append(num_stages)
             self.layer_dilation.append(1)
         self.features = nn.Sequential(*layers)
-        self._all_layers = {info.name: (idx, info) for idx, info in enumerate(layer_info)}
 
-        if out_features is None:
-            last_of_stride = {info.stride: info.name for info in layer_info}
-            out_features = sorted(set(last_of_stride.values()) | {layer_info[-1].name}, key=lambda n: int(n[6:]))
-        unknown = [name for name in out_features if name not in self._all_layers]
-        if unknown or not out_features:
-            raise ValueError(
-                f"out_features {list(out_features)!r} has unknown names {unknown}; valid names are "
-                f"layer_1 .. layer_{len(layers)}" + ("" if final_conv else " (layer_19 needs final_conv=True)") + "."
-            )
-        self.out_features = sorted(out_features, key=lambda n: int(n[6:]))
-        self.feature_info = [self._all_layers[name][1] for name in self.out_features]
-        self._out_index = {self._all_layers[name][0]: name for name in self.out_features}
-        self._last_needed = max(self._out_index)
+        outputs = [info for info in available if "/" not in info.name]
+        default = sorted(set({info.stride: info.name for info in outputs}.values()) | {outputs[-1].name},
+                         key=lambda n: int(n[6:]))
+        self._setup(
+            available, out_features,
+            layer_of=lambda name: int(name.split("/")[0][6:]) - 1,
+            default=default,
+            valid_names=f"layer_1 .. layer_{len(layers)}" + ("" if final_conv else " (layer_19 needs final_conv=True)")
+            + f" and layer_2/depthwise_output .. layer_{len(blocks) + 1}/depthwise_output",
+            layer_stage=self.layer_stage,
+            frozen_stages=frozen_stages,
+            norm_eval=norm_eval,
+        )
 
-        self._init_weights()
-        self._freeze_stages()
-
-    @property
-    def out_channels(self) -> int:
-        """Channels of the deepest returned feature."""
-        return self.feature_info[-1].channels
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-
-    def _frozen_layers(self) -> list[nn.Module]:
-        return [layer for layer, stage in zip(self.features, self.layer_stage) if stage <= self.frozen_stages]
-
-    def _freeze_stages(self) -> None:
-        for layer in self._frozen_layers():
-            layer.eval()
-            for p in layer.parameters():
-                p.requires_grad = False
-
-    def train(self, mode: bool = True) -> MobileNetV2:
-        super().train(mode)
-        if mode:
-            for layer in self._frozen_layers():
-                layer.eval()
-            if self.norm_eval:
-                for m in self.modules():
-                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                        m.eval()
-        return self
-
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        # x: [N, 3, H, W], any H and W; each feature: [N, C, ceil(H / stride), ceil(W / stride)]
-        outputs: dict[str, Tensor] = {}
-        for idx, layer in enumerate(self.features):
-            x = layer(x)
-            if idx in self._out_index:
-                outputs[self._out_index[idx]] = x
-            if idx == self._last_needed:
-                break
-        return outputs
+    def _layers(self) -> nn.Sequential:
+        return self.features
 
 
 def load_torchvision_weights(backbone: MobileNetV2, path: str | Path, *, strict: bool = True) -> tuple[list[str], list[str]]:
@@ -297,12 +259,7 @@ def load_torchvision_weights(backbone: MobileNetV2, path: str | Path, *, strict:
             f"ImageNet weights file not found: {path}. Download torchvision's mobilenet_v2 weights "
             "(e.g. mobilenet_v2-b0353104.pth or mobilenet_v2-7ebf99e0.pth) on a machine with internet and pass its path."
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}.")
+    state = unwrap_state_dict(torch.load(path, map_location="cpu", weights_only=True), source=str(path))
     return load_backbone_state(backbone, state, strict=strict, source=str(path))
 
 

@@ -18,10 +18,10 @@ Layout of TF-slim's ``resnet_v1`` as used by the official DeepLab (``resnet_v1_b
   ``rate * multi_grid[i]``.
 
 Output stride follows the official rule (slim's ``stack_blocks_dense``, the same as segkit's
-MobileNets): once the running stride reaches the target, a later strided unit gets stride 1 and keeps
+MobileNets: :func:`~segkit.models.backbones._base.dilation_schedule`): once the running stride reaches the target, a later strided unit gets stride 1 and keeps
 the previous rate; the units after it get the rate multiplied by that stride.
 
-This module imports nothing from segkit's config or data code.
+This module imports nothing from segkit outside ``segkit.models.backbones``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from segkit.models.backbones.mobilenetv2 import FeatureInfo, NormLayer
+from segkit.models.backbones._base import Backbone, FeatureInfo, NormLayer, check_output_stride, dilation_schedule
 
 __all__ = ["Bottleneck", "ResNet", "resnet101_beta"]
 
@@ -102,7 +102,7 @@ class Bottleneck(nn.Module):
         return self.relu(out + self.downsample(x))
 
 
-class ResNet(nn.Module):
+class ResNet(Backbone):
     """ResNet v1 "beta" feature extractor returning a dict of named feature maps.
 
     Args:
@@ -133,11 +133,7 @@ class ResNet(nn.Module):
         tf_same_padding: bool = False,
     ) -> None:
         super().__init__()
-        if output_stride not in (8, 16, 32):
-            raise ValueError(
-                f"output_stride must be 8, 16 or 32, got {output_stride!r}. "
-                "Use 16 (DeepLab default), 8 (denser, ~4x the backbone compute) or 32 (classification)."
-            )
+        check_output_stride(output_stride, extra_compute="~4x the backbone compute")
         if len(multi_grid) != blocks[-1][2] or not all(isinstance(r, int) and r >= 1 for r in multi_grid):
             raise ValueError(
                 f"multi_grid must hold one integer rate >= 1 per unit of the last block "
@@ -149,8 +145,6 @@ class ResNet(nn.Module):
             )
         norm_layer = norm_layer or nn.BatchNorm2d
         self.output_stride = output_stride
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
 
         c1, c2, c3 = stem_channels
         self.stem = nn.Sequential(
@@ -159,92 +153,42 @@ class ResNet(nn.Module):
             conv_bn_relu(c2, c3, norm_layer),
             (MaxPool2dSame if tf_same_padding else nn.MaxPool2d)(3, 2, padding=0 if tf_same_padding else 1),
         )
-        info = [FeatureInfo("stem", c3, 4)]
+        available = [FeatureInfo("stem", c3, 4)]
         self.block_names: list[str] = []
         self.unit_dilation: dict[str, list[int]] = {}  # dilation of every unit's 3x3 conv, per block
-        in_ch, current_stride, rate = c3, 4, 1
-        for b, (name, mid_ch, units, last_stride) in enumerate(blocks):
+        unit_strides = [last_stride if i == units - 1 else 1 for _, _, units, last_stride in blocks for i in range(units)]
+        schedule = iter(dilation_schedule(unit_strides, output_stride, input_stride=4))
+        in_ch, current_stride = c3, 4
+        for b, (name, mid_ch, units, _) in enumerate(blocks):
             is_last_block = b == len(blocks) - 1
             layers: list[nn.Module] = []
             dilations: list[int] = []
             for i in range(units):
-                stride = last_stride if i == units - 1 else 1
-                unit_rate = multi_grid[i] if is_last_block else 1
-                if stride > 1 and current_stride == output_stride:
-                    layer_stride, layer_rate = 1, rate  # keeps the previous rate ...
-                    rate *= stride  # ... the units after it get the multiplied rate
-                else:
-                    layer_stride, layer_rate = stride, rate
-                    current_stride *= stride
-                layers.append(Bottleneck(in_ch, mid_ch, layer_stride, norm_layer, dilation=layer_rate * unit_rate))
-                dilations.append(layer_rate * unit_rate)
+                layer_stride, layer_rate = next(schedule)
+                rate = layer_rate * (multi_grid[i] if is_last_block else 1)
+                layers.append(Bottleneck(in_ch, mid_ch, layer_stride, norm_layer, dilation=rate))
+                dilations.append(rate)
+                current_stride *= layer_stride
                 in_ch = mid_ch * EXPANSION
             self.add_module(name, nn.Sequential(*layers))
             self.block_names.append(name)
             self.unit_dilation[name] = dilations
-            info.append(FeatureInfo(name, in_ch, current_stride))
-        all_info = {i.name: i for i in info}
-        self._order = [i.name for i in info]
+            available.append(FeatureInfo(name, in_ch, current_stride))
+        self._order = [info.name for info in available]
 
-        if out_features is None:
-            out_features = list({i.stride: i.name for i in info}.values())
-        unknown = [name for name in out_features if name not in all_info]
-        if unknown or not out_features:
-            raise ValueError(
-                f"out_features {list(out_features)!r} has unknown names {unknown}; valid names are {self._order}."
-            )
-        self.out_features = sorted(out_features, key=self._order.index)
-        self.feature_info = [all_info[name] for name in self.out_features]
-        self._last_needed = self._order.index(self.out_features[-1])
+        self._setup(
+            available, out_features,
+            layer_of=self._order.index,
+            default=list({info.stride: info.name for info in available}.values()),
+            valid_names=str(self._order),
+            layer_stage=range(len(self._order)),  # stage 0 = stem, k = block k
+            frozen_stages=frozen_stages,
+            norm_eval=norm_eval,
+            nonlinearity="relu",
+        )
 
-        self._init_weights()
-        self._freeze_stages()
-
-    @property
-    def out_channels(self) -> int:
-        """Channels of the deepest returned feature."""
-        return self.feature_info[-1].channels
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-
-    def _frozen_layers(self) -> list[nn.Module]:
-        stages = [self.stem] + [getattr(self, name) for name in self.block_names]
-        return stages[: self.frozen_stages + 1]
-
-    def _freeze_stages(self) -> None:
-        for layer in self._frozen_layers():
-            layer.eval()
-            for p in layer.parameters():
-                p.requires_grad = False
-
-    def train(self, mode: bool = True) -> ResNet:
-        super().train(mode)
-        if mode:
-            for layer in self._frozen_layers():
-                layer.eval()
-            if self.norm_eval:
-                for m in self.modules():
-                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                        m.eval()
-        return self
-
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        # x: [N, 3, H, W], any H and W; each feature: [N, C, ceil(H / stride), ceil(W / stride)]
-        outputs: dict[str, Tensor] = {}
-        wanted = set(self.out_features)
-        for idx, name in enumerate(self._order):
-            x = getattr(self, name)(x)
-            if name in wanted:
-                outputs[name] = x
-            if idx == self._last_needed:
-                break
-        return outputs
+    def _layers(self) -> list[nn.Module]:
+        return [getattr(self, name) for name in self._order]
 
 
 def resnet101_beta(

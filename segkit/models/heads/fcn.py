@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from torch import Tensor, nn
+
+from segkit.models.backbones._base import NormLayer
 
 
 class FCNHead(nn.Sequential):
@@ -17,7 +17,7 @@ class FCNHead(nn.Sequential):
         *,
         channels: int | None = None,
         dropout: float = 0.1,
-        norm_layer: Callable[[int], nn.Module] | None = None,
+        norm_layer: NormLayer | None = None,
     ) -> None:
         norm_layer = norm_layer or nn.BatchNorm2d
         channels = channels or max(in_channels // 4, 32)

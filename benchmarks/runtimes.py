@@ -1,0 +1,274 @@
+"""Runtime benchmark: the same weights in PyTorch and in every runtime segkit exports to, one process.
+
+    python benchmarks/runtimes.py [--quick] [--compile] [--json OUT.json] [--markdown OUT.md]
+
+Models: ``voc_mnv2_os16`` at 513 (random weights), the converted official DeepLab model at 513 (when
+``../shared/data`` holds it; with its own uint8 TFLite file as an extra row), and a width-0.5 OS8
+model at 257. Rows per model: PyTorch eval, ``optimize_for_inference`` fp32, the same under bf16
+autocast (only when the CPU has AMX or AVX512-BF16; with its pixel agreement with fp32), torch.compile
+(``--compile``, slow to compile), ONNX Runtime, OpenVINO (fp32 precision hint) and LiteRT (segkit's
+fp32 export). Batch 1, ``--threads`` (2) threads everywhere; after warm-up, ``--rounds`` interleaved
+rounds (one call of every row, plus fp32 and bf16 GEMM probes, per round); median latency and the
+paired ratio to the fastest row (median over rounds of the ratio within a round); ``% of floor`` =
+(MAdds / that round's GEMM rate) / latency. End-to-end images/s: ``segkit infer``'s per-image path
+(decode, protocol, model, label map) over the VOC sample (or synthetic images) with the checkpoint
+(``--fast``) and with the fastest exported runtime.
+``--quick``: one tiny model (width 0.35 at 65 px), 2 warm-up + 3 rounds (the test runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from benchutils import interleaved, machine_info, markdown_table, median, paired_median_ratio, write_outputs  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+OFFICIAL = SHARED / "tflite" / "deeplabv3_mnv2_pascal_quant.tflite"
+VOC_SAMPLE = SHARED / "voc_sample"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="one tiny model, few rounds (for the test)")
+    p.add_argument("--compile", action="store_true", help="add a torch.compile row (slow to compile)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=21)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--e2e-images", type=int, default=8, help="images of the end-to-end measurement")
+    p.add_argument("--json", type=Path)
+    p.add_argument("--markdown", type=Path)
+    return p.parse_args(argv)
+
+
+def cpu_bf16() -> str | None:
+    """'amx' / 'avx512_bf16' when the CPU has bf16 matrix units, else None."""
+    try:
+        flags = next(
+            line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")
+        ).split()
+    except (OSError, StopIteration):
+        return None
+    return "amx" if "amx_bf16" in flags else "avx512_bf16" if "avx512_bf16" in flags else None
+
+
+def model_specs(quick: bool) -> list[dict]:
+    if quick:
+        return [
+            {
+                "name": "voc_mnv2_os16 w0.35 (quick)",
+                "config": "voc_mnv2_os16",
+                "set": ["model.width_mult=0.35"],
+                "size": 65,
+            }
+        ]
+    specs = [{"name": "voc_mnv2_os16", "config": "voc_mnv2_os16", "set": [], "size": 513}]
+    if OFFICIAL.is_file():
+        specs.append({"name": "official (converted)", "official": True, "size": 513})
+    specs.append({"name": "voc_mnv2_os8 w0.5", "config": "voc_mnv2_os8", "set": ["model.width_mult=0.5"], "size": 257})
+    return specs
+
+
+def build(spec: dict) -> torch.nn.Module:
+    import segkit
+
+    if spec.get("official"):
+        from segkit.convert.tflite import convert_tflite
+
+        conv = convert_tflite(OFFICIAL)
+        model = conv.model.eval()
+        model.segkit_config, model.class_names, model.palette = conv.config, conv.class_names, None
+        return model
+    torch.manual_seed(0)
+    cfg = segkit.load_config(spec["config"], spec["set"])
+    model = segkit.build_model(cfg).eval()
+    model.segkit_config, model.class_names, model.palette = cfg, None, None
+    return model
+
+
+def images(n: int) -> list[np.ndarray]:
+    from segkit.export import verification_images
+
+    return verification_images(VOC_SAMPLE if VOC_SAMPLE.is_dir() else None, limit=n)[0]
+
+
+def bench_model(spec: dict, args: argparse.Namespace, tmp: Path, bf16: str | None) -> dict:
+    from segkit.complexity import count_complexity
+    from segkit.export import export_onnx, export_tflite
+    from segkit.optimize import optimize_for_inference
+    from segkit.runtimes import load_exported
+
+    size, t = spec["size"], args.threads
+    model = build(spec)
+    madds = count_complexity(model, size, device="meta").madds_pytorch
+    print(f"[{spec['name']}] {madds / 1e9:.2f}B MAdds at {size}; exporting", flush=True)
+    start = time.perf_counter()
+    onnx_path, tfl_path = tmp / f"{len(os.listdir(tmp))}.onnx", tmp / f"{len(os.listdir(tmp))}.tflite"
+    export_onnx(model, onnx_path, input_size=(size, size))
+    export_tflite(model, tfl_path, input_size=(size, size))
+    print(f"[{spec['name']}] exported in {time.perf_counter() - start:.0f} s", flush=True)
+    fast = optimize_for_inference(model)
+    x = torch.randn(1, 3, size, size)
+    ort, ov, tfl = (
+        load_exported(onnx_path, "onnxruntime", threads=t),
+        load_exported(onnx_path, "openvino", threads=t),
+        load_exported(tfl_path, "litert", threads=t),
+    )
+    nx, nx_nhwc = x.numpy(), np.ascontiguousarray(x.permute(0, 2, 3, 1).numpy())
+
+    def torch_fn(m, autocast=False):
+        def fn():
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                m(x)
+
+        return fn
+
+    fns = {"PyTorch eval": torch_fn(model), "optimize_for_inference fp32": torch_fn(fast)}
+    if bf16:
+        fns["optimize_for_inference bf16 autocast"] = torch_fn(fast, autocast=True)
+    if args.compile:
+        fns["torch.compile (optimize_for_inference)"] = torch_fn(optimize_for_inference(model, compile=True))
+    fns["ONNX Runtime"] = lambda: ort.run_native(nx)
+    fns["OpenVINO"] = lambda: ov.run_native(nx)
+    fns["LiteRT (segkit fp32 export)"] = lambda: tfl.run_native(nx_nhwc)
+    if spec.get("official"):
+        official = load_exported(OFFICIAL, "litert", threads=t)
+        u8 = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
+        fns["official uint8 TFLite (LiteRT)"] = lambda: official.run_native(u8)
+    n = 512 if args.quick else 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    fns["__gemm_fp32__"] = lambda: torch.mm(a, b)
+    if bf16:
+        ab, bb = a.bfloat16(), b.bfloat16()
+        fns["__gemm_bf16__"] = lambda: torch.mm(ab, bb)
+    times = interleaved(fns, args.rounds, args.warmup)
+    g32 = times.pop("__gemm_fp32__")
+    g16 = times.pop("__gemm_bf16__", None)
+    fastest = min(times, key=lambda k: median(times[k]))
+    rows = []
+    for name, ts in times.items():
+        gem = g16 if ("bf16" in name and g16) else g32
+        rows.append(
+            {
+                "row": name,
+                "latency_ms": median(ts) * 1000,
+                "ratio_to_fastest": paired_median_ratio(ts, times[fastest]),
+                "floor_fraction": median([madds * g / n**3 / s for s, g in zip(ts, gem)]),
+                "fp32": "bf16" not in name and "uint8" not in name,
+            }
+        )
+        print(
+            f"[{spec['name']}] {name}: {rows[-1]['latency_ms']:.1f} ms, {rows[-1]['ratio_to_fastest']:.2f}x fastest",
+            flush=True,
+        )
+    result = {
+        "model": spec["name"],
+        "input_size": size,
+        "madds": madds,
+        "rows": rows,
+        "fastest": fastest,
+        "gemm_fp32_macs_per_s": n**3 / median(g32),
+        "gemm_bf16_macs_per_s": n**3 / median(g16) if g16 else None,
+    }
+    pics = images(args.e2e_images)
+    if bf16:
+        result["bf16_pixel_agreement"] = _bf16_agreement(fast, pics, size, model.segkit_config)
+    result["end_to_end"] = _end_to_end(fast, {"ONNX Runtime": ort, "OpenVINO": ov}, pics, size, model.segkit_config)
+    return result
+
+
+def _bf16_agreement(fast, pics, size, cfg) -> float:
+    from segkit.inference import normalize, predict
+
+    same = total = 0
+    for img in pics:
+        x = normalize(img, cfg.model.input_mean, cfg.model.input_std)[None]
+        ref = predict(fast, x, resize_longer=size, pad_to=size)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = predict(fast, x, resize_longer=size, pad_to=size)
+        same, total = same + int((got == ref).sum()), total + ref.numel()
+    return same / total
+
+
+def _end_to_end(fast, runners: dict, pics, size, cfg) -> dict[str, float]:
+    """images/s of segkit infer's per-image work (protocol, model, label map at the image size)."""
+    from segkit.cli.infer import segment
+
+    cfg.eval.resize_longer = cfg.eval.pad_to = size
+    cfg.eval.scales, cfg.eval.flip, cfg.eval.slide = [1.0], False, None
+    out = {}
+    for name, m in {"PyTorch --fast": fast, **{f"--runtime {k}": v for k, v in runners.items()}}.items():
+        segment(m, pics[0], cfg, torch.device("cpu"), None)  # warm-up
+        start = time.perf_counter()
+        for img in pics:
+            segment(m, img, cfg, torch.device("cpu"), None)
+        out[name] = len(pics) / (time.perf_counter() - start)
+    return out
+
+
+def run(args: argparse.Namespace) -> dict:
+    if args.quick:
+        args.rounds, args.warmup, args.e2e_images = min(args.rounds, 3), min(args.warmup, 2), min(args.e2e_images, 2)
+    torch.set_num_threads(args.threads)
+    info = machine_info()
+    bf16 = cpu_bf16()
+    print(f"{info['date']}  {info['cpu']}  bf16 units: {bf16 or 'none'}  threads {args.threads}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        models = [bench_model(spec, args, Path(tmp), bf16) for spec in model_specs(args.quick)]
+    return {
+        "machine": info,
+        "bf16_units": bf16,
+        "settings": {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("json", "markdown")
+        },
+        "models": models,
+    }
+
+
+def to_markdown(result: dict) -> str:
+    info, s = result["machine"], result["settings"]
+    parts = [
+        f"Runtimes, {info['date']}, {info['cpu']} (bf16 units: {result['bf16_units'] or 'none'}), "
+        f"{s['threads']} threads, batch 1, median of {s['rounds']} interleaved rounds after {s['warmup']} warm-up; "
+        f"torch {info['torch']}; 1-min load at start {info['load_average_1min_at_start']}."
+    ]
+    for m in result["models"]:
+        g16 = f", bf16 {m['gemm_bf16_macs_per_s'] / 1e9:.0f}" if m["gemm_bf16_macs_per_s"] else ""
+        parts += [
+            "",
+            f"**{m['model']}** at {m['input_size']} ({m['madds'] / 1e9:.2f}B MAdds; GEMM floor fp32 "
+            f"{m['gemm_fp32_macs_per_s'] / 1e9:.0f}{g16} GMAC/s)",
+            "",
+        ]
+        rows = [
+            [r["row"], f"{r['latency_ms']:.1f}", f"{r['ratio_to_fastest']:.2f}x", f"{r['floor_fraction']:.0%}"]
+            for r in m["rows"]
+        ]
+        parts.append(markdown_table(["path", "latency (ms)", "vs fastest", "% of floor"], rows))
+        e2e = ", ".join(f"{k} {v:.1f}" for k, v in m["end_to_end"].items())
+        parts.append(f"\nEnd-to-end images/s (decode excluded; protocol, model, label map): {e2e}.")
+        if "bf16_pixel_agreement" in m:
+            parts.append(f"bf16 autocast pixel agreement with fp32: {100 * m['bf16_pixel_agreement']:.2f}%.")
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    result = run(args)
+    markdown = to_markdown(result)
+    print(markdown)
+    write_outputs(result, markdown, args.json, args.markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

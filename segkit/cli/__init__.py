@@ -1,0 +1,96 @@
+"""The ``segkit`` command: ``segkit <subcommand> [options]``, one module per subcommand.
+
+Each ``segkit/cli/<name>.py`` has ``build_parser() -> argparse.ArgumentParser`` and
+``main(argv: list[str] | None = None) -> int`` (the exit code). Modules are imported only when their
+subcommand runs, so ``segkit --help`` is instant and one missing optional module cannot break the rest.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import sys
+
+# subcommand -> (module, one-line description shown by ``segkit --help``)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("segkit.cli.train", "train a segmentor (or an ImageNet classifier) from a config"),
+    "test": ("segkit.cli.test", "evaluate a checkpoint: per-class IoU, mIoU, accuracies, JSON report"),
+    "infer": ("segkit.cli.infer", "segment images with a checkpoint: label maps and overlays"),
+    "convert": ("segkit.cli.convert", "convert an official TFLite MobileNetV2 model to a segkit checkpoint"),
+    "summary": ("segkit.cli.summary", "print a model's layers, output shapes, params and MAdds"),
+    "complexity": ("segkit.cli.complexity", "params and MAdds of the paper's Table 7 or of any config"),
+    "tradeoff": ("segkit.cli.tradeoff", "plot and tabulate mIoU against MAdds (and latency) for Table 7"),
+    "prepare-data": ("segkit.cli.prepare_data", "download, convert and verify segmentation data sets"),
+    "export": ("segkit.cli.export", "export a checkpoint to ONNX or LiteRT (TFLite), verified in its runtime"),
+    "quantize": ("segkit.cli.quantize", "int8 quantization of a checkpoint"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [
+        "usage: segkit <subcommand> [options]   (segkit <subcommand> --help for its options)",
+        "",
+        "MobileNetV2 + DeepLabV3 semantic segmentation.",
+        "",
+        "subcommands:",
+    ]
+    lines += [f"  {name:<{width}}  {desc}" for name, (_, desc) in COMMANDS.items()]
+    lines += ["", "options:", "  -h, --help     show this message and exit", "  -V, --version  print segkit's version"]
+    return "\n".join(lines)
+
+
+def _available() -> list[str]:
+    return [n for n, (module, _) in COMMANDS.items() if importlib.util.find_spec(module) is not None]
+
+
+def _load(name: str):
+    """The subcommand's module, or ``None`` after printing a one-line error."""
+    module_name = COMMANDS[name][0]
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
+            print(
+                f"error: segkit {name} is not available in this install ({module_name} is missing); "
+                f"available: {', '.join(_available()) or 'none'}.",
+                file=sys.stderr,
+            )
+        else:
+            extra = " (pip install 'segkit[deploy]')" if name in ("export", "quantize") else ""
+            print(
+                f"error: segkit {name} needs the Python package {exc.name!r}, which is not installed; "
+                f"install it{extra} and retry.",
+                file=sys.stderr,
+            )
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``segkit <subcommand> ...``; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage(), file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        from segkit import __version__
+
+        print(f"segkit {__version__}")
+        return 0
+    name = argv[0]
+    if name not in COMMANDS:
+        close = difflib.get_close_matches(name, COMMANDS, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        print(f"error: unknown subcommand {name!r}; choose one of {', '.join(COMMANDS)}.{hint}", file=sys.stderr)
+        return 2
+    module = _load(name)
+    if module is None:
+        return 2
+    # argparse names the program after sys.argv[0]: make usage lines read "segkit <name> ...".
+    saved, sys.argv = sys.argv, [f"segkit {name}", *argv[1:]]
+    try:
+        code = module.main(argv[1:])
+    finally:
+        sys.argv = saved
+    return int(code or 0)

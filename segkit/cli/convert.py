@@ -1,0 +1,71 @@
+"""Convert an official TFLite MobileNetV2 model (DeepLabV3 segmentor or ImageNet classifier) to segkit.
+
+    segkit convert deeplabv3_mnv2_pascal_quant.tflite deeplab_official.pth
+    segkit convert mobilenet_v2_1.0_224_quant.tflite mnv2_imagenet.pth --labels imagenet_labels.txt
+    segkit convert model.tflite --print-graph          # only list the ops
+
+The architecture (width, output stride and dilation rates, head, classes, align_corners, input
+normalisation) is read from the graph, never from the file name, and printed. A segmentor
+checkpoint works with `segkit test`, `segkit infer` and segkit.load_model, and as initial weights
+for training; a classifier checkpoint (kind "classifier", torchvision-style ``features.*`` +
+``classifier.1.*``) initialises a backbone via ``train.init_weights`` or loads with
+``segkit.models.classifier.load_classifier``. Needs the optional ``tflite`` package
+(``pip install 'segkit[tflite]'``). ``python tools/convert_tflite.py`` runs the same command.
+
+Exit status: 0 on success, 2 on a usage or input error (the message says what to fix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from segkit.convert.tflite import TFLiteConversionError, TFLiteFormatError, convert_tflite, load_tflite
+
+_SUMMARY, _, _DETAILS = __doc__.partition("\n\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``segkit convert`` argument parser."""
+    parser = argparse.ArgumentParser(
+        description=_SUMMARY, epilog=_DETAILS, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("model", type=Path, help="the .tflite file")
+    parser.add_argument("out", type=Path, nargs="?", help="the segkit checkpoint to write (.pth)")
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        metavar="FILE",
+        help="class names, one per line (default: VOC's names for a 21-class segmentor)",
+    )
+    parser.add_argument("--print-graph", action="store_true", help="print the TFLite op list")
+    return parser
+
+
+def read_labels(path: Path) -> list[str]:
+    """Non-empty lines of a labels file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"labels file not found: {path}")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``segkit convert``; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.out is None and not args.print_graph:
+        parser.error("give OUT.pth (the checkpoint to write), or --print-graph to only list the ops")
+    try:
+        if args.print_graph:
+            print(load_tflite(args.model).summary(show_tensors=True))
+            if args.out is None:
+                return 0
+        labels = read_labels(args.labels) if args.labels is not None else None
+        conversion = convert_tflite(args.model, args.out, class_names=labels)
+    except (ImportError, FileNotFoundError, TFLiteFormatError, TFLiteConversionError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(conversion.architecture.summary())
+    print(f"Wrote {conversion.architecture.kind} checkpoint {args.out}", file=sys.stderr)
+    return 0

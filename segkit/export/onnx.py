@@ -1,0 +1,147 @@
+"""ONNX export through ``torch.onnx.export`` (the dynamo exporter by default, TorchScript on request; see README)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from segkit.export.errors import ExportError, export_failure, torch_export
+from segkit.export.metadata import add_onnx_metadata, model_metadata
+from segkit.export.wrapper import ExportWrapper
+
+OPSET = 18  # the dynamo exporter's native opset; ONNX Runtime >= 1.14, OpenVINO >= 2023.0
+EXPORTERS = ("torchscript", "dynamo")
+DEFAULT_EXPORTER = "dynamo"  # half the nodes (BN folded, no shape arithmetic); see README
+
+
+def _import_onnx() -> Any:
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ExportError("ONNX export needs the 'onnx' package: pip install 'segkit[deploy]'.") from exc
+    return onnx
+
+
+def _torchscript_onnx(module: nn.Module, args: tuple) -> None:
+    import io
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), args, io.BytesIO(), dynamo=False, opset_version=OPSET)
+
+
+def check_size(input_size: Any, dynamic: bool) -> tuple[int, int]:
+    """``(H, W)`` from an int or a pair; positive."""
+    if isinstance(input_size, int):
+        input_size = (input_size, input_size)
+    try:
+        h, w = (int(v) for v in input_size)
+    except (TypeError, ValueError):
+        raise ExportError(f"input_size must be (H, W) in pixels, got {input_size!r}.") from None
+    if h < 16 or w < 16:
+        raise ExportError(f"input_size must be at least 16x16 pixels, got {h}x{w}.")
+    return h, w
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    input_size: tuple[int, int] | int = (513, 513),
+    dynamic: bool = False,
+    input: str = "float",  # noqa: A002 - the command line's --input
+    output: str = "logits",
+    opset: int = OPSET,
+    exporter: str = DEFAULT_EXPORTER,
+    metadata: dict[str, Any] | None = None,
+    module: nn.Module | None = None,
+) -> dict[str, Any]:
+    """Write ``model`` as an ONNX file (atomically) and return the metadata it carries.
+
+    Args:
+        model: segkit segmentor (put in eval mode); its ``segkit_config`` gives mean/std and names.
+        path: the .onnx file.
+        input_size: (H, W) traced; the file's fixed size unless ``dynamic``.
+        dynamic: height and width (and batch) dynamic.
+        input: "float" (normalised NCHW) or "uint8" (RGB NHWC, normalised in the graph).
+        output: "logits" (NCHW float) or "labels" (uint8 [N, H, W] argmax).
+        opset: ONNX opset.
+        exporter: "torchscript" (``dynamo=False``) or "dynamo" (``torch.export`` based).
+        metadata: extra entries merged into the segkit metadata.
+        module: an already wrapped module to export instead of ``ExportWrapper(model, ...)``.
+    """
+    onnx = _import_onnx()
+    if exporter not in EXPORTERS:
+        raise ExportError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}.")
+    h, w = check_size(input_size, dynamic)
+    wrapper = module if module is not None else ExportWrapper(model, input=input, output=output, layout="nchw")
+    wrapper.eval()
+    example = wrapper.example((h, w)) if hasattr(wrapper, "example") else torch.randn(1, 3, h, w)
+    spatial = (1, 2) if input == "uint8" else (2, 3)
+    out_axes = {0: "batch", 1: "height", 2: "width"} if output == "labels" else {0: "batch", 2: "height", 3: "width"}
+    meta = model_metadata(
+        model,
+        input=input,
+        output=output,
+        input_size=(h, w),
+        dynamic=dynamic,
+        layout="nchw",
+        mean=getattr(wrapper, "mean_rgb", []),
+        std=getattr(wrapper, "std_rgb", []),
+        fmt="onnx",
+    )
+    meta.update(metadata or {})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from segkit.utils.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        try:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")
+                if exporter == "dynamo":
+                    dims = {
+                        0: torch.export.Dim("batch", max=64),
+                        spatial[0]: torch.export.Dim("height", min=16, max=4096),
+                        spatial[1]: torch.export.Dim("width", min=16, max=4096),
+                    }
+                    program = torch.onnx.export(
+                        wrapper,
+                        (example,),
+                        dynamo=True,
+                        opset_version=opset,
+                        input_names=["image"],
+                        output_names=[output],
+                        dynamic_shapes=({k: v for k, v in dims.items()},) if dynamic else None,
+                        optimize=True,
+                        verbose=False,
+                    )
+                    program.save(str(tmp))
+                else:
+                    in_axes = {0: "batch", spatial[0]: "height", spatial[1]: "width"}
+                    torch.onnx.export(
+                        wrapper,
+                        (example,),
+                        str(tmp),
+                        dynamo=False,
+                        opset_version=opset,
+                        input_names=["image"],
+                        output_names=[output],
+                        dynamic_axes={"image": in_axes, output: out_axes} if dynamic else None,
+                        do_constant_folding=True,
+                    )
+        except ExportError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - converter errors become one line naming the layer
+            raise export_failure(
+                "ONNX", exc, wrapper, example, _torchscript_onnx if exporter == "torchscript" else torch_export
+            ) from exc
+        proto = onnx.load(str(tmp))
+        add_onnx_metadata(proto, meta)
+        onnx.save(proto, str(tmp))
+    return meta

@@ -1,0 +1,85 @@
+"""The module the exporters trace: optional normalisation in, the segmentor, optional argmax out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+INPUTS = ("float", "uint8")
+OUTPUTS = ("logits", "labels")
+
+
+def _mean_std(model: nn.Module) -> tuple[list[float], list[float]]:
+    cfg = getattr(model, "segkit_config", None)
+    if cfg is None:
+        from segkit.config import IMAGENET_MEAN, IMAGENET_STD
+
+        return list(IMAGENET_MEAN), list(IMAGENET_STD)
+    return list(cfg.model.input_mean), list(cfg.model.input_std)
+
+
+class ExportWrapper(nn.Module):
+    """``model`` with the deployment's input and output conventions.
+
+    Args:
+        model: a segkit segmentor (or any module returning ``{"out": logits}`` or logits at its input size).
+        input: "float": normalised float images (NCHW for ``layout="nchw"``, NHWC for "nhwc");
+            "uint8": RGB uint8 images, always NHWC ``[N, H, W, 3]`` (what an image decoder gives),
+            normalised inside the graph as ``(x - mean) / std``.
+        output: "logits": float logits at the input size (NCHW or NHWC as ``layout``);
+            "labels": the argmax, uint8 ``[N, H, W]``.
+        layout: "nchw" (ONNX) or "nhwc" (TFLite).
+        mean, std: RGB on the 0..255 scale; default: the model's config.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        input: str = "float",
+        output: str = "logits",  # noqa: A002
+        layout: str = "nchw",
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        from segkit.export.errors import ExportError
+
+        for name, value, allowed in (
+            ("input", input, INPUTS),
+            ("output", output, OUTPUTS),
+            ("layout", layout, ("nchw", "nhwc")),
+        ):
+            if value not in allowed:
+                raise ExportError(f"{name} must be one of {', '.join(allowed)}, got {value!r}.")
+        self.model = model.eval()
+        self.input_kind, self.output_kind, self.layout = input, output, layout
+        cfg_mean, cfg_std = _mean_std(model)
+        mean = list(mean if mean is not None else cfg_mean)
+        std = list(std if std is not None else cfg_std)
+        self.mean_rgb, self.std_rgb = mean, std
+        # (x - mean) / std as one multiply-add
+        self.register_buffer("scale", (1.0 / torch.tensor(std, dtype=torch.float32)).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer(
+            "shift", (-torch.tensor(mean) / torch.tensor(std)).view(1, 3, 1, 1).float(), persistent=False
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.input_kind == "uint8":
+            x = x.permute(0, 3, 1, 2).to(torch.float32) * self.scale + self.shift
+        elif self.layout == "nhwc":
+            x = x.permute(0, 3, 1, 2)
+        out = self.model(x)
+        logits = out["out"] if isinstance(out, dict) else out
+        if self.output_kind == "labels":
+            return logits.argmax(1).to(torch.uint8)
+        return logits.permute(0, 2, 3, 1) if self.layout == "nhwc" else logits
+
+    def example(self, size: tuple[int, int], batch: int = 1) -> Tensor:
+        """A random input of this wrapper's kind at ``size``."""
+        h, w = size
+        if self.input_kind == "uint8":
+            return torch.randint(0, 256, (batch, h, w, 3), dtype=torch.uint8)
+        return torch.randn(batch, h, w, 3) if self.layout == "nhwc" else torch.randn(batch, 3, h, w)

@@ -1,0 +1,124 @@
+"""What an evaluation leaves on disk: the JSON metrics report and pictures of the predictions.
+
+``metrics_to_json`` + ``format_report_json`` give ``segkit test --json``'s file;
+``PredictionWriter`` writes ``<id>.png`` (palette label map) and ``<id>_overlay.jpg``
+(ground truth | prediction over the image) for ``segkit test --save-pred``, and plugs into
+:func:`segkit.evaluate.evaluate` as its ``on_batch`` callback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import Tensor
+
+from segkit.inference import denormalize
+from segkit.metrics import SegMetrics
+from segkit.utils.io import atomic_path
+from segkit.viz import overlay, save_label_png, side_by_side
+
+__all__ = ["PredictionWriter", "format_report_json", "metrics_to_json", "safe_name", "save_prediction"]
+
+
+def _num(x: float) -> float | None:
+    return None if math.isnan(x) else float(x)
+
+
+def metrics_to_json(
+    metrics: SegMetrics,
+    class_names: Sequence[str],
+    protocol: Any,
+    config: str | None = None,
+    *,
+    decoder: str | None = None,
+) -> dict[str, Any]:
+    """A JSON-ready dict (NaN -> null): config (the config's name), decoder (``model.decoder``: ``"none"`` or
+    ``"deeplabv3plus"``, so ``segkit tradeoff`` never puts a decoder result on a Table 7 row), miou, pixel_acc,
+    mean_acc, per_class_iou, confusion, num_images (``metrics.num_images``, the images scored), protocol."""
+    k = len(metrics.per_class_iou)
+    if len(class_names) != k:
+        raise ValueError(f"{len(class_names)} class names for {k} classes.")
+    return {
+        "config": config,
+        "decoder": decoder,
+        "miou": _num(metrics.miou),
+        "pixel_acc": _num(metrics.pixel_acc),
+        "mean_acc": _num(metrics.mean_acc),
+        "per_class_iou": {name: _num(float(v)) for name, v in zip(class_names, metrics.per_class_iou)},
+        "confusion": metrics.confusion.astype(np.int64).tolist(),
+        "num_images": int(metrics.num_images),
+        "protocol": protocol,
+    }
+
+
+_NUMBER_LIST = re.compile(r"\[\s*-?\d[\d.eE+-]*(?:\s*,\s*-?\d[\d.eE+-]*)*\s*\]")
+
+
+def format_report_json(report: Mapping[str, Any]) -> str:
+    """JSON text of a metrics report: indented, each list of numbers (a confusion row) on one line."""
+    text = json.dumps(report, indent=2, allow_nan=False)
+
+    def one_line(match: re.Match[str]) -> str:  # raw newlines occur only between JSON tokens, never in strings
+        body = match.group(0)
+        return "[" + ", ".join(v.strip() for v in body[1:-1].split(",")) + "]" if "\n" in body else body
+
+    return _NUMBER_LIST.sub(one_line, text) + "\n"
+
+
+def safe_name(sample_id: Any) -> str:
+    """A file name for a sample id (path separators replaced, so ids like ``a/b`` stay in one folder)."""
+    name = str(sample_id).replace(os.sep, "_").replace("/", "_")
+    return name if name not in ("", ".", "..") else f"_{name}"
+
+
+def save_prediction(
+    out_dir: str | os.PathLike,
+    sample_id: str,
+    image: np.ndarray,
+    pred: np.ndarray,
+    mask: np.ndarray,
+    palette: np.ndarray,
+    class_names: Sequence[str],
+    ignore_index: int = 255,
+) -> None:
+    """``<id>.png`` (palette label map) and ``<id>_overlay.jpg`` (ground truth | prediction over the image)."""
+    out_dir, name = Path(out_dir), safe_name(sample_id)
+    save_label_png(out_dir / f"{name}.png", pred, palette)
+    panels = [overlay(image, label, palette, class_names, ignore_index=ignore_index) for label in (mask, pred)]
+    with atomic_path(out_dir / f"{name}_overlay.jpg") as tmp:
+        side_by_side(panels, ("ground truth", "prediction")).save(tmp, format="JPEG", quality=90)
+
+
+class PredictionWriter:
+    """``on_batch`` callback of :func:`segkit.evaluate.evaluate` writing :func:`save_prediction` per image.
+
+    Args:
+        out_dir: folder for the pictures (created).
+        mean: input normalisation mean (0..255), to recover the image (``cfg.model.input_mean``).
+        std: input normalisation std (``cfg.model.input_std``).
+        palette: [K, 3] class colours.
+        class_names: one name per class, for the legends.
+        ignore_index: the ground truth's ignore label.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, mean: Sequence[float], std: Sequence[float],
+                 palette: np.ndarray | Sequence[Sequence[int]], class_names: Sequence[str],
+                 ignore_index: int = 255) -> None:
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.mean, self.std = mean, std
+        self.palette = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+        self.class_names, self.ignore_index = list(class_names), ignore_index
+
+    def __call__(self, images: Tensor, preds: Tensor, masks: Tensor, ids: Sequence[str]) -> None:
+        for image, pred, mask, sample_id in zip(images, preds, masks, ids):
+            save_prediction(self.out_dir, sample_id, denormalize(image, self.mean, self.std),
+                            pred.cpu().numpy().astype(np.uint8), mask.cpu().numpy().astype(np.uint8),
+                            self.palette, self.class_names, self.ignore_index)

@@ -1,0 +1,167 @@
+"""An exported file with the call contract of a segkit model: ``runner(x) -> {"out": logits}``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from segkit.runtimes.backends import BY_EXTENSION, RuntimeError_, open_session
+
+
+class ExportedModel:
+    """A .onnx / .xml / .tflite file run in ONNX Runtime, OpenVINO or LiteRT like a segkit model.
+
+    ``model(x)`` takes normalised float images ``[N, 3, H, W]`` (what segkit's protocols feed a
+    checkpoint) and returns ``{"out": logits [N, C, H, W]}``; a labels-output file returns
+    ``{"labels": [N, H, W] long, "out": one-hot float}`` so argmax-based code works unchanged. A
+    uint8-input file gets ``round(x * std + mean)`` (the pixels back). A static file accepts inputs up
+    to its size: smaller ones are padded bottom/right with the mean pixel (0) and cropped back.
+
+    Attributes: ``metadata`` (segkit's, or None for a foreign file), ``input_size`` ((H, W) or None),
+    ``input_kind`` ("float" | "uint8"), ``output_kind`` ("logits" | "labels"), ``class_names``,
+    ``palette``, ``mean``, ``std``, ``align_corners``, ``segkit_config``, ``runtime``.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, runtime: str | None = None, *, threads: int | None = None, precision: str = "f32"
+    ) -> None:
+        from segkit.export.metadata import read_metadata
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise RuntimeError_(
+                f"exported model not found: {self.path}; pass a .onnx, .tflite or OpenVINO .xml file "
+                "(segkit export writes them)."
+            )
+        suffix = self.path.suffix.lower()
+        if suffix not in BY_EXTENSION:
+            raise RuntimeError_(
+                f"{self.path.name}: --model takes a .onnx, .tflite or OpenVINO .xml file; for a segkit "
+                ".pth checkpoint use --checkpoint."
+            )
+        self.runtime = runtime or BY_EXTENSION[suffix]
+        self.session = open_session(self.path, self.runtime, threads, precision)
+        try:
+            meta = read_metadata(self.path)
+        except Exception:  # noqa: BLE001 - a foreign file without readable metadata
+            meta = None
+        self.metadata: dict[str, Any] | None = meta
+        s = self.session
+        shape = s.input_shape
+        self.input_kind = "uint8" if s.input_dtype == np.uint8 else "float"
+        if meta and meta.get("input_layout"):
+            self.layout = meta["input_layout"]
+        else:
+            self.layout = "nhwc" if len(shape) == 4 and shape[-1] == 3 else "nchw"
+        spatial = shape[1:3] if self.layout == "nhwc" else shape[2:4]
+        self.input_size: tuple[int, int] | None = (
+            (int(spatial[0]), int(spatial[1])) if len(shape) == 4 and None not in spatial and spatial[0] > 0 else None
+        )
+        self.static_batch = len(shape) == 4 and shape[0] == 1
+        quantized_out = bool(getattr(s, "out_quant", (0.0, 0))[0])  # quantized logits are dequantized by the session
+        self.output_kind = (meta or {}).get("output") or (
+            "labels" if np.issubdtype(s.output_dtype, np.integer) and not quantized_out else "logits"
+        )
+        self.output_layout = (meta or {}).get("layout") or ("nhwc" if self.runtime == "litert" else "nchw")
+        if meta:
+            self.mean, self.std = list(meta["mean"]), list(meta["std"])
+        elif s.quant:  # real = scale * (q - zero_point): the normalisation of a uint8 input
+            self.mean, self.std = [float(s.quant[1])] * 3, [1.0 / s.quant[0]] * 3
+        else:
+            from segkit.config import TF_MEAN, TF_STD
+
+            self.mean, self.std = list(TF_MEAN), list(TF_STD)  # TF MobileNet preprocessing, as the official files
+        self.align_corners = bool((meta or {}).get("align_corners", True))
+        self.num_classes: int | None = (meta or {}).get("num_classes")
+        self.class_names = (meta or {}).get("class_names")
+        self.palette = (meta or {}).get("palette")
+        self.segkit_config = self._config()
+
+    def _config(self) -> Any:
+        from segkit.config import Config, config_from_dict
+
+        cfg_dict = (self.metadata or {}).get("config")
+        cfg = config_from_dict(cfg_dict) if cfg_dict else Config(name=self.path.stem)
+        cfg.model.input_mean, cfg.model.input_std = list(self.mean), list(self.std)
+        cfg.model.align_corners = self.align_corners
+        if self.num_classes:
+            cfg.model.num_classes = int(self.num_classes)
+        return cfg
+
+    def implied_protocol(self) -> dict[str, Any]:
+        """``eval.*`` overrides a static file implies: resize the longer side to its (smaller) size and pad."""
+        if self.input_size is None:
+            return {}
+        side = min(self.input_size)
+        return {"eval.resize_longer": side, "eval.pad_to": side}
+
+    def eval(self) -> ExportedModel:  # the model-like no-ops scripts call
+        return self
+
+    def to(self, *_: Any, **__: Any) -> ExportedModel:
+        return self
+
+    def _native(self, x: Tensor) -> np.ndarray:
+        if self.input_kind == "uint8":
+            std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1)
+            mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1)
+            x = (x.float() * std + mean).round_().clamp_(0, 255).to(torch.uint8)
+        else:
+            x = x.float()
+        if self.layout == "nhwc":
+            x = x.permute(0, 2, 3, 1)
+        return np.ascontiguousarray(x.cpu().numpy())
+
+    def run_native(self, array: np.ndarray) -> np.ndarray:
+        """Run the file on its own input (dtype and layout as the file declares) and return its raw output."""
+        return self.session.run(array)
+
+    def _run_one(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        if self.input_size is not None and (h, w) != self.input_size:
+            H, W = self.input_size
+            if h > H or w > W:
+                raise RuntimeError_(
+                    f"{self.path.name} has a fixed {H}x{W} input; got {h}x{w}. Resize first "
+                    f"(--resize-longer {min(H, W)} --pad-to {min(H, W)}, implied when not given)."
+                )
+            x = F.pad(x, (0, W - w, 0, H - h), value=0.0)
+        y = torch.from_numpy(np.asarray(self.session.run(self._native(x))))
+        if self.output_kind == "labels":
+            y = y.reshape(y.shape[0], *y.shape[-2:]) if y.ndim == 4 and 1 in (y.shape[1], y.shape[-1]) else y
+            return y[..., :h, :w].long()
+        if self.output_layout == "nhwc":
+            y = y.permute(0, 3, 1, 2)
+        return y[..., :h, :w].float()
+
+    def __call__(self, x: Tensor) -> dict[str, Tensor]:
+        if not torch.is_tensor(x) or x.ndim != 4 or x.shape[1] != 3:
+            shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+            raise RuntimeError_(f"expected normalised float images [N, 3, H, W], got {shape}.")
+        batch = [x[i : i + 1] for i in range(x.shape[0])] if self.static_batch or x.shape[0] == 1 else [x]
+        outs = torch.cat([self._run_one(b) for b in batch], 0).to(x.device)
+        if self.output_kind == "labels":
+            n = int(self.num_classes or max(int(outs.max()) + 1, 21))
+            onehot = F.one_hot(outs.clamp(0, n - 1), n).permute(0, 3, 1, 2).float()
+            return {"labels": outs, "out": onehot}
+        return {"out": outs}
+
+    def __repr__(self) -> str:
+        size = "dynamic" if self.input_size is None else f"{self.input_size[0]}x{self.input_size[1]}"
+        return (
+            f"ExportedModel({self.path.name}, runtime={self.runtime}, input={self.input_kind} {self.layout} {size}, "
+            f"output={self.output_kind})"
+        )
+
+
+def load_exported(
+    path: str | os.PathLike, runtime: str | None = None, *, threads: int | None = None, precision: str = "f32"
+) -> ExportedModel:
+    """Load an exported .onnx / .xml / .tflite file (runtime default by extension: onnxruntime, openvino, litert)."""
+    return ExportedModel(path, runtime, threads=threads, precision=precision)

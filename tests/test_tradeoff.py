@@ -1,0 +1,83 @@
+"""segkit tradeoff places every kind of result: by name, by the recorded architecture (converted official weights,
+config ``tflite_...``), decoder results on their own rows, and says in one line why a file was skipped."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from segkit.cli.tradeoff import main
+from segkit.tradeoff import load_results, match_config
+
+MNV2 = {"backbone": "mobilenet_v2", "width_mult": 1.0, "output_stride": 16, "aspp": False, "decoder": "none"}
+SINGLE = {"scales": [1.0], "flip": False}
+MF = {"scales": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75], "flip": True}
+
+
+def _write(folder: Path, name: str, **data) -> Path:
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"config": "tflite_deeplabv3_mnv2_pascal_quant", "model": MNV2}, "voc_mnv2_os16"),
+        ({"config": "tflite_x", "model": {**MNV2, "output_stride": 8}}, "voc_mnv2_os8"),
+        ({"config": "tflite_x", "model": {**MNV2, "aspp": True}}, "voc_mnv2_os16_aspp"),
+        ({"config": "tflite_x", "model": {**MNV2, "width_mult": 0.5}}, None),  # no row has that network
+        ({"config": "tflite_x"}, None),  # nothing to place it by
+        ({"config": "voc_mnv2_os16", "decoder": "deeplabv3plus"}, None),  # a decoder run is not the Table 7 row
+        (
+            {"config": "voc_mnv2_os16", "decoder": "deeplabv3plus", "model": {**MNV2, "decoder": "deeplabv3plus"}},
+            "voc_mnv2_os16_plus",
+        ),
+        ({"config": "voc_mnv2_os16_plus", "decoder": "deeplabv3plus"}, "voc_mnv2_os16_plus"),
+        ({"config": {"name": "voc_r101_os8_aspp"}}, "voc_r101_os8_aspp"),
+    ],
+)
+def test_match_config(data, expected):
+    assert match_config(Path("result.json"), data) == expected
+
+
+def test_official_weights_placed_apart_from_segkit_results(tmp_path: Path, capsys):
+    results = tmp_path / "results"
+    results.mkdir()
+    _write(results, "official", config="tflite_deeplabv3_mnv2_pascal_quant", model=MNV2, protocol=SINGLE, miou=0.7476)
+    _write(results, "mine", config="voc_mnv2_os16", decoder="none", protocol=SINGLE, miou=0.70)
+    _write(results, "official_mf", config="tflite_deeplabv3_mnv2_pascal_quant", model=MNV2, protocol=MF, miou=0.76)
+    _write(results, "plus", config="voc_mnv2_os16_plus", decoder="deeplabv3plus", protocol=SINGLE, miou=0.72)
+    _write(results, "old", config="tflite_deeplabv3_mnv2_pascal_quant", protocol=SINGLE, miou=0.74)
+    found, notes = load_results(results)
+    placed = sorted((r.config, r.converted, round(r.miou, 2)) for r in found)
+    assert placed == [
+        ("voc_mnv2_os16", False, 70.0),
+        ("voc_mnv2_os16", True, 74.76),
+        ("voc_mnv2_os16_plus", False, 72.0),
+    ]
+    assert len(notes) == 2 and all("\n" not in n for n in notes)
+    assert any("official_mf.json" in n and "multi-scale" in n for n in notes)  # OS16 + MF is no Table 7 row
+    assert any("old.json" in n and "no 'model' field" in n for n in notes)
+
+    out = tmp_path / "out"
+    assert main(["--results", str(results), "--out", str(out)]) == 0
+    table = (out / "tradeoff.md").read_text()
+    assert "| MNet V2* | 16 |  |  | 2.75B | 2.74B | 75.32 | 70.00 | - |" in table
+    assert "| MNet V2*, official weights converted | 16 |  |  | 2.75B | 2.74B | 75.32 | 74.76 | - |" in table
+    assert "| MNet V2* + DeepLabV3+ decoder (not in Table 7) | 16 |" in table and "| 72.00 | - |" in table
+    assert (out / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
+    assert "3 mIoU result(s)" in capsys.readouterr().out
+
+
+def test_bad_arguments_are_one_line(tmp_path: Path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--results", str(tmp_path / "missing")])
+    assert exc.value.code == 2 and "not a folder" in capsys.readouterr().err
+    bad = tmp_path / "t7.json"
+    bad.write_text("[1, 2]")
+    assert main(["--complexity-json", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "segkit complexity --table7 --json" in err
