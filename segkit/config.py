@@ -129,6 +129,7 @@ class EvalConfig:
     resize_longer: Optional[int] = None
     pad_to: Optional[int] = None
     slide: Optional[list[int]] = None  # [crop, stride]: sliding-window inference (segkit.inference); None: off
+    antialias: bool = False  # low-pass input resizes that shrink (resize_longer, scales < 1), as PIL
 
 
 @dataclass
@@ -327,6 +328,7 @@ def validate_config(cfg: Config) -> None:
     for key in ("resize_longer", "pad_to"):
         value = getattr(e, key)
         need(value is None or value >= 16, f"eval.{key}", value, "null or an integer >= 16")
+    need(isinstance(e.antialias, bool), "eval.antialias", e.antialias, "true or false")
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:

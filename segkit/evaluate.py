@@ -41,12 +41,12 @@ class EvalProtocol(Protocol):
     flip: bool
     resize_longer: int | None
     pad_to: int | None
-    # optional: slide, [crop, stride] of the sliding window
+    # optional: slide, [crop, stride] of the sliding window; antialias, bool (shrinking low-passed)
 
 
 def protocol_dict(protocol: EvalProtocol | None) -> dict[str, Any]:
     """The protocol as plain JSON values (whole image, single scale when ``protocol`` is None);
-    ``slide`` appears only when a sliding window is used."""
+    ``slide`` appears only when a sliding window is used, ``antialias`` only when on."""
     if protocol is None:
         return {"scales": [1.0], "flip": False, "resize_longer": None, "pad_to": None}
     out = {
@@ -57,6 +57,8 @@ def protocol_dict(protocol: EvalProtocol | None) -> dict[str, Any]:
     }
     if getattr(protocol, "slide", None) is not None:
         out["slide"] = [int(v) for v in protocol.slide]
+    if getattr(protocol, "antialias", False):
+        out["antialias"] = True
     return out
 
 

@@ -5,7 +5,8 @@ Shared by validation during training, ``tools/test.py``, ``tools/infer.py`` and 
 - whole image (the default): run the model on the image as it is, argmax.
 - fixed-input deployment (``resize_longer`` / ``pad_to``): resize the longer side keeping the aspect
   ratio, pad bottom/right with the mean pixel (0 after normalisation), run, crop the logits back to the
-  resized extent, and resize the label map to the mask with nearest neighbour.
+  resized extent, and resize the label map to the mask with nearest neighbour. Resizes are bilinear with
+  the model's ``align_corners``, on the host, in float; ``antialias=True`` low-passes those that shrink.
 - multi-scale + flip (the paper's MF): average the *softmax* over the scales and their horizontal flips,
   each resized bilinearly to a common size, then argmax.
 - sliding window (``slide=(crop, stride)``, mmseg's ``slide`` mode): overlapping ``crop`` x ``crop``
@@ -77,9 +78,42 @@ def resized_extent(size: tuple[int, int], resize_longer: int | None) -> tuple[in
     return max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5))
 
 
-def _resize(x: Tensor, size: tuple[int, int], align_corners: bool) -> Tensor:
+def _aligned_taps(n_in: int, n_out: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Source indices and weights [n_out, K] of an antialiased ``align_corners=True`` shrink of one axis: a
+    triangle filter as wide as the sampling step (PIL's antialiased bilinear), centred on the align-corners
+    positions ``i * (n_in - 1) / (n_out - 1)``; with a step <= 1 it is plain align-corners bilinear."""
+    step = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+    support = max(step, 1.0)
+    centre = torch.arange(n_out, dtype=torch.float64, device=device) * step
+    taps = (centre - support).ceil()[:, None] + torch.arange(2 * math.ceil(support) + 1, device=device)
+    weight = (1 - (taps - centre[:, None]).abs() / support).clamp_(min=0) * ((taps >= 0) & (taps < n_in))
+    return taps.clamp(0, n_in - 1).long(), weight / weight.sum(1, keepdim=True)
+
+
+def _shrink_aligned(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Antialiased align-corners shrink, one axis at a time (torch's ``antialias=True`` with
+    ``align_corners=True`` centres its filter half a pixel off the align-corners grid)."""
+    for dim, n_out in ((-2, size[0]), (-1, size[1])):
+        if x.shape[dim] == n_out:
+            continue
+        idx, weight = _aligned_taps(x.shape[dim], n_out, x.device)
+        weight = weight.to(x.dtype)
+        out = None
+        for k in range(idx.shape[1]):
+            tap = x.index_select(dim, idx[:, k]) * (weight[:, k, None] if dim == -2 else weight[:, k])
+            out = tap if out is None else out.add_(tap)
+        x = out
+    return x
+
+
+def _resize(x: Tensor, size: tuple[int, int], align_corners: bool, antialias: bool = False) -> Tensor:
+    """Bilinear resize with the model's ``align_corners``; ``antialias`` low-passes a shrink (no axis grows)."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
+    if antialias and size[0] <= x.shape[-2] and size[1] <= x.shape[-1]:
+        if align_corners:
+            return _shrink_aligned(x, size)
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
     return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
 
 
@@ -144,6 +178,7 @@ def predict_logits(
     pad_value: float = 0.0,
     slide: tuple[int, int] | Sequence[int] | None = None,
     max_pixels: int | None = MAX_PIXELS,
+    antialias: bool = False,
 ) -> Tensor:
     """Logits of one forward pass (or one sliding-window pass) under the fixed-input protocol.
 
@@ -157,6 +192,8 @@ def predict_logits(
         pad_value: padding value in normalised units; 0 is the mean pixel.
         slide: ``(crop, stride)``: run :func:`slide_windows` windows and average the logits where they overlap.
         max_pixels: budget of one forward pass (N x H x W after padding); None: no limit.
+        antialias: low-pass the image when ``resize_longer`` shrinks it (triangle filter as wide as the
+            step, as PIL); off: plain bilinear, which aliases when shrinking.
 
     Returns:
         Float logits [N, C, h, w] at the resized extent (the padding cropped off).
@@ -169,7 +206,7 @@ def predict_logits(
     align_corners = _align_corners(model)
     with torch.inference_mode():
         h, w = resized_extent((image.shape[-2], image.shape[-1]), resize_longer)
-        x = _resize(image, (h, w), align_corners)
+        x = _resize(image, (h, w), align_corners, antialias)
         if slide is None:
             return _padded_forward(model, x, pad_to, pad_value, max_pixels)
         crop, stride = (int(v) for v in slide)
@@ -231,6 +268,7 @@ def predict(
     pad_value: float = 0.0,
     slide: tuple[int, int] | Sequence[int] | None = None,
     max_pixels: int | None = MAX_PIXELS,
+    antialias: bool = False,
 ) -> Tensor:
     """Label maps of a batch under the whole-image, fixed-input, sliding-window or multi-scale/flip protocol.
 
@@ -252,6 +290,8 @@ def predict(
         pad_value: see :func:`predict_logits`.
         slide: see :func:`predict_logits`.
         max_pixels: see :func:`predict_logits`.
+        antialias: low-pass every input resize that shrinks (``resize_longer``, scales < 1); the logits'
+            resize back to the base extent stays plain bilinear.
 
     Returns:
         LongTensor [N, H, W] of class indices at ``target_size``.
@@ -274,7 +314,7 @@ def predict(
         base = resized_extent((image.shape[-2], image.shape[-1]), resize_longer)
         views = [(s, f) for s in scales for f in ((False, True) if flip else (False,))]
         if slide is not None and views == [(1.0, False)]:  # one view: argmax band by band, no full-size logits
-            x = _resize(image, base, align_corners)
+            x = _resize(image, base, align_corners, antialias)
             crop, stride = (int(v) for v in slide)
             bands = _slide_bands(model, x, slide_windows(base, crop, stride), pad_to, pad_value, max_pixels)
             label = torch.cat([band.argmax(1) for _, band in bands], -2)  # [N, *base]
@@ -282,7 +322,7 @@ def predict(
         acc: Tensor | None = None  # logits for one view, else the sum of softmax over the views
         for s, flipped in views:
             size = base if s == 1.0 else (max(1, int(base[0] * s + 0.5)), max(1, int(base[1] * s + 0.5)))
-            x = _resize(image, size, align_corners)
+            x = _resize(image, size, align_corners, antialias)
             if flipped:
                 x = x.flip(-1)
             logits = predict_logits(model, x, pad_to=pad_to, pad_value=pad_value, slide=slide,

@@ -24,7 +24,11 @@ from segkit.metrics import SegMetrics
 from segkit.utils.io import atomic_path
 from segkit.viz import overlay, save_label_png, side_by_side
 
-__all__ = ["PredictionWriter", "format_report_json", "metrics_to_json", "safe_name", "save_prediction"]
+__all__ = ["REPORT_MODEL_FIELDS", "PredictionWriter", "format_report_json", "metrics_to_json", "safe_name", "save_prediction"]
+
+
+# the model config fields a JSON report records (``segkit tradeoff`` places a result by them)
+REPORT_MODEL_FIELDS = ("backbone", "width_mult", "output_stride", "aspp", "decoder", "num_classes")
 
 
 def _num(x: float) -> float | None:
@@ -38,9 +42,11 @@ def metrics_to_json(
     config: str | None = None,
     *,
     decoder: str | None = None,
+    model: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A JSON-ready dict (NaN -> null): config (the config's name), decoder (``model.decoder``: ``"none"`` or
-    ``"deeplabv3plus"``, so ``segkit tradeoff`` never puts a decoder result on a Table 7 row), miou, pixel_acc,
+    ``"deeplabv3plus"``, so ``segkit tradeoff`` never puts a decoder result on a Table 7 row), model (architecture
+    fields, how tradeoff places a converted ``tflite_...`` result), miou, pixel_acc,
     mean_acc, per_class_iou, confusion, num_images (``metrics.num_images``, the images scored), protocol."""
     k = len(metrics.per_class_iou)
     if len(class_names) != k:
@@ -48,6 +54,7 @@ def metrics_to_json(
     return {
         "config": config,
         "decoder": decoder,
+        "model": dict(model) if model is not None else None,  # architecture, so segkit tradeoff can place any result
         "miou": _num(metrics.miou),
         "pixel_acc": _num(metrics.pixel_acc),
         "mean_acc": _num(metrics.mean_acc),

@@ -33,7 +33,7 @@ from segkit.report import format_report_json
 REPO = Path(__file__).resolve().parents[1]
 VOC_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "voc_sample"
 SIZES = {"img_a": (40, 56), "img_b": (48, 36), "img_c": (33, 47)}  # id -> (H, W)
-JSON_KEYS = {"config", "decoder", "miou", "pixel_acc", "mean_acc", "per_class_iou", "confusion", "num_images", "protocol"}
+JSON_KEYS = {"config", "decoder", "model", "miou", "pixel_acc", "mean_acc", "per_class_iou", "confusion", "num_images", "protocol"}
 
 
 @pytest.fixture(autouse=True)
@@ -100,6 +100,7 @@ def run_tool(tool: ModuleType, argv: list[str], capsys: pytest.CaptureFixture) -
 def check_report(report: dict[str, Any], masks: dict[str, np.ndarray]) -> np.ndarray:
     """The JSON keys, and its numbers against its confusion matrix and the ground truth; returns the matrix."""
     assert set(report) == JSON_KEYS
+    assert set(report["model"]) == {"backbone", "width_mult", "output_stride", "aspp", "decoder", "num_classes"}
     cm = np.array(report["confusion"], dtype=np.int64)
     assert cm.shape == (21, 21)
     gt = np.concatenate([m.reshape(-1) for m in masks.values()])

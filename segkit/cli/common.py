@@ -82,6 +82,9 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--slide", type=pixels_arg, nargs=2, metavar=("CROP", "STRIDE"),
                        help="sliding window: CROPxCROP windows every STRIDE pixels, logits of overlapping windows "
                             "averaged (bounded memory for large images; 0 0: off)")
+    group.add_argument("--antialias", action="store_true", default=None,
+                       help="antialiased shrinking (eval.antialias): low-pass input resizes that shrink "
+                            "(--resize-longer, scales < 1) as PIL does; default: plain bilinear")
     group.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
                        help=f"pixel budget of one forward pass, batch x height x width (default {MAX_PIXELS:,}, "
                             "2048x2048; 0: no limit); a larger pass is refused with the fix")
@@ -118,4 +121,6 @@ def protocol_overrides(args: argparse.Namespace) -> dict[str, Any]:
             overrides[key] = value or None
     if getattr(args, "slide", None) is not None:
         overrides["eval.slide"] = list(args.slide) if all(args.slide) else None
+    if getattr(args, "antialias", None):
+        overrides["eval.antialias"] = True
     return overrides

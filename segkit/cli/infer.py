@@ -106,7 +106,8 @@ def segment(model: Any, image: np.ndarray, cfg: Config, device: torch.device, bu
     x = normalize(image, cfg.model.input_mean, cfg.model.input_std)[None].to(device)  # [1, 3, H, W]
     base = resized_extent(image.shape[:2], proto.resize_longer)
     label = predict(model, x, base, scales=proto.scales, flip=proto.flip, resize_longer=proto.resize_longer,
-                    pad_to=proto.pad_to, slide=proto.slide, max_pixels=budget)  # [1, *base]
+                    pad_to=proto.pad_to, slide=proto.slide, max_pixels=budget,
+                    antialias=proto.antialias)  # [1, *base]
     del x
     return resize_label(label.to(torch.uint8), image.shape[:2])[0].cpu().numpy()
 

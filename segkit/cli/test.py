@@ -43,7 +43,7 @@ from segkit.data import build_dataset, build_eval_transform, collate_drop_bad
 from segkit.evaluate import evaluate, protocol_dict
 from segkit.loading import load_eval_model
 from segkit.metrics import format_metrics_table
-from segkit.report import format_report_json, metrics_to_json
+from segkit.report import REPORT_MODEL_FIELDS, format_report_json, metrics_to_json
 from segkit.utils.io import atomic_write_text
 
 COCO_DEFAULT_SPLIT = "val2017"
@@ -139,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
     print(format_metrics_table(metrics, class_names))
     if args.json is not None:
         protocol = {**protocol_dict(cfg.eval), "dataset": cfg.data.dataset, "split": split}
-        report = metrics_to_json(metrics, class_names, protocol, cfg.name, decoder=cfg.model.decoder)
+        report = metrics_to_json(metrics, class_names, protocol, cfg.name, decoder=cfg.model.decoder,
+                                 model={k: getattr(cfg.model, k) for k in REPORT_MODEL_FIELDS})
         atomic_write_text(args.json, format_report_json(report))
         print(f"Wrote {args.json}", file=sys.stderr)
     if args.save_pred is not None:
