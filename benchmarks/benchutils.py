@@ -15,8 +15,8 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing segkit
@@ -26,8 +26,14 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 # the four MobileNetV2 Table 7 configs, then the DeepLabV3+ decoder ones (extra points beside Table 7)
-SEGKIT_CONFIGS = ("voc_mnv2_os16", "voc_mnv2_os16_aspp", "voc_mnv2_os8", "voc_mnv2_os8_aspp",
-                  "voc_mnv2_os16_plus", "voc_mnv2_os16_aspp_plus")
+SEGKIT_CONFIGS = (
+    "voc_mnv2_os16",
+    "voc_mnv2_os16_aspp",
+    "voc_mnv2_os8",
+    "voc_mnv2_os8_aspp",
+    "voc_mnv2_os16_plus",
+    "voc_mnv2_os16_aspp_plus",
+)
 PEERS = ("smp_deeplabv3_mobilenet_v2", "tv_deeplabv3_mobilenet_v3_large", "tv_lraspp_mobilenet_v3_large")
 
 
@@ -75,8 +81,11 @@ def candidates(size: int = 513) -> dict[str, Candidate]:
     smp_size = size // 8 * 8
     out = {c: Candidate(c, _segkit(c), size, config=c) for c in SEGKIT_CONFIGS}
     out["smp_deeplabv3_mobilenet_v2"] = Candidate(
-        "smp_deeplabv3_mobilenet_v2", _smp, smp_size,
-        note=f"smp rejects sizes not divisible by 8: runs at {smp_size}; its DeepLabV3 is OS8 by default")
+        "smp_deeplabv3_mobilenet_v2",
+        _smp,
+        smp_size,
+        note=f"smp rejects sizes not divisible by 8: runs at {smp_size}; its DeepLabV3 is OS8 by default",
+    )
     out["tv_deeplabv3_mobilenet_v3_large"] = Candidate("tv_deeplabv3_mobilenet_v3_large", _tv_deeplabv3, size)
     out["tv_lraspp_mobilenet_v3_large"] = Candidate("tv_lraspp_mobilenet_v3_large", _tv_lraspp, size)
     return out
@@ -133,10 +142,10 @@ def peak_rss_mb_subprocess(name: str, batch: int, size: int, *, fast: bool, trai
     other models (and kept by the allocator) out of the figure. ``None`` where /proc is unavailable.
     """
     code = (
-        "import sys, json; sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r});"
+        f"import sys, json; sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(Path(__file__).parent)!r});"
         "from benchutils import measure_peak_rss_mb;"
-        "print(json.dumps(measure_peak_rss_mb({name!r}, {batch}, {size}, fast={fast}, train={train})))"
-    ).format(root=str(ROOT), bench=str(Path(__file__).parent), name=name, batch=batch, size=size, fast=fast, train=train)
+        f"print(json.dumps(measure_peak_rss_mb({name!r}, {batch}, {size}, fast={fast}, train={train})))"
+    )
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     if result.returncode != 0:
@@ -170,6 +179,7 @@ def measure_peak_rss_mb(name: str, batch: int, size: int, *, fast: bool, train: 
         def step() -> None:
             with torch.inference_mode():
                 model(x)
+
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:

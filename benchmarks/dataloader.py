@@ -52,8 +52,9 @@ def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int, amplitud
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
-def synthetic_photo(rng: np.random.Generator, size: tuple[int, int] = VOC_SIZE,
-                    num_classes: int = 21) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_photo(
+    rng: np.random.Generator, size: tuple[int, int] = VOC_SIZE, num_classes: int = 21
+) -> tuple[np.ndarray, np.ndarray]:
     """A photo-like RGB uint8 image and its label mask (objects 1..K-1, 255 on their borders).
 
     Texture at several scales keeps the JPEG as hard to decode as a real photo (files of ~50-100 KB
@@ -83,8 +84,15 @@ def synthetic_photo(rng: np.random.Generator, size: tuple[int, int] = VOC_SIZE,
     return np.clip(image, 0, 255).astype(np.uint8), mask
 
 
-def write_voc_tree(root: str | os.PathLike, num_train: int, *, num_val: int = 0, size: tuple[int, int] = VOC_SIZE,
-                   seed: int = 0, quality: int = 90) -> Path:
+def write_voc_tree(
+    root: str | os.PathLike,
+    num_train: int,
+    *,
+    num_val: int = 0,
+    size: tuple[int, int] = VOC_SIZE,
+    seed: int = 0,
+    quality: int = 90,
+) -> Path:
     """Write a VOC-format tree of synthetic photos under ``root`` (``train`` and, with ``num_val``, ``val``).
 
     Returns:
@@ -130,10 +138,18 @@ def loader_rate(dataset: Any, workers: int, batch: int, batches: int, device: to
     rounds = max(1, workers)
     warmup = rounds  # the first batch of every worker carries its start-up
     timed = max(batches, rounds) if workers == 0 else rounds * math.ceil(max(batches, rounds) / rounds)
-    sampler = RandomSampler(dataset, replacement=True, num_samples=batch * (warmup + timed),
-                            generator=torch.Generator().manual_seed(seed))
-    loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers, drop_last=True,
-                        pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+    sampler = RandomSampler(
+        dataset, replacement=True, num_samples=batch * (warmup + timed), generator=torch.Generator().manual_seed(seed)
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=batch,
+        sampler=sampler,
+        num_workers=workers,
+        drop_last=True,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+    )
     it = iter(loader)
     start = time.perf_counter()
     for _ in range(warmup):
@@ -144,8 +160,14 @@ def loader_rate(dataset: Any, workers: int, batch: int, batches: int, device: to
         _consume(next(it), device)
     elapsed = time.perf_counter() - start
     del it, loader
-    return {"workers": workers, "images_per_s": timed * batch / elapsed, "s_per_batch": elapsed / timed,
-            "timed_batches": timed, "warmup_s": startup, "measured": True}
+    return {
+        "workers": workers,
+        "images_per_s": timed * batch / elapsed,
+        "s_per_batch": elapsed / timed,
+        "timed_batches": timed,
+        "warmup_s": startup,
+        "measured": True,
+    }
 
 
 def _consume(batch: dict[str, Any], device: torch.device) -> None:
@@ -155,8 +177,9 @@ def _consume(batch: dict[str, Any], device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def stage_costs(dataset: Any, paths: Sequence[tuple[Path, Path]], transform: Any, num_images: int, batch: int,
-                device: torch.device) -> list[dict[str, Any]]:
+def stage_costs(
+    dataset: Any, paths: Sequence[tuple[Path, Path]], transform: Any, num_images: int, batch: int, device: torch.device
+) -> list[dict[str, Any]]:
     """Milliseconds per image of each input stage, on one core (one torch and one OpenCV thread)."""
     import cv2
 
@@ -235,35 +258,69 @@ def stage_costs(dataset: Any, paths: Sequence[tuple[Path, Path]], transform: Any
     rows = []
     for name in order:
         value = per_image[name]
-        rows.append({"stage": name.strip(), "part_of_transform": name.startswith("  "), "ms_per_image": value * 1e3,
-                     "share": value / stage_total if math.isfinite(value) else None, "note": notes.get(name, "")})
-    rows.append({"stage": "total (decode + whole transform + collate + pin + copy)", "part_of_transform": False,
-                 "ms_per_image": stage_total * 1e3, "share": 1.0, "note": ""})
+        rows.append(
+            {
+                "stage": name.strip(),
+                "part_of_transform": name.startswith("  "),
+                "ms_per_image": value * 1e3,
+                "share": value / stage_total if math.isfinite(value) else None,
+                "note": notes.get(name, ""),
+            }
+        )
+    rows.append(
+        {
+            "stage": "total (decode + whole transform + collate + pin + copy)",
+            "part_of_transform": False,
+            "ms_per_image": stage_total * 1e3,
+            "share": 1.0,
+            "note": "",
+        }
+    )
     return rows
 
 
 # -- command line -------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--workers", type=int, nargs="+", default=list(DEFAULT_WORKERS),
-                        help="DataLoader worker counts, one row each (default 1 2 4 8 16; 0 = main process)")
-    parser.add_argument("--max-workers", type=int,
-                        help="run rows up to this many workers, project the others (default: usable CPUs)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=list(DEFAULT_WORKERS),
+        help="DataLoader worker counts, one row each (default 1 2 4 8 16; 0 = main process)",
+    )
+    parser.add_argument(
+        "--max-workers", type=int, help="run rows up to this many workers, project the others (default: usable CPUs)"
+    )
     parser.add_argument("--batch", type=int, default=16, help="batch size (default 16, the recipe's)")
     parser.add_argument("--batches", type=int, default=12, help="timed batches per row, at least (default 12)")
     parser.add_argument("--images", type=int, default=96, help="synthetic JPEGs written (default 96)")
-    parser.add_argument("--image-size", type=int, nargs=2, default=list(VOC_SIZE), metavar=("W", "H"),
-                        help="synthetic image size (default 500 375)")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        nargs=2,
+        default=list(VOC_SIZE),
+        metavar=("W", "H"),
+        help="synthetic image size (default 500 375)",
+    )
     parser.add_argument("--profile-images", type=int, default=48, help="images timed stage by stage (default 48)")
     parser.add_argument("--config", default="voc_mnv2_os16", help="config whose train transform is used")
     parser.add_argument("--crop", type=int, help="override data.crop_size (default: the config's, 513)")
     parser.add_argument("--root", type=Path, help="an existing VOC tree to read instead of writing one")
     parser.add_argument("--split", default="train", help="split of --root (default train)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                        help="where batches are copied (default: cuda when available)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke test: 8 images of 160x120, batch 4, 2 batches, workers 0 1, crop 129")
+    parser.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="where batches are copied (default: cuda when available)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: 8 images of 160x120, batch 4, 2 batches, workers 0 1, crop 129",
+    )
     parser.add_argument("--json", type=Path, help="write results as JSON")
     parser.add_argument("--markdown", type=Path, help="write the tables as markdown")
     args = parser.parse_args(argv)
@@ -310,8 +367,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         tmp = Path(tempfile.mkdtemp(prefix="segkit_dataloader_"))
         t0 = time.perf_counter()
         root = write_voc_tree(tmp, args.images, size=tuple(args.image_size))
-        print(f"wrote {args.images} synthetic {args.image_size[0]}x{args.image_size[1]} JPEGs in "
-              f"{time.perf_counter() - t0:.1f} s", flush=True)
+        print(
+            f"wrote {args.images} synthetic {args.image_size[0]}x{args.image_size[1]} JPEGs in "
+            f"{time.perf_counter() - t0:.1f} s",
+            flush=True,
+        )
         split = "train"
     else:
         root, split = args.root, args.split
@@ -331,9 +391,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rows: list[dict[str, Any]] = []
         for workers in args.workers:
             if workers > max_workers:
-                rows.append({"workers": workers, "measured": False,
-                             "note": f"not run: {workers} workers > --max-workers {max_workers} (usable CPUs here: "
-                                     f"{usable_cpus()})"})
+                rows.append(
+                    {
+                        "workers": workers,
+                        "measured": False,
+                        "note": f"not run: {workers} workers > --max-workers {max_workers} (usable CPUs here: "
+                        f"{usable_cpus()})",
+                    }
+                )
                 continue
             print(f"  {workers} workers ...", flush=True)
             rows.append(loader_rate(dataset, workers, args.batch, args.batches, device))
@@ -347,15 +412,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("json", "markdown")}
-    settings.update(max_workers=max_workers, crop_size=cfg.data.crop_size, pin_memory=device.type == "cuda",
-                    device=str(device))
-    transform_desc = (f"scale {cfg.data.scale_min}-{cfg.data.scale_max} step {cfg.data.scale_step}, pad, "
-                      f"{cfg.data.crop_size} crop, {'flip, ' if cfg.data.hflip else ''}normalise")
-    return {"machine": info, "settings": settings,
-            "data": {"source": "synthetic" if tmp is not None else str(root), "split": split, "images": len(dataset),
-                     "mean_jpeg_kb": round(jpeg_kb, 1), "transform": transform_desc},
-            "rows": rows, "stages": stages, "one_core_images_per_s": one_core}
+    settings = {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("json", "markdown")
+    }
+    settings.update(
+        max_workers=max_workers, crop_size=cfg.data.crop_size, pin_memory=device.type == "cuda", device=str(device)
+    )
+    transform_desc = (
+        f"scale {cfg.data.scale_min}-{cfg.data.scale_max} step {cfg.data.scale_step}, pad, "
+        f"{cfg.data.crop_size} crop, {'flip, ' if cfg.data.hflip else ''}normalise"
+    )
+    return {
+        "machine": info,
+        "settings": settings,
+        "data": {
+            "source": "synthetic" if tmp is not None else str(root),
+            "split": split,
+            "images": len(dataset),
+            "mean_jpeg_kb": round(jpeg_kb, 1),
+            "transform": transform_desc,
+        },
+        "rows": rows,
+        "stages": stages,
+        "one_core_images_per_s": one_core,
+    }
 
 
 def _fmt(value: float | None, spec: str = ".1f") -> str:
@@ -364,31 +444,63 @@ def _fmt(value: float | None, spec: str = ".1f") -> str:
 
 def to_markdown(result: dict[str, Any]) -> str:
     info, s, data = result["machine"], result["settings"], result["data"]
-    title = (f"Training input path, {info['date']}, {info['cpu']}, {info['cpu_count']} CPUs, torch {info['torch']}; "
-             f"`{s['config']}` train transform ({data['transform']}) on {data['images']} "
-             f"{'synthetic ' + 'x'.join(map(str, s['image_size'])) if data['source'] == 'synthetic' else data['source']} "
-             f"JPEGs (mean {data['mean_jpeg_kb']} KB), batch {s['batch']}, pin_memory "
-             f"{'on' if s['pin_memory'] else 'off (no CUDA)'}, copy to {s['device']}; "
-             f"1-min load average at start {info['load_average_1min_at_start']}.")
+    title = (
+        f"Training input path, {info['date']}, {info['cpu']}, {info['cpu_count']} CPUs, torch {info['torch']}; "
+        f"`{s['config']}` train transform ({data['transform']}) on {data['images']} "
+        f"{'synthetic ' + 'x'.join(map(str, s['image_size'])) if data['source'] == 'synthetic' else data['source']} "
+        f"JPEGs (mean {data['mean_jpeg_kb']} KB), batch {s['batch']}, pin_memory "
+        f"{'on' if s['pin_memory'] else 'off (no CUDA)'}, copy to {s['device']}; "
+        f"1-min load average at start {info['load_average_1min_at_start']}."
+    )
     rows = []
     for r in result["rows"]:
         if r["measured"]:
-            rows.append([str(r["workers"]), _fmt(r["images_per_s"]), f"{r['s_per_batch'] * 1e3:.0f}",
-                         str(r["timed_batches"]), _fmt(r.get("vs_1_worker"), ".2f") + ("x" if "vs_1_worker" in r else ""),
-                         ""])
+            rows.append(
+                [
+                    str(r["workers"]),
+                    _fmt(r["images_per_s"]),
+                    f"{r['s_per_batch'] * 1e3:.0f}",
+                    str(r["timed_batches"]),
+                    _fmt(r.get("vs_1_worker"), ".2f") + ("x" if "vs_1_worker" in r else ""),
+                    "",
+                ]
+            )
         else:
             proj = r.get("projected_images_per_s")
-            rows.append([str(r["workers"]), "-", "-", "-", "-",
-                         (f"~{proj:.0f} img/s projected (workers x 1-worker rate); " if proj else "") + r["note"]])
+            rows.append(
+                [
+                    str(r["workers"]),
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    (f"~{proj:.0f} img/s projected (workers x 1-worker rate); " if proj else "") + r["note"],
+                ]
+            )
     table = markdown_table(["workers", "img/s", "ms/batch", "timed batches", "vs 1 worker", "note"], rows)
-    stage_rows = [[("- " if r["part_of_transform"] else "") + r["stage"], _fmt(r["ms_per_image"], ".2f"),
-                   _fmt(r["share"] * 100 if r["share"] is not None else None, ".0f") + ("%" if r["share"] is not None else ""),
-                   r["note"]] for r in result["stages"]]
+    stage_rows = [
+        [
+            ("- " if r["part_of_transform"] else "") + r["stage"],
+            _fmt(r["ms_per_image"], ".2f"),
+            _fmt(r["share"] * 100 if r["share"] is not None else None, ".0f") + ("%" if r["share"] is not None else ""),
+            r["note"],
+        ]
+        for r in result["stages"]
+    ]
     stages = markdown_table(["stage (one core)", "ms/image", "share", "note"], stage_rows)
-    return "\n".join([title, "", table, "",
-                      f"Per-image cost by stage, main process, one torch + one OpenCV thread; the `-` rows are the "
-                      f"transform's steps called one by one (the whole call adds albumentations' bookkeeping). "
-                      f"One core: {result['one_core_images_per_s']:.0f} img/s.", "", stages])
+    return "\n".join(
+        [
+            title,
+            "",
+            table,
+            "",
+            f"Per-image cost by stage, main process, one torch + one OpenCV thread; the `-` rows are the "
+            f"transform's steps called one by one (the whole call adds albumentations' bookkeeping). "
+            f"One core: {result['one_core_images_per_s']:.0f} img/s.",
+            "",
+            stages,
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

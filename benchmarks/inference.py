@@ -33,13 +33,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-
 from benchutils import (  # noqa: E402
-    bench_main,
+    GEMM_N,
     PEERS,
     SEGKIT_CONFIGS,
+    bench_main,
     candidates,
-    GEMM_N,
     gemm_fn,
     interleaved,
     machine_info,
@@ -55,11 +54,18 @@ GEMM = "__gemm__"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     names = list(SEGKIT_CONFIGS) + list(PEERS)
-    parser.add_argument("--models", nargs="+", default=names, choices=names, metavar="NAME",
-                        help=f"subset to run (default all): {', '.join(names)}")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=names,
+        choices=names,
+        metavar="NAME",
+        help=f"subset to run (default all): {', '.join(names)}",
+    )
     parser.add_argument("--size", type=int, default=513, help="square input size (default 513)")
     parser.add_argument("--passes", type=int, default=10, help="timed batch-1 passes per model (default 10)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up passes per model (default 1)")
@@ -92,8 +98,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     if args.threads:
         torch.set_num_threads(args.threads)
     info = machine_info()
-    print(f"{info['date']}  {info['cpu']}  cores {info['cpu_count']}  torch threads {info['torch_threads']}  "
-          f"torch {info['torch']}  load {info['load_average_1min_at_start']}", flush=True)
+    print(
+        f"{info['date']}  {info['cpu']}  cores {info['cpu_count']}  torch threads {info['torch_threads']}  "
+        f"torch {info['torch']}  load {info['load_average_1min_at_start']}",
+        flush=True,
+    )
     cands = candidates(args.size)
     models, inputs, rows = {}, {}, {}
     names = list(args.models)
@@ -106,11 +115,20 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         fast = args.fast and cand.config is not None and name != EAGER_REF
         models[name] = prepare_inference(model, fast=fast, compile=args.compile)
         inputs[name] = cand.input_size
-        rows[name] = {"model": name, "config": cand.config if name != EAGER_REF else None, "optimized": fast,
-                      "input_size": cand.input_size, "params": report.params, "madds": report.madds_pytorch,
-                      "note": cand.note}
-        print(f"built {name}: {report.params / 1e6:.2f}M params, {report.madds_pytorch / 1e9:.2f}B MAdds "
-              f"at {cand.input_size}", flush=True)
+        rows[name] = {
+            "model": name,
+            "config": cand.config if name != EAGER_REF else None,
+            "optimized": fast,
+            "input_size": cand.input_size,
+            "params": report.params,
+            "madds": report.madds_pytorch,
+            "note": cand.note,
+        }
+        print(
+            f"built {name}: {report.params / 1e6:.2f}M params, {report.madds_pytorch / 1e9:.2f}B MAdds "
+            f"at {cand.input_size}",
+            flush=True,
+        )
 
     if not args.no_memory:
         for name in names:
@@ -145,8 +163,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         row["ratio_to_segkit_os16"] = paired_median_ratio(times[name], ref)
         # (MAdds at this round's GEMM rate) / this round's latency
         row["floor_fraction"] = median([row["madds"] * g / GEMM_N**3 / t for t, g in zip(times[name], gemm)])
-        print(f"latency {name}: {row['latency_ms']:.0f} ms (min {row['latency_min_ms']:.0f}), "
-              f"{row['ratio_to_segkit_os16']:.2f}x segkit OS16", flush=True)
+        print(
+            f"latency {name}: {row['latency_ms']:.0f} ms (min {row['latency_min_ms']:.0f}), "
+            f"{row['ratio_to_segkit_os16']:.2f}x segkit OS16",
+            flush=True,
+        )
     if args.throughput_passes > 0:
         # No extra warm-up: the batch-1 passes warmed the weights; the median drops the first (slower) pass.
         times = interleaved({n: forward_fn(n, args.batch) for n in names}, args.throughput_passes, 0)
@@ -154,26 +175,51 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             rows[name]["throughput_ips"] = args.batch / median(times[name])
             rows[name]["throughput_all_s"] = [round(t, 2) for t in times[name]]
             print(f"throughput {name}: {rows[name]['throughput_ips']:.2f} img/s", flush=True)
-    return {"machine": info, "gemm_macs_per_s": rate, "settings": {k: v for k, v in vars(args).items()
-            if k not in ("json", "markdown")}, "rows": list(rows.values())}
+    return {
+        "machine": info,
+        "gemm_macs_per_s": rate,
+        "settings": {k: v for k, v in vars(args).items() if k not in ("json", "markdown")},
+        "rows": list(rows.values()),
+    }
 
 
 def to_markdown(result: dict[str, object]) -> str:
     info, settings = result["machine"], result["settings"]
-    header = ["model", "input", "params", "MAdds", "latency (ms)", "min (ms)", "vs segkit OS16", "% of floor",
-              f"img/s (batch {settings['batch']})", "peak mem (MB)"]
+    header = [
+        "model",
+        "input",
+        "params",
+        "MAdds",
+        "latency (ms)",
+        "min (ms)",
+        "vs segkit OS16",
+        "% of floor",
+        f"img/s (batch {settings['batch']})",
+        "peak mem (MB)",
+    ]
     rows = []
     for r in result["rows"]:
         name = r["model"] + (" (optimized)" if r["optimized"] else "")
-        rows.append([name, str(r["input_size"]), f"{r['params'] / 1e6:.2f}M", f"{r['madds'] / 1e9:.2f}B",
-                     f"{r['latency_ms']:.0f}", f"{r['latency_min_ms']:.0f}", f"{r['ratio_to_segkit_os16']:.2f}x",
-                     f"{r['floor_fraction']:.0%}",
-                     f"{r['throughput_ips']:.2f}" if "throughput_ips" in r else "-",
-                     f"{r['peak_mem_mb']:.0f}" if r.get("peak_mem_mb") is not None else "-"])
-    title = (f"Inference, {info['date']}, {info['cpu']}, {info['cpu_count']} cores, torch {info['torch']} with "
-             f"{info['torch_threads']} threads, fp32; GEMM floor {result['gemm_macs_per_s'] / 1e9:.1f} GMAC/s (median); "
-             f"median of {settings['passes']} interleaved passes (throughput: {settings['throughput_passes']}); "
-             f"1-min load average at start {info['load_average_1min_at_start']}.")
+        rows.append(
+            [
+                name,
+                str(r["input_size"]),
+                f"{r['params'] / 1e6:.2f}M",
+                f"{r['madds'] / 1e9:.2f}B",
+                f"{r['latency_ms']:.0f}",
+                f"{r['latency_min_ms']:.0f}",
+                f"{r['ratio_to_segkit_os16']:.2f}x",
+                f"{r['floor_fraction']:.0%}",
+                f"{r['throughput_ips']:.2f}" if "throughput_ips" in r else "-",
+                f"{r['peak_mem_mb']:.0f}" if r.get("peak_mem_mb") is not None else "-",
+            ]
+        )
+    title = (
+        f"Inference, {info['date']}, {info['cpu']}, {info['cpu_count']} cores, torch {info['torch']} with "
+        f"{info['torch_threads']} threads, fp32; GEMM floor {result['gemm_macs_per_s'] / 1e9:.1f} GMAC/s (median); "
+        f"median of {settings['passes']} interleaved passes (throughput: {settings['throughput_passes']}); "
+        f"1-min load average at start {info['load_average_1min_at_start']}."
+    )
     return markdown_report(title, header, rows, result["rows"])
 
 

@@ -27,14 +27,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-
 from benchutils import (  # noqa: E402
-    bench_main,
-    logits,
     PEERS,
     SEGKIT_CONFIGS,
+    bench_main,
     candidates,
     interleaved,
+    logits,
     machine_info,
     make_train_step,
     markdown_report,
@@ -45,11 +44,18 @@ from benchutils import (  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     names = list(SEGKIT_CONFIGS) + list(PEERS)
-    parser.add_argument("--models", nargs="+", default=["voc_mnv2_os16", "smp_deeplabv3_mobilenet_v2"],
-                        choices=names, metavar="NAME", help=f"models (default: voc_mnv2_os16 and smp); any of {', '.join(names)}")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["voc_mnv2_os16", "smp_deeplabv3_mobilenet_v2"],
+        choices=names,
+        metavar="NAME",
+        help=f"models (default: voc_mnv2_os16 and smp); any of {', '.join(names)}",
+    )
     parser.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
     parser.add_argument("--size", type=int, default=513, help="square crop (default 513)")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per model (default 3)")
@@ -59,8 +65,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to train (default cpu)")
     parser.add_argument("--amp", choices=["none", "bf16"], default="none", help="autocast dtype (default none: fp32)")
     parser.add_argument("--compile", action="store_true", help="torch.compile every model (compiles during warm-up)")
-    parser.add_argument("--tf32", choices=["default", "on", "off"], default="default",
-                        help="CUDA TF32 for matmuls and convolutions (default: leave torch's settings)")
+    parser.add_argument(
+        "--tf32",
+        choices=["default", "on", "off"],
+        default="default",
+        help="CUDA TF32 for matmuls and convolutions (default: leave torch's settings)",
+    )
     parser.add_argument("--memory", action="store_true", help="also measure peak RSS of one step per model")
     parser.add_argument("--quick", action="store_true", help="smoke test: batch 2, 1 step, no warm-up")
     parser.add_argument("--json", type=Path, help="write results as JSON")
@@ -80,12 +90,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def tf32_state() -> dict[str, object]:
     """Whether CUDA matmuls and cuDNN convolutions may use TF32 (what "fp32" means on an Ampere+ GPU)."""
-    return {"matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32,
-            "float32_matmul_precision": torch.get_float32_matmul_precision()}
+    return {
+        "matmul": torch.backends.cuda.matmul.allow_tf32,
+        "cudnn": torch.backends.cudnn.allow_tf32,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+    }
 
 
-def make_step(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, amp: torch.dtype | None,
-              device: torch.device) -> Callable[[], None]:
+def make_step(
+    model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, amp: torch.dtype | None, device: torch.device
+) -> Callable[[], None]:
     """One SGD step with forward + loss under autocast (``amp``), synchronised on CUDA."""
     if amp is None and device.type == "cpu":
         return make_train_step(model, x, target)
@@ -116,7 +130,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         if args.tf32 != "default":
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32 == "on"
         info.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda, tf32=tf32_state())
-    print(f"{info['date']}  {info['cpu']}  cores {info['cpu_count']}  torch threads {info['torch_threads']}", flush=True)
+    print(
+        f"{info['date']}  {info['cpu']}  cores {info['cpu_count']}  torch threads {info['torch_threads']}", flush=True
+    )
     cands = candidates(args.size)
     steps, rows = {}, {}
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
@@ -131,8 +147,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         x = torch.randn(args.batch, 3, cand.input_size, cand.input_size, device=device).contiguous(memory_format=fmt)
         target = torch.randint(0, 21, (args.batch, cand.input_size, cand.input_size), device=device)
         steps[name] = make_step(model, x, target, amp, device)
-        rows[name] = {"model": name, "config": cand.config, "input_size": cand.input_size, "params": report.params,
-                      "madds": report.madds_pytorch, "note": cand.note}
+        rows[name] = {
+            "model": name,
+            "config": cand.config,
+            "input_size": cand.input_size,
+            "params": report.params,
+            "madds": report.madds_pytorch,
+            "note": cand.note,
+        }
         if device.type == "cuda":  # one step first, so momentum buffers count as resident
             steps[name]()
             rows[name]["resident_gpu_mb"] = (torch.cuda.memory_allocated(device) - base) / 2**20
@@ -153,8 +175,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         rows[name]["ratio_to_first"] = paired_median_ratio(times[name], times[ref])
         if args.memory:
             rows[name]["peak_mem_mb"] = peak_rss_mb_subprocess(name, args.batch, args.size, fast=False, train=True)
-    return {"machine": info, "settings": {k: v for k, v in vars(args).items() if k not in ("json", "markdown")},
-            "rows": list(rows.values())}
+    return {
+        "machine": info,
+        "settings": {k: v for k, v in vars(args).items() if k not in ("json", "markdown")},
+        "rows": list(rows.values()),
+    }
 
 
 def to_markdown(result: dict[str, object]) -> str:
@@ -167,8 +192,15 @@ def to_markdown(result: dict[str, object]) -> str:
         header.append("peak GPU mem (MB)")
     rows = []
     for r in result["rows"]:
-        row = [r["model"], str(r["input_size"]), f"{r['params'] / 1e6:.2f}M", f"{r['madds'] / 1e9:.2f}B",
-               f"{r['step_s']:.2f}", f"{r['ratio_to_first']:.2f}x", f"{r['images_per_s']:.2f}"]
+        row = [
+            r["model"],
+            str(r["input_size"]),
+            f"{r['params'] / 1e6:.2f}M",
+            f"{r['madds'] / 1e9:.2f}B",
+            f"{r['step_s']:.2f}",
+            f"{r['ratio_to_first']:.2f}x",
+            f"{r['images_per_s']:.2f}",
+        ]
         if settings["memory"]:
             row.append(f"{r['peak_mem_mb']:.0f}" if r.get("peak_mem_mb") is not None else "-")
         if cuda:
@@ -180,12 +212,16 @@ def to_markdown(result: dict[str, object]) -> str:
         tf32 = info["tf32"]
         where = f"{info['gpu']}, CUDA {info['cuda']}, torch {info['torch']}, host {info['cpu']}"
         if precision == "fp32":
-            precision = f"fp32 (TF32 matmul {'on' if tf32['matmul'] else 'off'}, cuDNN {'on' if tf32['cudnn'] else 'off'})"
+            precision = (
+                f"fp32 (TF32 matmul {'on' if tf32['matmul'] else 'off'}, cuDNN {'on' if tf32['cudnn'] else 'off'})"
+            )
     if settings.get("compile"):
         precision += " + torch.compile"
-    title = (f"Training step, {info['date']}, {where}, {precision}, batch {settings['batch']}, "
-             f"{'channels_last' if settings['channels_last'] else 'NCHW'}; median of {settings['steps']} interleaved "
-             f"steps after {settings['warmup']} warm-up; 1-min load average at start {info['load_average_1min_at_start']}.")
+    title = (
+        f"Training step, {info['date']}, {where}, {precision}, batch {settings['batch']}, "
+        f"{'channels_last' if settings['channels_last'] else 'NCHW'}; median of {settings['steps']} interleaved "
+        f"steps after {settings['warmup']} warm-up; 1-min load average at start {info['load_average_1min_at_start']}."
+    )
     return markdown_report(title, header, rows, result["rows"])
 
 

@@ -25,11 +25,21 @@ from segkit.utils.io import atomic_torch_save
 
 FORMAT = "segkit"
 VERSION = 1
-ACCEPTED = ("segkit reads files written by torch.save holding tensors only: segkit checkpoints (segkit train, "
-            "segkit convert), bare state dicts {name: tensor} and torchvision mobilenet_v2 ImageNet files")
+ACCEPTED = (
+    "segkit reads files written by torch.save holding tensors only: segkit checkpoints (segkit train, "
+    "segkit convert), bare state dicts {name: tensor} and torchvision mobilenet_v2 ImageNet files"
+)
 
-__all__ = ["ACCEPTED", "CheckpointError", "checkpoint_config", "describe_mismatch", "load_checkpoint", "load_weights",
-           "read_torch_file", "save_checkpoint"]
+__all__ = [
+    "ACCEPTED",
+    "CheckpointError",
+    "checkpoint_config",
+    "describe_mismatch",
+    "load_checkpoint",
+    "load_weights",
+    "read_torch_file",
+    "save_checkpoint",
+]
 
 
 class CheckpointError(RuntimeError):
@@ -70,8 +80,10 @@ def _what_went_wrong(path: Path, exc: BaseException) -> str:
         return "the file is empty"
     pickled = re.search(r"[Uu]nsupported [Gg][Ll][Oo][Bb][Aa][Ll]:? (?:GLOBAL )?([\w.]+)", text)
     if pickled:
-        return (f"it is a pickle holding Python objects ({pickled.group(1)}), not only tensors; it was refused "
-                "unread (weights_only=True runs no code from a file)")
+        return (
+            f"it is a pickle holding Python objects ({pickled.group(1)}), not only tensors; it was refused "
+            "unread (weights_only=True runs no code from a file)"
+        )
     if head == b"PK\x03\x04":
         return "it is a torch.save zip archive that is truncated or damaged (copy or download it again)"
     if head[:1] == b"\x80" and not text.startswith("Weights only load failed"):
@@ -91,8 +103,9 @@ def read_torch_file(path: str | os.PathLike, *, what: str = "checkpoint") -> Any
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{what[:1].upper()}{what[1:]} not found: {path}. Pass the path of a .pth file "
-                              f"({ACCEPTED}).")
+        raise CheckpointError(
+            f"{what[:1].upper()}{what[1:]} not found: {path}. Pass the path of a .pth file ({ACCEPTED})."
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, random bytes, or pickled code: nothing ran
@@ -124,8 +137,11 @@ def describe_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in sorted(set(own) & set(state)) if own[k].shape != state[k].shape]
+    shapes = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(state))
+        if own[k].shape != state[k].shape
+    ]
     parts = []
     for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
         if keys:
@@ -148,9 +164,13 @@ def load_weights(model: nn.Module, ckpt: dict[str, Any], cfg: Config | None = No
         if cfg is not None and isinstance(ckpt.get("config"), dict):
             theirs = ckpt["config"].get("model", {})
             ours = cfg.to_dict()["model"]
-            diffs = [f"model.{k}: checkpoint {theirs[k]!r} vs config {ours[k]!r}"
-                     for k in ours if k in theirs and theirs[k] != ours[k]
-                     and k not in ("bn_momentum", "head_bn_momentum", "frozen_stages", "norm_eval", "dropout")]
+            diffs = [
+                f"model.{k}: checkpoint {theirs[k]!r} vs config {ours[k]!r}"
+                for k in ours
+                if k in theirs
+                and theirs[k] != ours[k]
+                and k not in ("bn_momentum", "head_bn_momentum", "frozen_stages", "norm_eval", "dropout")
+            ]
             if diffs:
                 hint = " Differing model settings: " + "; ".join(diffs) + "."
         raise CheckpointError(

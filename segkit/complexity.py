@@ -125,8 +125,9 @@ class ComplexityReport:
     def __add__(self, other: ComplexityReport) -> ComplexityReport:
         if self.params and other.params and self.params != other.params:
             raise ValueError(f"cannot add reports of different models ({self.params} vs {other.params} params).")
-        return ComplexityReport(self.layers + other.layers, self.params or other.params,
-                                self.input_sizes + other.input_sizes)
+        return ComplexityReport(
+            self.layers + other.layers, self.params or other.params, self.input_sizes + other.input_sizes
+        )
 
 
 def _check_convention(convention: str) -> None:
@@ -209,8 +210,11 @@ def count_complexity(
         else:
             pytorch = tf1 = _linear_madds(module, out)
             dilation = (1, 1)
-        records.append(LayerRecord(names[module], type(module).__name__, tuple(out.shape),
-                                   _module_params(module), pytorch, tf1, dilation))
+        records.append(
+            LayerRecord(
+                names[module], type(module).__name__, tuple(out.shape), _module_params(module), pytorch, tf1, dilation
+            )
+        )
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     was_training = model.training
@@ -253,10 +257,17 @@ def format_table(report: ComplexityReport, *, max_name: int = 48) -> str:
     header = ("layer", "type", "output shape", "params", "MAdds", "MAdds tf1")
     rows = []
     for r in report.layers:
-        name = r.name if len(r.name) <= max_name else "..." + r.name[-(max_name - 3):]
-        rows.append((name, r.type + (f" d{r.dilation[0]}" if r.dilation != (1, 1) else ""),
-                     "x".join(str(s) for s in r.output_shape), f"{r.params:,}",
-                     f"{r.madds_pytorch:,}", f"{r.madds_tf1:,}"))
+        name = r.name if len(r.name) <= max_name else "..." + r.name[-(max_name - 3) :]
+        rows.append(
+            (
+                name,
+                r.type + (f" d{r.dilation[0]}" if r.dilation != (1, 1) else ""),
+                "x".join(str(s) for s in r.output_shape),
+                f"{r.params:,}",
+                f"{r.madds_pytorch:,}",
+                f"{r.madds_tf1:,}",
+            )
+        )
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
     align = ("<", "<", "<", ">", ">", ">")
 
@@ -267,8 +278,10 @@ def format_table(report: ComplexityReport, *, max_name: int = 48) -> str:
     out += [line(row) for row in rows]
     conv_params = sum(r.params for r in {r.name: r for r in report.layers}.values())
     out.append(line(["-" * w for w in widths]))
-    out.append(f"Conv/linear layers: {len(report.layers)} calls holding {conv_params:,} trainable params "
-               "(the rest: norm layers)")
+    out.append(
+        f"Conv/linear layers: {len(report.layers)} calls holding {conv_params:,} trainable params "
+        "(the rest: norm layers)"
+    )
     sizes = ", ".join(f"{h}x{w}" for h, w in report.input_sizes)
     out.append(f"Input size: {sizes}")
     out.append(f"Trainable params: {report.params:,} ({format_count(report.params)})")
@@ -350,9 +363,18 @@ def extra_rows(input_size: int = 513) -> list[dict[str, object]]:
     for network, name in EXTRA_ROWS:
         cfg = load_config(name)
         report = count_config(cfg, input_size)
-        rows.append({"network": network, "config": name, "os": cfg.model.output_stride, "aspp": cfg.model.aspp,
-                     "decoder": cfg.model.decoder, "params": report.params,
-                     "madds_pytorch": report.madds_pytorch, "madds_tf1": report.madds_tf1})
+        rows.append(
+            {
+                "network": network,
+                "config": name,
+                "os": cfg.model.output_stride,
+                "aspp": cfg.model.aspp,
+                "decoder": cfg.model.decoder,
+                "params": report.params,
+                "madds_pytorch": report.madds_pytorch,
+                "madds_tf1": report.madds_tf1,
+            }
+        )
     return rows
 
 
@@ -369,11 +391,20 @@ def table7(input_size: int = 513) -> list[dict[str, object]]:
     rows = []
     for row in TABLE7:
         report = count_config(row.config, input_size, scales=MF_SCALES if row.mf else (1.0,), flip=row.mf)
-        rows.append({
-            "network": row.network, "os": row.os, "aspp": row.aspp, "mf": row.mf,
-            "params": report.params, "madds_pytorch": report.madds_pytorch, "madds_tf1": report.madds_tf1,
-            "paper_params": row.paper_params, "paper_madds": row.paper_madds, "paper_miou": row.paper_miou,
-        })
+        rows.append(
+            {
+                "network": row.network,
+                "os": row.os,
+                "aspp": row.aspp,
+                "mf": row.mf,
+                "params": report.params,
+                "madds_pytorch": report.madds_pytorch,
+                "madds_tf1": report.madds_tf1,
+                "paper_params": row.paper_params,
+                "paper_madds": row.paper_madds,
+                "paper_miou": row.paper_miou,
+            }
+        )
     return rows
 
 

@@ -17,7 +17,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 
@@ -44,11 +44,13 @@ class ModelConfig:
     output_stride: Literal[8, 16, 32] = 16
     final_conv: bool = False  # build the 1x1 conv to 1280 channels (MNet V2 without '*')
     aspp: bool = False  # three 3x3 atrous branches; False = the paper's light head
-    aspp_rates: Optional[list[int]] = None  # None: 6/12/18 at OS16, 12/24/36 at OS8, 3/6/9 at OS32
+    aspp_rates: list[int] | None = None  # None: 6/12/18 at OS16, 12/24/36 at OS8, 3/6/9 at OS32
     aspp_separable: bool = False  # atrous branches as depthwise 3x3 + pointwise 1x1 (TF aspp_with_separable_conv)
     decoder: Literal["none", "deeplabv3plus"] = "none"  # DeepLabV3+ decoder on a low-level backbone feature
     decoder_output_stride: Literal[4, 8, 16] = 4  # stride of that feature; below output_stride
-    decoder_feature: Literal["depthwise", "block"] = "depthwise"  # official layer_N/depthwise_output, or the block output
+    decoder_feature: Literal["depthwise", "block"] = (
+        "depthwise"  # official layer_N/depthwise_output, or the block output
+    )
     decoder_separable: bool = True  # decoder 3x3 convs depthwise-separable (TF decoder_use_separable_conv)
     head_channels: int = 256
     dropout: float = 0.1
@@ -110,8 +112,10 @@ class TrainConfig:
     amp: Literal["none", "bf16", "fp16"] = "none"  # CUDA only
     channels_last: bool = False
     grad_accum: int = 1
-    init_weights: Optional[str] = None  # torchvision ImageNet MobileNetV2 file or a segkit checkpoint
-    init_last_layer: bool = True  # also load the logits conv (head.classifier) from init_weights when it fits (TF's initialize_last_layer)
+    init_weights: str | None = None  # torchvision ImageNet MobileNetV2 file or a segkit checkpoint
+    init_last_layer: bool = (
+        True  # also load the logits conv (head.classifier) from init_weights when it fits (TF's initialize_last_layer)
+    )
     sync_bn: bool = True  # convert BN to SyncBatchNorm under DDP
     log_interval: int = 20
     val_interval: int = 2000
@@ -126,9 +130,9 @@ class EvalConfig:
 
     scales: list[float] = field(default_factory=lambda: [1.0])
     flip: bool = False
-    resize_longer: Optional[int] = None
-    pad_to: Optional[int] = None
-    slide: Optional[list[int]] = None  # [crop, stride]: sliding-window inference (segkit.inference); None: off
+    resize_longer: int | None = None
+    pad_to: int | None = None
+    slide: list[int] | None = None  # [crop, stride]: sliding-window inference (segkit.inference); None: off
     antialias: bool = False  # low-pass input resizes that shrink (resize_longer, scales < 1), as PIL
 
 
@@ -280,35 +284,67 @@ def validate_config(cfg: Config) -> None:
     m, d, t, e = cfg.model, cfg.data, cfg.train, cfg.eval
     need(m.width_mult > 0, "model.width_mult", m.width_mult, "a number > 0 (e.g. 1.0, 0.5)")
     if m.backbone == "resnet101":
-        need(m.width_mult == 1.0, "model.width_mult", m.width_mult, "1.0 for backbone 'resnet101' (no width multiplier)")
+        need(
+            m.width_mult == 1.0, "model.width_mult", m.width_mult, "1.0 for backbone 'resnet101' (no width multiplier)"
+        )
     if m.backbone != "mobilenet_v2":
-        need(not m.final_conv, "model.final_conv", m.final_conv, f"false for backbone '{m.backbone}' (MobileNetV2 only)")
+        need(
+            not m.final_conv, "model.final_conv", m.final_conv, f"false for backbone '{m.backbone}' (MobileNetV2 only)"
+        )
     need(m.round_nearest >= 1, "model.round_nearest", m.round_nearest, "an integer >= 1 (1 disables rounding)")
     need(m.num_classes >= 2, "model.num_classes", m.num_classes, "an integer >= 2")
     need(m.head_channels >= 1, "model.head_channels", m.head_channels, "an integer >= 1")
     need(0.0 <= m.dropout < 1.0, "model.dropout", m.dropout, "0 <= p < 1")
     max_frozen = MAX_FROZEN_STAGES[m.backbone]
-    need(-1 <= m.frozen_stages <= max_frozen, "model.frozen_stages", m.frozen_stages,
-         f"-1 (none) or 0..{max_frozen} for backbone '{m.backbone}' (0 = the stem only)")
-    need(m.aspp or m.aspp_rates is None, "model.aspp_rates", m.aspp_rates,
-         "null when model.aspp is false (the light head has no atrous branches); set model.aspp=true to use them")
-    need(m.aspp or not m.aspp_separable, "model.aspp_separable", m.aspp_separable,
-         "false when model.aspp is false (it makes the atrous branches separable); set model.aspp=true to use it")
+    need(
+        -1 <= m.frozen_stages <= max_frozen,
+        "model.frozen_stages",
+        m.frozen_stages,
+        f"-1 (none) or 0..{max_frozen} for backbone '{m.backbone}' (0 = the stem only)",
+    )
+    need(
+        m.aspp or m.aspp_rates is None,
+        "model.aspp_rates",
+        m.aspp_rates,
+        "null when model.aspp is false (the light head has no atrous branches); set model.aspp=true to use them",
+    )
+    need(
+        m.aspp or not m.aspp_separable,
+        "model.aspp_separable",
+        m.aspp_separable,
+        "false when model.aspp is false (it makes the atrous branches separable); set model.aspp=true to use it",
+    )
     if m.decoder != "none":
-        need(m.backbone == "mobilenet_v2", "model.decoder", m.decoder,
-             f"'none' for backbone '{m.backbone}' (the decoder reads MobileNetV2 end points); use model.backbone=mobilenet_v2")
-        need(m.decoder_output_stride < m.output_stride, "model.decoder_output_stride", m.decoder_output_stride,
-             f"4, 8 or 16, smaller than model.output_stride ({m.output_stride}); e.g. 4 (official)")
+        need(
+            m.backbone == "mobilenet_v2",
+            "model.decoder",
+            m.decoder,
+            f"'none' for backbone '{m.backbone}' (the decoder reads MobileNetV2 end points); use model.backbone=mobilenet_v2",
+        )
+        need(
+            m.decoder_output_stride < m.output_stride,
+            "model.decoder_output_stride",
+            m.decoder_output_stride,
+            f"4, 8 or 16, smaller than model.output_stride ({m.output_stride}); e.g. 4 (official)",
+        )
     if m.aspp_rates is not None:
-        need(len(m.aspp_rates) == 3 and all(r >= 1 for r in m.aspp_rates), "model.aspp_rates", m.aspp_rates,
-             "null (tied to the output stride) or three rates >= 1, e.g. [6, 12, 18]")
+        need(
+            len(m.aspp_rates) == 3 and all(r >= 1 for r in m.aspp_rates),
+            "model.aspp_rates",
+            m.aspp_rates,
+            "null (tied to the output stride) or three rates >= 1, e.g. [6, 12, 18]",
+        )
     for key in ("input_mean", "input_std"):
         value = getattr(m, key)
         need(len(value) == 3, f"model.{key}", value, "three RGB values on the 0..255 scale")
     need(all(s > 0 for s in m.input_std), "model.input_std", m.input_std, "positive values")
     need(d.crop_size >= 16, "data.crop_size", d.crop_size, "an integer >= 16")
-    need(0 < d.scale_min <= d.scale_max, "data.scale_min/scale_max", (d.scale_min, d.scale_max),
-         "0 < scale_min <= scale_max")
+    need(
+        0 < d.scale_min <= d.scale_max,
+        "data.scale_min/scale_max",
+        (d.scale_min, d.scale_max),
+        "0 < scale_min <= scale_max",
+    )
     need(d.scale_step >= 0, "data.scale_step", d.scale_step, "0 (continuous) or a positive step")
     need(0 <= d.ignore_index <= 255, "data.ignore_index", d.ignore_index, "0..255")
     need(d.num_workers >= 0, "data.num_workers", d.num_workers, "an integer >= 0")
@@ -321,10 +357,18 @@ def validate_config(cfg: Config) -> None:
     need(0 < t.warmup_factor <= 1, "train.warmup_factor", t.warmup_factor, "0 < f <= 1")
     for key in ("log_interval", "val_interval", "ckpt_interval"):
         need(getattr(t, key) >= 1, f"train.{key}", getattr(t, key), "an integer >= 1")
-    need(len(e.scales) >= 1 and all(math.isfinite(s) and s > 0 for s in e.scales), "eval.scales", e.scales,
-         "a non-empty list of finite positive scales")
-    need(e.slide is None or (len(e.slide) == 2 and e.slide[0] >= 16 and 1 <= e.slide[1] <= e.slide[0]), "eval.slide",
-         e.slide, "null or [crop, stride] with crop >= 16 and 1 <= stride <= crop")
+    need(
+        len(e.scales) >= 1 and all(math.isfinite(s) and s > 0 for s in e.scales),
+        "eval.scales",
+        e.scales,
+        "a non-empty list of finite positive scales",
+    )
+    need(
+        e.slide is None or (len(e.slide) == 2 and e.slide[0] >= 16 and 1 <= e.slide[1] <= e.slide[0]),
+        "eval.slide",
+        e.slide,
+        "null or [crop, stride] with crop >= 16 and 1 <= stride <= crop",
+    )
     for key in ("resize_longer", "pad_to"):
         value = getattr(e, key)
         need(value is None or value >= 16, f"eval.{key}", value, "null or an integer >= 16")
@@ -337,8 +381,10 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     if path.suffix in (".yaml", ".yml") and path.is_file():
         return path
     if len(path.parts) > 1:  # an explicit path (has a folder): never fall back to configs/
-        raise ConfigError(f"Config file '{name_or_path}' not found. Pass an existing YAML file, or a config name "
-                          f"from {CONFIG_DIR} such as voc_mnv2_os16.")
+        raise ConfigError(
+            f"Config file '{name_or_path}' not found. Pass an existing YAML file, or a config name "
+            f"from {CONFIG_DIR} such as voc_mnv2_os16."
+        )
     candidate = CONFIG_DIR / f"{path.name}.yaml" if path.suffix == "" else CONFIG_DIR / path.name
     if candidate.is_file():
         return candidate

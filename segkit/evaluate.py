@@ -105,8 +105,17 @@ def _batch_parts(batch: Any, index: int) -> tuple[Tensor, Tensor, list[str]]:
     return images, masks, [str(i) for i in ids]
 
 
-def _prediction_writer(model: Any, dataset: Any, num_classes: int, ignore_index: int, save_pred_dir: Any,
-                       class_names: Sequence[str] | None, palette: Any, mean: Any, std: Any) -> OnBatch:
+def _prediction_writer(
+    model: Any,
+    dataset: Any,
+    num_classes: int,
+    ignore_index: int,
+    save_pred_dir: Any,
+    class_names: Sequence[str] | None,
+    palette: Any,
+    mean: Any,
+    std: Any,
+) -> OnBatch:
     """A :class:`segkit.report.PredictionWriter` with the defaults :func:`evaluate` documents."""
     from segkit.report import PredictionWriter
 
@@ -185,8 +194,19 @@ def evaluate(
     proto = protocol_dict(protocol)
     callbacks = [on_batch] if on_batch is not None else []
     if save_pred_dir is not None:
-        callbacks.append(_prediction_writer(model, getattr(loader, "dataset", None), num_classes, ignore_index,
-                                            save_pred_dir, class_names, palette, mean, std))
+        callbacks.append(
+            _prediction_writer(
+                model,
+                getattr(loader, "dataset", None),
+                num_classes,
+                ignore_index,
+                save_pred_dir,
+                class_names,
+                palette,
+                mean,
+                std,
+            )
+        )
 
     confusion = ConfusionMatrix(num_classes, ignore_index=ignore_index, device=device)
     num_images = 0
@@ -197,8 +217,9 @@ def evaluate(
     total = len(loader) if hasattr(loader, "__len__") else None
     batches = iter(loader)
     try:
-        bar = tqdm(batches, total=total, desc="eval", unit="batch", disable=not progress or _rank() != 0,
-                   dynamic_ncols=True)
+        bar = tqdm(
+            batches, total=total, desc="eval", unit="batch", disable=not progress or _rank() != 0, dynamic_ncols=True
+        )
         for index, batch in enumerate(bar):
             skipped = _skipped(batch)
             bad += skipped

@@ -32,8 +32,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["MAX_PIXELS", "MAX_SCALE", "MF_SCALES", "MIN_SCALE", "InferenceError", "denormalize", "normalize",
-           "predict", "predict_logits", "resize_label", "resized_extent", "slide_windows"]
+__all__ = [
+    "MAX_PIXELS",
+    "MAX_SCALE",
+    "MF_SCALES",
+    "MIN_SCALE",
+    "InferenceError",
+    "denormalize",
+    "normalize",
+    "predict",
+    "predict_logits",
+    "resize_label",
+    "resized_extent",
+    "slide_windows",
+]
 
 MF_SCALES: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # the paper's multi-scale inputs
 MIN_SCALE, MAX_SCALE = 0.125, 4.0  # the range of accepted input scales
@@ -161,8 +173,9 @@ def slide_windows(size: tuple[int, int], crop: int, stride: int) -> list[tuple[i
     return windows
 
 
-def _padded_forward(model: nn.Module, x: Tensor, pad_to: int | None, pad_value: float,
-                    max_pixels: int | None) -> Tensor:
+def _padded_forward(
+    model: nn.Module, x: Tensor, pad_to: int | None, pad_value: float, max_pixels: int | None
+) -> Tensor:
     h, w = x.shape[-2:]
     if pad_to is not None and (h < pad_to or w < pad_to):
         x = F.pad(x, (0, max(pad_to - w, 0), 0, max(pad_to - h, 0)), value=pad_value)
@@ -216,8 +229,14 @@ def predict_logits(
         return torch.cat([band for _, band in _slide_bands(model, x, windows, pad_to, pad_value, max_pixels)], -2)
 
 
-def _slide_bands(model: nn.Module, x: Tensor, windows: list[tuple[int, int, int, int]], pad_to: int | None,
-                 pad_value: float, max_pixels: int | None) -> Iterator[tuple[int, Tensor]]:
+def _slide_bands(
+    model: nn.Module,
+    x: Tensor,
+    windows: list[tuple[int, int, int, int]],
+    pad_to: int | None,
+    pad_value: float,
+    max_pixels: int | None,
+) -> Iterator[tuple[int, Tensor]]:
     """``(y, logits [N, C, rows, W])`` of the sliding window, a band of finished rows at a time, top to bottom.
 
     A row of the image is finished once no later window covers it, so only about one window's height of
@@ -304,8 +323,10 @@ def predict(
     if not scales or any(not (math.isfinite(s) and s > 0) for s in scales):
         raise InferenceError(f"scales must be a non-empty list of positive factors (e.g. [1.0]), got {list(scales)}.")
     if any(not MIN_SCALE <= s <= MAX_SCALE for s in scales):
-        raise InferenceError(f"scales must lie in [{MIN_SCALE}, {MAX_SCALE}], got {list(scales)}; for large images use "
-                             "--slide CROP STRIDE or --resize-longer N rather than a large scale.")
+        raise InferenceError(
+            f"scales must lie in [{MIN_SCALE}, {MAX_SCALE}], got {list(scales)}; for large images use "
+            "--slide CROP STRIDE or --resize-longer N rather than a large scale."
+        )
     target = (int(image.shape[-2]), int(image.shape[-1])) if target_size is None else tuple(int(s) for s in target_size)
     if len(target) != 2 or min(target) < 1:
         raise ValueError(f"target_size must be (H, W) with positive sizes, got {target_size!r}.")
@@ -325,8 +346,9 @@ def predict(
             x = _resize(image, size, align_corners, antialias)
             if flipped:
                 x = x.flip(-1)
-            logits = predict_logits(model, x, pad_to=pad_to, pad_value=pad_value, slide=slide,
-                                    max_pixels=max_pixels)  # [N, C, h_s, w_s]
+            logits = predict_logits(
+                model, x, pad_to=pad_to, pad_value=pad_value, slide=slide, max_pixels=max_pixels
+            )  # [N, C, h_s, w_s]
             if flipped:
                 logits = logits.flip(-1)
             logits = _resize(logits.float(), base, align_corners)  # [N, C, *base]
@@ -362,5 +384,7 @@ def denormalize(image: Tensor, mean: Sequence[float], std: Sequence[float]) -> n
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"image must be [3, H, W] or [1, 3, H, W], got {tuple(image.shape)}.")
     x = image.detach().float().cpu()
-    x = x * torch.as_tensor(std, dtype=torch.float32).view(3, 1, 1) + torch.as_tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    x = x * torch.as_tensor(std, dtype=torch.float32).view(3, 1, 1) + torch.as_tensor(mean, dtype=torch.float32).view(
+        3, 1, 1
+    )
     return x.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()

@@ -52,7 +52,7 @@ def bare_state_dict(obj: Any, source: str = "state dict") -> dict[str, Tensor]:
         raise CheckpointError(f"{source} holds neither a segkit checkpoint nor a state dict ({{name: tensor}}).")
     prefix = "module."  # saved from a DDP-wrapped model
     if all(k.startswith(prefix) for k in state):
-        state = {k[len(prefix):]: v for k, v in state.items()}
+        state = {k[len(prefix) :]: v for k, v in state.items()}
     return state
 
 
@@ -104,8 +104,10 @@ def load_model(
         ckpt = load_checkpoint(path)
         kind = ckpt.get("kind", "segmentor")
         if kind not in KINDS:
-            raise CheckpointError(f"{path} holds a checkpoint of unknown kind {kind!r}; segkit writes 'segmentor' "
-                                  "and 'classifier' checkpoints.")
+            raise CheckpointError(
+                f"{path} holds a checkpoint of unknown kind {kind!r}; segkit writes 'segmentor' "
+                "and 'classifier' checkpoints."
+            )
         cfg = checkpoint_config(ckpt)
         if overrides:
             try:
@@ -116,8 +118,10 @@ def load_model(
     else:
         obj = read_torch_file(path, what="state dict")
         if isinstance(obj, dict) and obj.get("format") == FORMAT:
-            raise ConfigError(f"{path} is a segkit checkpoint that carries its own config; drop --config "
-                              "(change data or eval settings with --set section.key=value).")
+            raise ConfigError(
+                f"{path} is a segkit checkpoint that carries its own config; drop --config "
+                "(change data or eval settings with --set section.key=value)."
+            )
         ckpt = {"model": bare_state_dict(obj, str(path))}
         kind, cfg = "segmentor", _config(config, overrides)
         class_names = list(VOC_CLASSES) if cfg.model.num_classes == len(VOC_CLASSES) else None
@@ -143,8 +147,10 @@ def load_eval_model(checkpoint: str | os.PathLike, **kwargs: Any) -> tuple[nn.Mo
     """
     model = load_model(checkpoint, **kwargs)
     if isinstance(model, MobileNetV2Classifier):
-        raise CheckpointError(f"{checkpoint} holds a 'classifier' checkpoint (an ImageNet model), not a "
-                              "segmentation model; use it as train.init_weights, or load it with segkit.load_model.")
+        raise CheckpointError(
+            f"{checkpoint} holds a 'classifier' checkpoint (an ImageNet model), not a "
+            "segmentation model; use it as train.init_weights, or load it with segkit.load_model."
+        )
     return model, model.segkit_config
 
 
@@ -152,8 +158,9 @@ def load_classifier(path: str | os.PathLike, *, device: str | torch.device = "cp
     """:func:`load_model` for a checkpoint of kind ``"classifier"`` (CheckpointError for any other kind)."""
     model = load_model(path, device=device)
     if not isinstance(model, MobileNetV2Classifier):
-        raise CheckpointError(f"{path} holds a 'segmentor' checkpoint, not a classifier; "
-                              "load segmentation models with segkit.load_model.")
+        raise CheckpointError(
+            f"{path} holds a 'segmentor' checkpoint, not a classifier; load segmentation models with segkit.load_model."
+        )
     return model
 
 
@@ -170,8 +177,10 @@ class LoadReport:
     def line(self) -> str:
         """The one-line summary the training log prints."""
         m, u = self.missing, self.unexpected
-        text = (f"init_weights {self.source}: loaded {self.loaded} tensors; missing {len(m)}: {m[:8]}"
-                f"{' ...' if len(m) > 8 else ''}; unexpected {len(u)}: {u[:8]}{' ...' if len(u) > 8 else ''}")
+        text = (
+            f"init_weights {self.source}: loaded {self.loaded} tensors; missing {len(m)}: {m[:8]}"
+            f"{' ...' if len(m) > 8 else ''}; unexpected {len(u)}: {u[:8]}{' ...' if len(u) > 8 else ''}"
+        )
         return " ".join([text, *self.notes])
 
 
@@ -181,8 +190,10 @@ def _read_state(path_or_state: str | os.PathLike | Mapping[str, Any]) -> tuple[d
     else:
         source = str(path_or_state)
         if not Path(source).is_file():
-            raise CheckpointError(f"train.init_weights file not found: {source}. Pass a torchvision mobilenet_v2 "
-                                  "ImageNet file, a converted checkpoint or a segkit checkpoint.")
+            raise CheckpointError(
+                f"train.init_weights file not found: {source}. Pass a torchvision mobilenet_v2 "
+                "ImageNet file, a converted checkpoint or a segkit checkpoint."
+            )
         obj = read_torch_file(source, what="train.init_weights file")
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         return bare_state_dict(obj.get("model"), source), source
@@ -217,11 +228,13 @@ def load_state_into(
     notes: list[str] = []
     if any(k.startswith("backbone.") for k in state):  # a segkit segmentor: load everything that fits
         own = model.state_dict()
-        usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape
-                  and not k.startswith(tuple(exclude))}
+        usable = {
+            k: v for k, v in state.items() if k in own and own[k].shape == v.shape and not k.startswith(tuple(exclude))
+        }
         if not any(k.startswith("backbone.") for k in usable):
-            raise CheckpointError(f"{source} shares no backbone weights with this model "
-                                  f"({describe_mismatch(model, state)}).")
+            raise CheckpointError(
+                f"{source} shares no backbone weights with this model ({describe_mismatch(model, state)})."
+            )
         model.load_state_dict(usable, strict=False)
         missing, unexpected = sorted(set(own) - set(usable)), sorted(set(state) - set(usable))
         loaded = len(usable)
@@ -233,14 +246,16 @@ def load_state_into(
             raise CheckpointError(
                 f"{source} is not a segkit segmentor checkpoint, so it is read as an ImageNet MobileNetV2 classifier, "
                 f"but this model's backbone is {type(backbone).__name__}. ImageNet initialisation is supported "
-                "for model.backbone=mobilenet_v2; for other backbones pass a segkit checkpoint of the same backbone.")
+                "for model.backbone=mobilenet_v2; for other backbones pass a segkit checkpoint of the same backbone."
+            )
         missing, unexpected = load_backbone_state(backbone, state, strict=False, source=source)
         total = len(backbone.state_dict())
         loaded = total - len(missing)
         if loaded < total // 2:
             raise CheckpointError(
                 f"{source}: only {loaded} of the backbone's {total} tensors fit (unexpected: {unexpected[:6]}); it is "
-                "not a MobileNetV2 of this width. Check model.width_mult / model.round_nearest against the file.")
+                "not a MobileNetV2 of this width. Check model.width_mult / model.round_nearest against the file."
+            )
         missing = [f"backbone.{k}" for k in missing] + ["head.*, aux_head.* (not in an ImageNet file)"]
     report = LoadReport(source, loaded, missing, unexpected, notes)
     log(report.line())

@@ -41,7 +41,9 @@ def build_param_groups(model: nn.Module, tcfg: TrainConfig) -> list[dict[str, An
             kind = classify_parameter(module, name)
             wd = tcfg.weight_decay if decays[kind] else 0.0
             lr_mult = tcfg.bias_lr_mult if kind == "bias" else 1.0
-            group = groups.setdefault((wd, lr_mult), {"params": [], "weight_decay": wd, "lr_mult": lr_mult, "kinds": set()})
+            group = groups.setdefault(
+                (wd, lr_mult), {"params": [], "weight_decay": wd, "lr_mult": lr_mult, "kinds": set()}
+            )
             group["params"].append(param)
             group["kinds"].add(kind)
     for group in groups.values():
@@ -60,8 +62,9 @@ def build_optimizer(model: nn.Module, tcfg: TrainConfig, *, fused: bool | None =
     return torch.optim.SGD(groups, lr=tcfg.lr, momentum=tcfg.momentum, fused=fused)
 
 
-def poly_lr_factor(iteration: int, total: int, *, power: float = 0.9, warmup_iters: int = 0,
-                   warmup_factor: float = 0.1) -> float:
+def poly_lr_factor(
+    iteration: int, total: int, *, power: float = 0.9, warmup_iters: int = 0, warmup_factor: float = 0.1
+) -> float:
     """Multiplier of the base LR at ``iteration`` (0-based): linear warm-up, then poly decay."""
     factor = max(0.0, 1.0 - iteration / total) ** power
     if iteration < warmup_iters:
@@ -74,6 +77,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, tcfg: TrainConfig) -> torc
     """Poly schedule stepped once per iteration (``scheduler.step()`` after each optimiser step)."""
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer,
-        lambda it: poly_lr_factor(it, tcfg.iterations, power=tcfg.poly_power, warmup_iters=tcfg.warmup_iters,
-                                  warmup_factor=tcfg.warmup_factor),
+        lambda it: poly_lr_factor(
+            it, tcfg.iterations, power=tcfg.poly_power, warmup_iters=tcfg.warmup_iters, warmup_factor=tcfg.warmup_factor
+        ),
     )

@@ -56,8 +56,14 @@ def _pairs_from_graph(model: nn.Module) -> list[tuple[str, str]]:
         if node.op != "call_module" or not _foldable(modules[node.target]) or not node.args:
             continue
         src = node.args[0]
-        if (isinstance(src, torch.fx.Node) and src.op == "call_module" and isinstance(modules[src.target], nn.Conv2d)
-                and len(src.users) == 1 and calls[src.target] == 1 and calls[node.target] == 1):
+        if (
+            isinstance(src, torch.fx.Node)
+            and src.op == "call_module"
+            and isinstance(modules[src.target], nn.Conv2d)
+            and len(src.users) == 1
+            and calls[src.target] == 1
+            and calls[node.target] == 1
+        ):
             pairs.append((src.target, node.target))
     return pairs
 

@@ -24,7 +24,14 @@ from segkit.metrics import SegMetrics
 from segkit.utils.io import atomic_path
 from segkit.viz import overlay, save_label_png, side_by_side
 
-__all__ = ["REPORT_MODEL_FIELDS", "PredictionWriter", "format_report_json", "metrics_to_json", "safe_name", "save_prediction"]
+__all__ = [
+    "REPORT_MODEL_FIELDS",
+    "PredictionWriter",
+    "format_report_json",
+    "metrics_to_json",
+    "safe_name",
+    "save_prediction",
+]
 
 
 # the model config fields a JSON report records (``segkit tradeoff`` places a result by them)
@@ -115,9 +122,15 @@ class PredictionWriter:
         ignore_index: the ground truth's ignore label.
     """
 
-    def __init__(self, out_dir: str | os.PathLike, mean: Sequence[float], std: Sequence[float],
-                 palette: np.ndarray | Sequence[Sequence[int]], class_names: Sequence[str],
-                 ignore_index: int = 255) -> None:
+    def __init__(
+        self,
+        out_dir: str | os.PathLike,
+        mean: Sequence[float],
+        std: Sequence[float],
+        palette: np.ndarray | Sequence[Sequence[int]],
+        class_names: Sequence[str],
+        ignore_index: int = 255,
+    ) -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.mean, self.std = mean, std
@@ -126,6 +139,13 @@ class PredictionWriter:
 
     def __call__(self, images: Tensor, preds: Tensor, masks: Tensor, ids: Sequence[str]) -> None:
         for image, pred, mask, sample_id in zip(images, preds, masks, ids):
-            save_prediction(self.out_dir, sample_id, denormalize(image, self.mean, self.std),
-                            pred.cpu().numpy().astype(np.uint8), mask.cpu().numpy().astype(np.uint8),
-                            self.palette, self.class_names, self.ignore_index)
+            save_prediction(
+                self.out_dir,
+                sample_id,
+                denormalize(image, self.mean, self.std),
+                pred.cpu().numpy().astype(np.uint8),
+                mask.cpu().numpy().astype(np.uint8),
+                self.palette,
+                self.class_names,
+                self.ignore_index,
+            )

@@ -28,8 +28,14 @@ class RunLogger:
             run continues from, so they would otherwise appear twice).
     """
 
-    def __init__(self, work_dir: str | os.PathLike, *, enabled: bool = True, tensorboard: bool = True,
-                 resume_from: int | None = None) -> None:
+    def __init__(
+        self,
+        work_dir: str | os.PathLike,
+        *,
+        enabled: bool = True,
+        tensorboard: bool = True,
+        resume_from: int | None = None,
+    ) -> None:
         self.enabled = enabled
         self.jsonl_path = Path(work_dir) / "metrics.jsonl"
         self._writer = None
@@ -104,8 +110,12 @@ def plot_curves(records: Iterable[dict[str, Any]], out_png: str | os.PathLike) -
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     axes[0].plot([r["iter"] for r in train], [r["loss"] for r in train], label="total")
     if any("loss_aux" in r for r in train):
-        axes[0].plot([r["iter"] for r in train if "loss_aux" in r], [r["loss_aux"] for r in train if "loss_aux" in r],
-                     label="aux", alpha=0.7)
+        axes[0].plot(
+            [r["iter"] for r in train if "loss_aux" in r],
+            [r["loss_aux"] for r in train if "loss_aux" in r],
+            label="aux",
+            alpha=0.7,
+        )
     axes[0].set(title="training loss", xlabel="iteration", ylabel="cross-entropy")
     axes[0].legend()
     axes[1].plot([r["iter"] for r in train], [r["lr"] for r in train])

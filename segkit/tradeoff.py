@@ -44,8 +44,12 @@ class Result:
 
 
 def _signature(model: Mapping[str, Any]) -> tuple[Any, ...]:
-    return (model.get("backbone", "mobilenet_v2"), float(model.get("width_mult", 1.0)), bool(model.get("aspp", False)),
-            model.get("decoder", "none") or "none")
+    return (
+        model.get("backbone", "mobilenet_v2"),
+        float(model.get("width_mult", 1.0)),
+        bool(model.get("aspp", False)),
+        model.get("decoder", "none") or "none",
+    )
 
 
 @functools.cache
@@ -118,21 +122,30 @@ def load_results(results_dir: Path) -> tuple[list[Result], list[str]]:
             continue
         name = _config_name(data) or path.stem
         if config is None and _decoder(data) not in (None, "none"):
-            notes.append(f"skipped {path}: config '{name}' with the {_decoder(data)} decoder is no Table 7 row and "
-                         f"none of the extra decoder configs ({', '.join(EXTRA)}); evaluate one of those to place it")
+            notes.append(
+                f"skipped {path}: config '{name}' with the {_decoder(data)} decoder is no Table 7 row and "
+                f"none of the extra decoder configs ({', '.join(EXTRA)}); evaluate one of those to place it"
+            )
             continue
         if config is None:
-            hint = ("" if isinstance(data.get("model"), dict) else
-                    "; it has no 'model' field either (re-run segkit test --json, whose report records the model)")
-            notes.append(f"skipped {path}: config '{name}' is no Table 7 config (expected one of "
-                         f"{', '.join(sorted(CONFIG_NAMES))}) and its architecture matches no row{hint}")
+            hint = (
+                ""
+                if isinstance(data.get("model"), dict)
+                else "; it has no 'model' field either (re-run segkit test --json, whose report records the model)"
+            )
+            notes.append(
+                f"skipped {path}: config '{name}' is no Table 7 config (expected one of "
+                f"{', '.join(sorted(CONFIG_NAMES))}) and its architecture matches no row{hint}"
+            )
             continue
         is_mf = _is_mf(data)
         want_mf = ROWS[config].mf if config in ROWS else False
         if is_mf is not None and is_mf != want_mf:
-            notes.append(f"skipped {path}: evaluated {'with' if is_mf else 'without'} multi-scale + flip, but "
-                         f"the row of {config} is {'an MF' if want_mf else 'a single-scale'} result "
-                         f"({'add' if want_mf else 'drop'} --ms-flip in segkit test)")
+            notes.append(
+                f"skipped {path}: evaluated {'with' if is_mf else 'without'} multi-scale + flip, but "
+                f"the row of {config} is {'an MF' if want_mf else 'a single-scale'} result "
+                f"({'add' if want_mf else 'drop'} --ms-flip in segkit test)"
+            )
             continue
         converted = name.startswith(CONVERTED_PREFIX)
         miou = float(data["miou"]) * (100.0 if data["miou"] <= 1.0 else 1.0)
@@ -148,8 +161,11 @@ def load_latency(path: Path | None) -> dict[str, float]:
         return {}
     data = json.loads(path.read_text())
     rows = data.get("rows", data) if isinstance(data, dict) else data
-    return {r["config"]: float(r["latency_ms"]) for r in rows
-            if isinstance(r, dict) and r.get("config") and r.get("latency_ms") is not None}
+    return {
+        r["config"]: float(r["latency_ms"])
+        for r in rows
+        if isinstance(r, dict) and r.get("config") and r.get("latency_ms") is not None
+    }
 
 
 def _by_config(results: list[Result], converted: bool) -> dict[str, float]:
@@ -160,34 +176,82 @@ def tradeoff_markdown(madds: Mapping[str, int], results: list[Result], latency: 
     """The table: paper and segkit MAdds, paper mIoU, segkit's mIoU, CPU latency; one row per Table 7 row, then
     the converted official weights' results and the segkit-only configurations on rows of their own."""
     own, official = _by_config(results, False), _by_config(results, True)
-    lines = ["| Network | OS | ASPP | MF | MAdds paper | MAdds segkit (tf1) | mIoU paper | mIoU segkit | CPU latency 513 (ms) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| Network | OS | ASPP | MF | MAdds paper | MAdds segkit (tf1) | mIoU paper | mIoU segkit | CPU latency 513 (ms) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
 
-    def line(network: str, os: int, aspp: bool, mf: bool, paper_madds: str, config: str, paper_miou: str,
-             miou: Mapping[str, float]) -> str:
+    def line(
+        network: str,
+        os: int,
+        aspp: bool,
+        mf: bool,
+        paper_madds: str,
+        config: str,
+        paper_miou: str,
+        miou: Mapping[str, float],
+    ) -> str:
         seg = f"{miou[config]:.2f}" if config in miou else "-"
         lat = f"{latency[config]:.0f}" if config in latency and not mf else "-"
-        return (f"| {network} | {os} | {'yes' if aspp else ''} | {'yes' if mf else ''} | {paper_madds} "
-                f"| {madds[config] / 1e9:.2f}B | {paper_miou} | {seg} | {lat} |")
+        return (
+            f"| {network} | {os} | {'yes' if aspp else ''} | {'yes' if mf else ''} | {paper_madds} "
+            f"| {madds[config] / 1e9:.2f}B | {paper_miou} | {seg} | {lat} |"
+        )
 
     for row in TABLE7:
-        lines.append(line(row.network, row.os, row.aspp, row.mf, f"{row.paper_madds / 1e9:g}B", row.config,
-                          f"{row.paper_miou:.2f}", own))
+        lines.append(
+            line(
+                row.network,
+                row.os,
+                row.aspp,
+                row.mf,
+                f"{row.paper_madds / 1e9:g}B",
+                row.config,
+                f"{row.paper_miou:.2f}",
+                own,
+            )
+        )
     for row in TABLE7:
         if row.config in official:
-            lines.append(line(f"{row.network}, official weights converted", row.os, row.aspp, row.mf,
-                              f"{row.paper_madds / 1e9:g}B", row.config, f"{row.paper_miou:.2f}", official))
+            lines.append(
+                line(
+                    f"{row.network}, official weights converted",
+                    row.os,
+                    row.aspp,
+                    row.mf,
+                    f"{row.paper_madds / 1e9:g}B",
+                    row.config,
+                    f"{row.paper_miou:.2f}",
+                    official,
+                )
+            )
     for config, network in EXTRA.items():
         if config in madds:
             cfg = load_config(config).model
-            lines.append(line(f"{network} (not in Table 7)", cfg.output_stride, cfg.aspp, False, "-", config, "-",
-                              {**own, **{k: v for k, v in official.items() if k not in own}}))
+            lines.append(
+                line(
+                    f"{network} (not in Table 7)",
+                    cfg.output_stride,
+                    cfg.aspp,
+                    False,
+                    "-",
+                    config,
+                    "-",
+                    {**own, **{k: v for k, v in official.items() if k not in own}},
+                )
+            )
     return "\n".join(lines)
 
 
 # label placement (points) where the default would overlap a neighbour
-LABEL_OFFSETS = {"voc_mnv2_os16_aspp": (5, 6), "voc_mnv1_os16_aspp": (5, -11), "voc_mnv2_os16": (-20, 8),
-                 "voc_mnv2_os8_aspp": (-60, 8), "voc_mnv1_os8_aspp": (5, -11), "voc_r101_os8_aspp": (-95, -12)}
+LABEL_OFFSETS = {
+    "voc_mnv2_os16_aspp": (5, 6),
+    "voc_mnv1_os16_aspp": (5, -11),
+    "voc_mnv2_os16": (-20, 8),
+    "voc_mnv2_os8_aspp": (-60, 8),
+    "voc_mnv1_os8_aspp": (5, -11),
+    "voc_r101_os8_aspp": (-95, -12),
+}
 COLORS = {"MNet V1": "tab:blue", "MNet V2*": "tab:green", "ResNet-101": "tab:red"}
 
 
@@ -209,16 +273,29 @@ def plot(madds: Mapping[str, int], results: list[Result], latency: Mapping[str, 
     for row in TABLE7:
         color = COLORS[row.network]
         ax.scatter(row.paper_madds / 1e9, row.paper_miou, color=color, marker="o" if not row.mf else "s", s=50)
-        ax.annotate(_label(row), (row.paper_madds / 1e9, row.paper_miou), fontsize=7,
-                    xytext=LABEL_OFFSETS.get(row.config, (5, 4)), textcoords="offset points")
+        ax.annotate(
+            _label(row),
+            (row.paper_madds / 1e9, row.paper_miou),
+            fontsize=7,
+            xytext=LABEL_OFFSETS.get(row.config, (5, 4)),
+            textcoords="offset points",
+        )
     for values, marker in ((own, "*"), (official, "D")):
         for config, miou in values.items():
             color = COLORS[ROWS[config].network] if config in ROWS else "tab:purple"
-            ax.scatter(madds[config] / 1e9, miou, color=color, marker=marker, s=140 if marker == "*" else 60,
-                       edgecolors="black", linewidths=0.5)
+            ax.scatter(
+                madds[config] / 1e9,
+                miou,
+                color=color,
+                marker=marker,
+                s=140 if marker == "*" else 60,
+                edgecolors="black",
+                linewidths=0.5,
+            )
             if config in EXTRA:
-                ax.annotate(EXTRA[config], (madds[config] / 1e9, miou), fontsize=7, xytext=(5, -10),
-                            textcoords="offset points")
+                ax.annotate(
+                    EXTRA[config], (madds[config] / 1e9, miou), fontsize=7, xytext=(5, -10), textcoords="offset points"
+                )
     for network, color in COLORS.items():
         ax.scatter([], [], color=color, label=network)
     ax.scatter([], [], color="gray", marker="o", label="paper, single scale")
@@ -237,9 +314,12 @@ def plot(madds: Mapping[str, int], results: list[Result], latency: Mapping[str, 
         for row in TABLE7:
             if row.config in latency and not row.mf:
                 y = own.get(row.config, row.paper_miou)
-                ax2.scatter(latency[row.config], y, color=COLORS[row.network],
-                            marker="*" if row.config in own else "o", s=100)
-                ax2.annotate(_label(row), (latency[row.config], y), fontsize=7, xytext=(5, 3), textcoords="offset points")
+                ax2.scatter(
+                    latency[row.config], y, color=COLORS[row.network], marker="*" if row.config in own else "o", s=100
+                )
+                ax2.annotate(
+                    _label(row), (latency[row.config], y), fontsize=7, xytext=(5, 3), textcoords="offset points"
+                )
         ax2.set_xlabel("segkit CPU latency, 513x513 batch 1 (ms)")
         ax2.set_ylabel("mIoU (%) (segkit-trained if measured, else the paper's)")
         ax2.set_title("mIoU vs measured CPU latency")

@@ -30,11 +30,22 @@ def _tiny_overrides(root: Path, iterations: int = 4, **extra: object) -> list[st
     import json
 
     values = {
-        "data.root": str(root), "data.synthetic_num_train": 16, "data.synthetic_num_val": 4,
-        "data.synthetic_image_size": 64, "data.crop_size": 48, "data.num_workers": 0,
-        "model.width_mult": 0.35, "train.iterations": iterations, "train.batch_size": 4,
-        "train.log_interval": 1, "train.val_interval": 1000, "train.ckpt_interval": 1000,
-        "train.deterministic": True, "train.warmup_iters": 0, "train.lr": 0.02, "train.optimizer": "sgd",
+        "data.root": str(root),
+        "data.synthetic_num_train": 16,
+        "data.synthetic_num_val": 4,
+        "data.synthetic_image_size": 64,
+        "data.crop_size": 48,
+        "data.num_workers": 0,
+        "model.width_mult": 0.35,
+        "train.iterations": iterations,
+        "train.batch_size": 4,
+        "train.log_interval": 1,
+        "train.val_interval": 1000,
+        "train.ckpt_interval": 1000,
+        "train.deterministic": True,
+        "train.warmup_iters": 0,
+        "train.lr": 0.02,
+        "train.optimizer": "sgd",
         "train.weight_decay": 4e-5,
     }
     values.update(extra)
@@ -52,8 +63,9 @@ def tiny_cfg():
     """``tiny_cfg(root, iterations=4, **{"key": value})`` -> the demo config of a tiny run."""
     import segkit
 
-    return lambda root, iterations=4, **extra: segkit.load_config("demo_mnv2_os16",
-                                                                  _tiny_overrides(root, iterations, **extra))
+    return lambda root, iterations=4, **extra: segkit.load_config(
+        "demo_mnv2_os16", _tiny_overrides(root, iterations, **extra)
+    )
 
 
 @pytest.fixture(scope="session")

@@ -102,16 +102,18 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(base / "JPEGImages" / f"{name}.jpg")
         Image.fromarray(rng.integers(0, 21, (48, 64), dtype=np.uint8)).save(base / "SegmentationClass" / f"{name}.png")
     (base / "ImageSets" / "Segmentation" / "val.txt").write_text("a\nb\n")
-    cfg = load_config("voc_mnv2_os16", {"model.width_mult": 0.35, "data.root": str(root), "data.num_workers": 0,
-                                        "eval.pad_to": None})
+    cfg = load_config(
+        "voc_mnv2_os16", {"model.width_mult": 0.35, "data.root": str(root), "data.num_workers": 0, "eval.pad_to": None}
+    )
     torch.manual_seed(0)
     path = root / "model.pth"
     save_checkpoint(path, build_model(cfg).eval(), cfg, class_names=list(VOC_CLASSES), palette=VOC_PALETTE[:21])
     return path
 
 
-def test_cli_antialias_reaches_the_protocol_and_the_report(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_antialias_reaches_the_protocol_and_the_report(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import segkit.evaluate
 
     calls: list[dict] = []
@@ -125,8 +127,20 @@ def test_cli_antialias_reaches_the_protocol_and_the_report(checkpoint: Path, tmp
     reports = {}
     for name, extra in (("plain", []), ("aa", ["--antialias"])):
         out = tmp_path / f"{name}.json"
-        rc = TEST_TOOL.main(["--checkpoint", str(checkpoint), "--json", str(out), "--no-progress", "--device", "cpu",
-                             "--resize-longer", "32", *extra])
+        rc = TEST_TOOL.main(
+            [
+                "--checkpoint",
+                str(checkpoint),
+                "--json",
+                str(out),
+                "--no-progress",
+                "--device",
+                "cpu",
+                "--resize-longer",
+                "32",
+                *extra,
+            ]
+        )
         assert rc == 0, capsys.readouterr().err
         reports[name] = json.loads(out.read_text())
     assert reports["aa"]["protocol"]["antialias"] is True and "antialias" not in reports["plain"]["protocol"]
@@ -134,8 +148,21 @@ def test_cli_antialias_reaches_the_protocol_and_the_report(checkpoint: Path, tmp
     assert calls[-1]["antialias"] is True and "antialias" not in calls[0]  # what evaluate() passed to predict()
 
     image_path = checkpoint.parent / "VOCdevkit" / "VOC2012" / "JPEGImages" / "a.jpg"
-    rc = INFER_TOOL.main(["--checkpoint", str(checkpoint), "--input", str(image_path), "--output", str(tmp_path / "o"),
-                          "--resize-longer", "32", "--antialias", "--device", "cpu"])
+    rc = INFER_TOOL.main(
+        [
+            "--checkpoint",
+            str(checkpoint),
+            "--input",
+            str(image_path),
+            "--output",
+            str(tmp_path / "o"),
+            "--resize-longer",
+            "32",
+            "--antialias",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     assert calls[-1]["antialias"] is True and calls[-1]["resize_longer"] == 32
     model, cfg = load_eval_model(checkpoint)

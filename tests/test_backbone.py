@@ -36,7 +36,10 @@ def test_feature_info_matches_real_outputs(output_stride: int, width_mult: float
 def test_default_out_features_are_last_layer_of_each_stride() -> None:
     net = MobileNetV2(output_stride=16, final_conv=False)
     assert [(i.name, i.channels, i.stride) for i in net.feature_info] == [
-        ("layer_2", 16, 2), ("layer_4", 24, 4), ("layer_7", 32, 8), ("layer_18", 320, 16)
+        ("layer_2", 16, 2),
+        ("layer_4", 24, 4),
+        ("layer_7", 32, 8),
+        ("layer_18", 320, 16),
     ]
     assert net.out_channels == 320
 
@@ -65,8 +68,10 @@ def test_dilation_follows_official_rule(output_stride: int) -> None:
                 else:
                     assert m.dilation == (1, 1), f"non-depthwise conv dilated in layer_{idx + 1}"
     assert depthwise_rates == _official_rates(output_stride)[1:]  # layer_1 (the stem) has no depthwise conv
-    strides = [next(m for m in layer.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)).stride[0]
-               for layer in net.features]
+    strides = [
+        next(m for m in layer.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)).stride[0]
+        for layer in net.features
+    ]
     assert math.prod(strides) == output_stride
     if output_stride == 16:
         assert strides[14] == 1 and net.layer_dilation[14] == 1  # layer_15 lost its stride, keeps rate 1

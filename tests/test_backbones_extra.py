@@ -47,15 +47,22 @@ def test_resnet_contract(output_stride):
     assert [info.stride for info in backbone.feature_info] == expected
     assert [info.channels for info in backbone.feature_info] == [16, 16, 32, 32, 64]
     with torch.device("meta"):
-        full = resnet101_beta(output_stride=output_stride, out_features=["stem", "block1", "block2", "block3", "block4"])
+        full = resnet101_beta(
+            output_stride=output_stride, out_features=["stem", "block1", "block2", "block3", "block4"]
+        )
     assert [info.stride for info in full.feature_info] == expected
     assert [info.channels for info in full.feature_info] == [128, 256, 512, 1024, 2048]
 
 
 def test_default_out_features_are_last_of_every_stride():
     with torch.device("meta"):
-        assert [i.name for i in MobileNetV1().feature_info] == ["conv2d_1", "conv2d_3", "conv2d_5", "conv2d_11",
-                                                                "conv2d_13"]
+        assert [i.name for i in MobileNetV1().feature_info] == [
+            "conv2d_1",
+            "conv2d_3",
+            "conv2d_5",
+            "conv2d_11",
+            "conv2d_13",
+        ]
         assert [i.name for i in resnet101_beta(output_stride=16).feature_info] == ["stem", "block1", "block4"]
 
 
@@ -66,7 +73,9 @@ def test_mobilenet_v1_dilation_rule():
     assert os16.features[12].stride == 1 and os16.features[12][0][0].dilation == (1, 1)
     os8 = MobileNetV1(output_stride=8)
     assert os8.layer_dilation == [1] * 7 + [2] * 6 + [4]
-    assert [m.dilation for m in os8.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1)] == [(1, 1)] * 13
+    assert [m.dilation for m in os8.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1)] == [
+        (1, 1)
+    ] * 13
 
 
 def test_resnet101_structure_and_multi_grid():
@@ -82,12 +91,15 @@ def test_resnet101_structure_and_multi_grid():
     assert os8.unit_dilation["block3"] == [2] * 23 and os8.unit_dilation["block4"] == [4, 8, 16]
 
 
-@pytest.mark.parametrize(("name", "expected", "paper"), [
-    ("voc_mnv1_os16_aspp", 11_145_301, 11.15e6),
-    ("voc_mnv1_os8_aspp", 11_145_301, 11.15e6),
-    ("voc_r101_os16_aspp", 58_164_437, 58.16e6),
-    ("voc_r101_os8_aspp", 58_164_437, 58.16e6),
-])
+@pytest.mark.parametrize(
+    ("name", "expected", "paper"),
+    [
+        ("voc_mnv1_os16_aspp", 11_145_301, 11.15e6),
+        ("voc_mnv1_os8_aspp", 11_145_301, 11.15e6),
+        ("voc_r101_os16_aspp", 58_164_437, 58.16e6),
+        ("voc_r101_os8_aspp", 58_164_437, 58.16e6),
+    ],
+)
 def test_table7_params(name, expected, paper):
     with torch.device("meta"):
         model = build_model(load_config(name))
@@ -105,15 +117,20 @@ def test_segmentor_with_aux_head(backbone):
     assert out["out"].shape == out["aux"].shape == (2, 21, 65, 65)
 
 
-@pytest.mark.parametrize("model_fn", [
-    lambda: build_model(load_config("voc_mnv1_os8_aspp")),
-    lambda: small_resnet(output_stride=8),
-], ids=["mnv1_os8_aspp", "resnet_os8"])
+@pytest.mark.parametrize(
+    "model_fn",
+    [
+        lambda: build_model(load_config("voc_mnv1_os8_aspp")),
+        lambda: small_resnet(output_stride=8),
+    ],
+    ids=["mnv1_os8_aspp", "resnet_os8"],
+)
 def test_meta_count_equals_real_run(model_fn):
     model = model_fn()
     meta, real = count_complexity(model, 41, device="meta"), count_complexity(model, 41, device="cpu")
-    assert [(r.name, r.output_shape, r.madds_pytorch, r.madds_tf1) for r in meta.layers] == \
-           [(r.name, r.output_shape, r.madds_pytorch, r.madds_tf1) for r in real.layers]
+    assert [(r.name, r.output_shape, r.madds_pytorch, r.madds_tf1) for r in meta.layers] == [
+        (r.name, r.output_shape, r.madds_pytorch, r.madds_tf1) for r in real.layers
+    ]
     assert meta.params == real.params and meta.madds_tf1 > meta.madds_pytorch
 
 
@@ -127,16 +144,19 @@ def test_build_backbone_mobilenet_v2_unchanged():
     assert [i.name for i in backbone.feature_info] == ["layer_14", "layer_18"]
 
 
-@pytest.mark.parametrize(("factory", "kwargs", "match"), [
-    (MobileNetV1, {"output_stride": 4}, "output_stride must be 8, 16 or 32"),
-    (MobileNetV1, {"width_mult": 0}, "width_mult must be a number > 0"),
-    (MobileNetV1, {"frozen_stages": 14}, "frozen_stages must be -1"),
-    (MobileNetV1, {"out_features": ["layer_3"]}, "valid names are conv2d_0 .. conv2d_13"),
-    (resnet101_beta, {"output_stride": 4}, "output_stride must be 8, 16 or 32"),
-    (resnet101_beta, {"multi_grid": (1, 2)}, "multi_grid must hold one integer rate"),
-    (resnet101_beta, {"frozen_stages": 5}, "frozen_stages must be -1"),
-    (resnet101_beta, {"out_features": ["layer4"]}, "valid names are"),
-])
+@pytest.mark.parametrize(
+    ("factory", "kwargs", "match"),
+    [
+        (MobileNetV1, {"output_stride": 4}, "output_stride must be 8, 16 or 32"),
+        (MobileNetV1, {"width_mult": 0}, "width_mult must be a number > 0"),
+        (MobileNetV1, {"frozen_stages": 14}, "frozen_stages must be -1"),
+        (MobileNetV1, {"out_features": ["layer_3"]}, "valid names are conv2d_0 .. conv2d_13"),
+        (resnet101_beta, {"output_stride": 4}, "output_stride must be 8, 16 or 32"),
+        (resnet101_beta, {"multi_grid": (1, 2)}, "multi_grid must hold one integer rate"),
+        (resnet101_beta, {"frozen_stages": 5}, "frozen_stages must be -1"),
+        (resnet101_beta, {"out_features": ["layer4"]}, "valid names are"),
+    ],
+)
 def test_invalid_arguments(factory, kwargs, match):
     with torch.device("meta"), pytest.raises(ValueError, match=match):
         factory(**kwargs)
@@ -184,8 +204,12 @@ def test_backbones_import_nothing_from_segkit_outside_their_package():
     bad = []
     for path in sorted(Path(pkg.__file__).parent.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):  # imports inside functions included
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
-            bad += [f"{path.name}: {n}" for n in names
-                    if n.split(".")[0] == "segkit" and not n.startswith(allowed)]
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and node.level == 0
+                else []
+            )
+            bad += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "segkit" and not n.startswith(allowed)]
     assert bad == []

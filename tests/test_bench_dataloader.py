@@ -40,8 +40,24 @@ def test_written_tree_is_a_valid_voc_split_with_photo_like_jpegs(tmp_path):
 def test_quick_run_writes_rows_for_every_requested_worker_count(tmp_path, capsys):
     bench = _load("dataloader")
     out_json, out_md = tmp_path / "dl.json", tmp_path / "dl.md"
-    assert bench.main(["--quick", "--workers", "0", "1", "16", "--max-workers", "1",
-                       "--json", str(out_json), "--markdown", str(out_md)]) == 0
+    assert (
+        bench.main(
+            [
+                "--quick",
+                "--workers",
+                "0",
+                "1",
+                "16",
+                "--max-workers",
+                "1",
+                "--json",
+                str(out_json),
+                "--markdown",
+                str(out_md),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out_json.read_text())
     rows = {r["workers"]: r for r in result["rows"]}
     assert list(rows) == [0, 1, 16]
@@ -49,8 +65,18 @@ def test_quick_run_writes_rows_for_every_requested_worker_count(tmp_path, capsys
     assert not rows[16]["measured"] and "--max-workers 1" in rows[16]["note"]
     assert rows[16]["projected_images_per_s"] == 16 * rows[1]["images_per_s"]
     stages = {s["stage"]: s for s in result["stages"]}
-    for name in ("decode (JPEG + PNG)", "RandomScale", "PadIfNeeded", "RandomCrop", "HorizontalFlip", "Normalize",
-                 "transform, whole call", "collate", "pin memory", "host -> device copy"):
+    for name in (
+        "decode (JPEG + PNG)",
+        "RandomScale",
+        "PadIfNeeded",
+        "RandomCrop",
+        "HorizontalFlip",
+        "Normalize",
+        "transform, whole call",
+        "collate",
+        "pin memory",
+        "host -> device copy",
+    ):
         assert name in stages, name
     assert stages["decode (JPEG + PNG)"]["ms_per_image"] > 0
     if not result["settings"]["pin_memory"]:

@@ -60,8 +60,9 @@ def test_meta_equals_real_run_and_model_untouched():
     model = build_model(cfg)
     real = count_complexity(model, 67, device="cpu")
     meta = count_complexity(model, 67, device="meta")
-    assert [(r.name, r.output_shape, r.madds_pytorch, r.madds_tf1) for r in real.layers] == \
-           [(r.name, r.output_shape, r.madds_pytorch, r.madds_tf1) for r in meta.layers]
+    assert [(r.name, r.output_shape, r.madds_pytorch, r.madds_tf1) for r in real.layers] == [
+        (r.name, r.output_shape, r.madds_pytorch, r.madds_tf1) for r in meta.layers
+    ]
     assert next(model.parameters()).device.type == "cpu" and model.training
 
 
@@ -86,15 +87,28 @@ def test_paper_figures_mobilenet_v2():
 def table7_json(tmp_path_factory) -> Path:
     """``tools/complexity.py --table7 --json`` run once (meta device: seconds for all eight rows)."""
     out = tmp_path_factory.mktemp("table7")
-    assert load_tool("complexity").main(["--table7", "--json", str(out / "t7.json"), "--markdown", str(out / "t7.md")]) == 0
+    assert (
+        load_tool("complexity").main(["--table7", "--json", str(out / "t7.json"), "--markdown", str(out / "t7.md")])
+        == 0
+    )
     return out / "t7.json"
 
 
 def test_table7_targets(table7_json):
     rows = json.loads(table7_json.read_text())
     assert len(rows) == 8
-    keys = {"network", "os", "aspp", "mf", "params", "madds_pytorch", "madds_tf1", "paper_params", "paper_madds",
-            "paper_miou"}
+    keys = {
+        "network",
+        "os",
+        "aspp",
+        "mf",
+        "params",
+        "madds_pytorch",
+        "madds_tf1",
+        "paper_params",
+        "paper_madds",
+        "paper_miou",
+    }
     for row in rows:
         assert set(row) == keys
         assert abs(row["params"] / row["paper_params"] - 1) < 0.005, row

@@ -18,7 +18,14 @@ def test_table7_configs_carry_the_official_recipe(name: str) -> None:
     assert cfg.model.output_stride == (8 if "os8" in name else 16)
     assert not cfg.model.final_conv  # MNet V2*: head on the 320-channel features
     t, d = cfg.train, cfg.data
-    assert (t.lr, t.momentum, t.weight_decay, t.poly_power, t.iterations, t.batch_size) == (0.007, 0.9, 4e-5, 0.9, 30000, 16)
+    assert (t.lr, t.momentum, t.weight_decay, t.poly_power, t.iterations, t.batch_size) == (
+        0.007,
+        0.9,
+        4e-5,
+        0.9,
+        30000,
+        16,
+    )
     assert t.bias_lr_mult == 2.0 and not t.decay_depthwise
     assert (d.crop_size, d.scale_min, d.scale_max, d.scale_step, d.train_split) == (513, 0.5, 2.0, 0.25, "train_aug")
     assert cfg.model.input_mean == [127.5] * 3 and cfg.model.input_std == [127.5] * 3
@@ -34,9 +41,19 @@ def test_every_config_file_loads() -> None:
 
 
 def test_overrides_are_typed_and_applied() -> None:
-    cfg = load_config("voc_mnv2_os16", ["train.lr=0.01", "model.output_stride=8", "model.aspp=true",
-                                        "model.aspp_rates=[3,6,9]", "train.init_weights=null", "data.hflip=false",
-                                        "train.weight_decay=1", "train.momentum=9e-1"])
+    cfg = load_config(
+        "voc_mnv2_os16",
+        [
+            "train.lr=0.01",
+            "model.output_stride=8",
+            "model.aspp=true",
+            "model.aspp_rates=[3,6,9]",
+            "train.init_weights=null",
+            "data.hflip=false",
+            "train.weight_decay=1",
+            "train.momentum=9e-1",
+        ],
+    )
     assert cfg.train.lr == 0.01 and cfg.model.output_stride == 8 and cfg.model.aspp_rates == [3, 6, 9]
     assert cfg.train.momentum == 0.9  # YAML 1.1 reads '9e-1' as a string; float keys accept it
     assert cfg.data.hflip is False and cfg.train.init_weights is None
@@ -63,7 +80,10 @@ def test_resolved_config_round_trips_through_yaml(tmp_path) -> None:
         (["model.width_mult=0"], r"model.width_mult: got 0.0; allowed: a number > 0"),
         (["model.aspp=true", "model.aspp_rates=[6,12]"], r"model.aspp_rates.*three rates"),
         (["model.aspp_rates=[6,12,18]"], r"model.aspp_rates.*null when model.aspp is false.*set model.aspp=true"),
-        (["model.frozen_stages=9"], r"model.frozen_stages: got 9; allowed: -1 \(none\) or 0..8 for backbone 'mobilenet_v2'"),
+        (
+            ["model.frozen_stages=9"],
+            r"model.frozen_stages: got 9; allowed: -1 \(none\) or 0..8 for backbone 'mobilenet_v2'",
+        ),
         (["train.lr=1e-x"], r"train.lr: got '1e-x' \(str\); expected float"),
         (["lr"], r"must look like section.key=value"),
     ],
@@ -76,7 +96,9 @@ def test_bad_overrides_name_key_and_allowed_values(overrides, message) -> None:
 def test_unknown_key_in_file_and_inheritance_depth(tmp_path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  output_strid: 16\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml: Unknown config key 'model.output_strid'. Did you mean 'output_stride'"):
+    with pytest.raises(
+        ConfigError, match=r"bad.yaml: Unknown config key 'model.output_strid'. Did you mean 'output_stride'"
+    ):
         load_config(bad)
     child = tmp_path / "child.yaml"
     (tmp_path / "mid.yaml").write_text(f"_base_: {CONFIG_DIR / 'voc_mnv2_os16.yaml'}\n")
@@ -100,7 +122,11 @@ def test_unknown_config_name_lists_available() -> None:
 def test_train_tool_prints_the_resolved_config_with_repeated_overrides(capsys) -> None:
     from segkit.cli import train as tool
 
-    assert tool.main(["--config", "voc_mnv2_os16", "--set", "train.lr=1e-3", "--set", "model.output_stride=8",
-                      "--print-config"]) == 0
+    assert (
+        tool.main(
+            ["--config", "voc_mnv2_os16", "--set", "train.lr=1e-3", "--set", "model.output_stride=8", "--print-config"]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert load_config("voc_mnv2_os16", ["train.lr=0.001", "model.output_stride=8"]).to_yaml() == printed

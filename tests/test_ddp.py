@@ -17,17 +17,35 @@ from segkit.runlog import read_jsonl
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
-                    reason="torch.distributed with the gloo backend is not available in this torch build")
+@pytest.mark.skipif(
+    not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+    reason="torch.distributed with the gloo backend is not available in this torch build",
+)
 def test_torchrun_two_processes_matches_single_process_bookkeeping(tmp_path, tiny_overrides) -> None:
     root = tmp_path / "synthetic"
     generate_synthetic_voc(root, num_train=16, num_val=5, image_size=64, seed=0)  # 5 val images: uneven shards
     work = tmp_path / "ddp"
-    overrides = tiny_overrides(root, iterations=3, **{"data.synthetic_num_val": 5, "train.sync_bn": True,
-                                                      "train.batch_size": 2})
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "tools/train.py", "--config", "demo_mnv2_os16", "--work-dir", str(work), "--device", "cpu",
-           "--no-progress", "--set", *overrides]
+    overrides = tiny_overrides(
+        root, iterations=3, **{"data.synthetic_num_val": 5, "train.sync_bn": True, "train.batch_size": 2}
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "tools/train.py",
+        "--config",
+        "demo_mnv2_os16",
+        "--work-dir",
+        str(work),
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--set",
+        *overrides,
+    ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     records = read_jsonl(work / "metrics.jsonl")
@@ -44,8 +62,12 @@ def test_torchrun_two_processes_matches_single_process_bookkeeping(tmp_path, tin
     # The saved weights, evaluated by one process over the whole val split, give the same mIoU.
     model = segkit.load_model(work / "latest.pth")
     cfg = model.segkit_config
-    val = build_dataset(cfg.data, cfg.data.val_split, build_eval_transform(cfg.model.input_mean, cfg.model.input_std),
-                        num_classes=cfg.model.num_classes)
+    val = build_dataset(
+        cfg.data,
+        cfg.data.val_split,
+        build_eval_transform(cfg.model.input_mean, cfg.model.input_std),
+        num_classes=cfg.model.num_classes,
+    )
     loader = torch.utils.data.DataLoader(val, batch_size=1)
     single = evaluate(model, loader, cfg.model.num_classes, protocol=cfg.eval, progress=False)
     assert single.confusion.sum() == sum((val[i]["mask"] != 255).sum().item() for i in range(len(val)))

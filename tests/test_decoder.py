@@ -17,8 +17,11 @@ from segkit.models.heads import DeepLabV3PlusDecoder
 from segkit.optimize import optimize_for_inference
 
 # TF DeepLab's DECODER_END_POINTS for mobilenet_v2: decoder stride -> (end point, channels at width 1.0)
-END_POINTS = {4: ("layer_4/depthwise_output", 144), 8: ("layer_7/depthwise_output", 192),
-              16: ("layer_14/depthwise_output", 576)}
+END_POINTS = {
+    4: ("layer_4/depthwise_output", 144),
+    8: ("layer_7/depthwise_output", 192),
+    16: ("layer_14/depthwise_output", 576),
+}
 
 
 def _bn_params(c: int) -> int:
@@ -90,8 +93,12 @@ def test_official_layout_and_channels() -> None:
     assert (logits.in_channels, logits.out_channels, logits.kernel_size) == (256, 21, (1, 1))
     assert logits.bias is not None
     names = {n for n, _ in model.named_modules()}
-    assert {"head.decoder.feature_projection0", "head.decoder.decoder_conv0.depthwise",
-            "head.decoder.decoder_conv1.pointwise", "head.classifier"} <= names
+    assert {
+        "head.decoder.feature_projection0",
+        "head.decoder.decoder_conv0.depthwise",
+        "head.decoder.decoder_conv1.pointwise",
+        "head.classifier",
+    } <= names
 
     regular = _plus(("model.decoder_separable=false",)).head.decoder
     conv = regular.decoder_conv0[0]
@@ -111,15 +118,21 @@ def test_parameter_count_computed_independently() -> None:
     aspp = count_parameters(build_model(load_config("voc_mnv2_os16_aspp")))
     regular_branches = 3 * (320 * 256 * 9 + _bn_params(256))
     separable_branches = 3 * (320 * 9 + _bn_params(320) + 320 * 256 + _bn_params(256))
-    assert count_parameters(_plus(name="voc_mnv2_os16_aspp_plus")) == \
-        aspp - regular_branches + separable_branches + _decoder_params(144, True)
+    assert count_parameters(
+        _plus(name="voc_mnv2_os16_aspp_plus")
+    ) == aspp - regular_branches + separable_branches + _decoder_params(144, True)
 
 
 @pytest.mark.parametrize(("output_stride", "decoder_stride"), [(8, 4), (16, 4), (16, 8), (32, 4), (32, 8), (32, 16)])
 @pytest.mark.parametrize("aspp", [False, True])
 def test_every_output_stride_and_decoder_stride(output_stride: int, decoder_stride: int, aspp: bool) -> None:
-    model = _plus((f"model.output_stride={output_stride}", f"model.decoder_output_stride={decoder_stride}",
-                   f"model.aspp={str(aspp).lower()}")).eval()
+    model = _plus(
+        (
+            f"model.output_stride={output_stride}",
+            f"model.decoder_output_stride={decoder_stride}",
+            f"model.aspp={str(aspp).lower()}",
+        )
+    ).eval()
     info = {i.name: i for i in model.backbone.feature_info}
     assert info[model.decoder_in].stride == decoder_stride and info["layer_18"].stride == output_stride
     seen = {}
@@ -148,16 +161,28 @@ def test_aux_head_with_decoder() -> None:
     assert {i.name for i in model.backbone.feature_info} == {"layer_4/depthwise_output", "layer_14", "layer_18"}
 
 
-@pytest.mark.parametrize(("overrides", "match"), [
-    (["model.decoder_output_stride=16"], r"model.decoder_output_stride: got 16; allowed: 4, 8 or 16, smaller than "
-                                         r"model.output_stride \(16\)"),
-    (["model.output_stride=8", "model.decoder_output_stride=8"], r"smaller than model.output_stride \(8\)"),
-    (["model.decoder_output_stride=2"], "model.decoder_output_stride: got 2; allowed values are 4, 8, 16"),
-    (["model.backbone=mobilenet_v1"], "model.decoder: got 'deeplabv3plus'; allowed: 'none' for backbone 'mobilenet_v1'"),
-    (["model.decoder=unet"], "model.decoder: got 'unet'; allowed values are 'none', 'deeplabv3plus'"),
-    (["model.decoder_feature=output"], "model.decoder_feature: got 'output'; allowed values are 'depthwise', 'block'"),
-    (["model.aspp_separable=true"], "model.aspp_separable: got True; allowed: false when model.aspp is false"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (
+            ["model.decoder_output_stride=16"],
+            r"model.decoder_output_stride: got 16; allowed: 4, 8 or 16, smaller than "
+            r"model.output_stride \(16\)",
+        ),
+        (["model.output_stride=8", "model.decoder_output_stride=8"], r"smaller than model.output_stride \(8\)"),
+        (["model.decoder_output_stride=2"], "model.decoder_output_stride: got 2; allowed values are 4, 8, 16"),
+        (
+            ["model.backbone=mobilenet_v1"],
+            "model.decoder: got 'deeplabv3plus'; allowed: 'none' for backbone 'mobilenet_v1'",
+        ),
+        (["model.decoder=unet"], "model.decoder: got 'unet'; allowed values are 'none', 'deeplabv3plus'"),
+        (
+            ["model.decoder_feature=output"],
+            "model.decoder_feature: got 'output'; allowed values are 'depthwise', 'block'",
+        ),
+        (["model.aspp_separable=true"], "model.aspp_separable: got True; allowed: false when model.aspp is false"),
+    ],
+)
 def test_config_validation(overrides: list[str], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         load_config("voc_mnv2_os16_plus", overrides)
@@ -251,8 +276,10 @@ def test_last_layer_key_and_note() -> None:
     from segkit.models.build import init_exclude, last_layer_note
 
     assert init_exclude(load_config("voc_mnv2_os16_plus")) == ()
-    assert init_exclude(load_config("voc_mnv2_os16_plus", ["train.init_last_layer=false"])) == \
-        ("head.classifier.", "aux_head.4.")
+    assert init_exclude(load_config("voc_mnv2_os16_plus", ["train.init_last_layer=false"])) == (
+        "head.classifier.",
+        "aux_head.4.",
+    )
     plus, plain = _plus(), build_model(load_config("voc_mnv2_os16"))
     source = list(plain.state_dict())
     note = last_layer_note(plus, source, [k for k in source if k in plus.state_dict()])
@@ -305,8 +332,16 @@ def test_json_report_carries_the_decoder(synth_root, tmp_path) -> None:
     from segkit.checkpoint import save_checkpoint
     from segkit.cli.test import main as test_main
 
-    cfg = load_config("voc_mnv2_os16_plus", {"model.width_mult": 0.35, "model.num_classes": 5,
-                                             "data.root": str(synth_root), "data.num_workers": 0, "eval.pad_to": None})
+    cfg = load_config(
+        "voc_mnv2_os16_plus",
+        {
+            "model.width_mult": 0.35,
+            "model.num_classes": 5,
+            "data.root": str(synth_root),
+            "data.num_workers": 0,
+            "eval.pad_to": None,
+        },
+    )
     torch.manual_seed(0)
     path, out = tmp_path / "plus.pth", tmp_path / "eval.json"
     save_checkpoint(path, build_model(cfg).eval(), cfg)
@@ -336,8 +371,12 @@ def test_tradeoff_never_puts_a_decoder_result_on_a_table7_row(tmp_path) -> None:
     files = {
         "plus.json": {"config": "voc_mnv2_os16_plus", "decoder": "deeplabv3plus", "miou": 0.71, "protocol": single},
         # a decoder model evaluated under the Table 7 config's name (--set model.decoder=deeplabv3plus)
-        "voc_mnv2_os16_dec.json": {"config": "voc_mnv2_os16", "decoder": "deeplabv3plus", "miou": 0.99,
-                                   "protocol": single},
+        "voc_mnv2_os16_dec.json": {
+            "config": "voc_mnv2_os16",
+            "decoder": "deeplabv3plus",
+            "miou": 0.99,
+            "protocol": single,
+        },
         "voc_mnv2_os16_aspp_plus_run2.json": {"decoder": "deeplabv3plus", "miou": 72.5},  # by file name
         "plain.json": {"config": "voc_mnv2_os16", "decoder": "none", "miou": 0.70, "protocol": single},
     }
@@ -345,8 +384,7 @@ def test_tradeoff_never_puts_a_decoder_result_on_a_table7_row(tmp_path) -> None:
         (tmp_path / name).write_text(json.dumps(data))
     results, notes = load_results(tmp_path)
     placed = {r.config: r.miou for r in results}
-    assert placed == pytest.approx({"voc_mnv2_os16_plus": 71.0, "voc_mnv2_os16_aspp_plus": 72.5,
-                                    "voc_mnv2_os16": 70.0})
+    assert placed == pytest.approx({"voc_mnv2_os16_plus": 71.0, "voc_mnv2_os16_aspp_plus": 72.5, "voc_mnv2_os16": 70.0})
     assert len(notes) == 1 and "voc_mnv2_os16_dec.json" in notes[0] and "deeplabv3plus decoder" in notes[0]
     table = tradeoff_markdown({c: 5e9 for c in CONFIG_NAMES}, results, {})
     assert "| MNet V2* | 16 |  |  | 2.75B | 5.00B | 75.32 | 70.00 | - |" in table  # the Table 7 row: 70, not 99

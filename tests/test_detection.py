@@ -18,8 +18,9 @@ class BackboneWithFPN(nn.Module):
     def __init__(self, backbone: MobileNetV2, out_channels: int = 64) -> None:
         super().__init__()
         self.body = backbone
-        self.fpn = FeaturePyramidNetwork([i.channels for i in backbone.feature_info], out_channels,
-                                         extra_blocks=LastLevelMaxPool())
+        self.fpn = FeaturePyramidNetwork(
+            [i.channels for i in backbone.feature_info], out_channels, extra_blocks=LastLevelMaxPool()
+        )
         self.out_channels = out_channels
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -28,15 +29,21 @@ class BackboneWithFPN(nn.Module):
 
 def test_faster_rcnn_with_fpn_over_segkit_mobilenetv2() -> None:
     torch.manual_seed(0)
-    backbone = MobileNetV2(width_mult=0.5, output_stride=32, final_conv=False,
-                           out_features=["layer_7", "layer_14", "layer_18"], frozen_stages=0)
+    backbone = MobileNetV2(
+        width_mult=0.5,
+        output_stride=32,
+        final_conv=False,
+        out_features=["layer_7", "layer_14", "layer_18"],
+        frozen_stages=0,
+    )
     names = [i.name for i in backbone.feature_info]
     model = FasterRCNN(
         BackboneWithFPN(backbone),
         num_classes=3,
         rpn_anchor_generator=AnchorGenerator(((16,), (32,), (64,), (128,)), ((0.5, 1.0, 2.0),) * 4),
         box_roi_pool=MultiScaleRoIAlign(names, output_size=7, sampling_ratio=2),
-        min_size=128, max_size=160,
+        min_size=128,
+        max_size=160,
     )
     images = [torch.rand(3, 120, 150), torch.rand(3, 128, 128)]
     targets = [

@@ -33,7 +33,18 @@ from segkit.report import format_report_json
 REPO = Path(__file__).resolve().parents[1]
 VOC_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "voc_sample"
 SIZES = {"img_a": (40, 56), "img_b": (48, 36), "img_c": (33, 47)}  # id -> (H, W)
-JSON_KEYS = {"config", "decoder", "model", "miou", "pixel_acc", "mean_acc", "per_class_iou", "confusion", "num_images", "protocol"}
+JSON_KEYS = {
+    "config",
+    "decoder",
+    "model",
+    "miou",
+    "pixel_acc",
+    "mean_acc",
+    "per_class_iou",
+    "confusion",
+    "num_images",
+    "protocol",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -83,8 +94,9 @@ def voc(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.nd
 def checkpoint(tmp_path_factory: pytest.TempPathFactory, voc: tuple[Path, dict]) -> Path:
     """A randomly initialised width-0.35 model whose config points at the tiny VOC tree."""
     root, _ = voc
-    cfg = load_config("voc_mnv2_os16", {"model.width_mult": 0.35, "data.root": str(root), "data.num_workers": 0,
-                                        "eval.pad_to": None})
+    cfg = load_config(
+        "voc_mnv2_os16", {"model.width_mult": 0.35, "data.root": str(root), "data.num_workers": 0, "eval.pad_to": None}
+    )
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "model.pth"
     save_checkpoint(path, build_model(cfg).eval(), cfg, class_names=list(VOC_CLASSES), palette=VOC_PALETTE[:21])
@@ -151,8 +163,17 @@ def oracle_batches(num_classes: int = 4) -> list[dict[str, Any]]:
 def test_evaluate_perfect_model_streams_into_the_confusion_matrix(tmp_path: Path) -> None:
     model = Oracle(4).train()
     batches = oracle_batches()
-    metrics = evaluate(model, batches, 4, ignore_index=255, progress=False, save_pred_dir=tmp_path,
-                       mean=[0, 0, 0], std=[255, 255, 255], class_names=["bg", "a", "b", "c"])
+    metrics = evaluate(
+        model,
+        batches,
+        4,
+        ignore_index=255,
+        progress=False,
+        save_pred_dir=tmp_path,
+        mean=[0, 0, 0],
+        std=[255, 255, 255],
+        class_names=["bg", "a", "b", "c"],
+    )
     assert metrics.miou == 1.0 and metrics.pixel_acc == 1.0 and metrics.mean_acc == 1.0
     gt = torch.cat([b["mask"].reshape(-1) for b in batches])
     assert np.array_equal(np.diag(metrics.confusion), np.bincount(gt[gt != 255].numpy(), minlength=4))
@@ -219,15 +240,21 @@ def test_evaluate_save_pred_needs_the_normalisation(tmp_path: Path) -> None:
 
 
 def test_error_message_strips_worker_traceback() -> None:
-    text = ("Caught DatasetError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
-            '  File "x.py", line 1\nsegkit.data.base.DatasetError: Cannot read image /a/b.jpg: bad.')
+    text = (
+        "Caught DatasetError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+        '  File "x.py", line 1\nsegkit.data.base.DatasetError: Cannot read image /a/b.jpg: bad.'
+    )
     assert error_message(RuntimeError(text)) == "Cannot read image /a/b.jpg: bad."
     assert error_message(RuntimeError("plain")) == "plain"
 
 
 def test_format_report_json_round_trips_with_one_row_per_line() -> None:
-    report = {"miou": 0.5, "per_class_iou": {"a [1,  2]": None, "b": 0.25}, "confusion": [[1, 2], [3, 4]],
-              "protocol": {"scales": [0.5, 1.0], "flip": False}}
+    report = {
+        "miou": 0.5,
+        "per_class_iou": {"a [1,  2]": None, "b": 0.25},
+        "confusion": [[1, 2], [3, 4]],
+        "protocol": {"scales": [0.5, 1.0], "flip": False},
+    }
     text = format_report_json(report)
     assert json.loads(text) == report
     assert "    [1, 2],\n    [3, 4]\n" in text and '"a [1,  2]"' in text
@@ -238,8 +265,9 @@ def test_format_report_json_round_trips_with_one_row_per_line() -> None:
 # -- tools/test.py ------------------------------------------------------------------------------------
 
 
-def test_tool_test_prints_table_and_writes_json(voc: tuple[Path, dict], checkpoint: Path, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture) -> None:
+def test_tool_test_prints_table_and_writes_json(
+    voc: tuple[Path, dict], checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     _, masks = voc
     out = tmp_path / "sub" / "eval.json"
     rc, stdout, stderr = run_tool(TEST_TOOL, ["--checkpoint", checkpoint, "--json", out], capsys)
@@ -249,13 +277,20 @@ def test_tool_test_prints_table_and_writes_json(voc: tuple[Path, dict], checkpoi
     assert "eval" in stderr  # the progress bar
     report = json.loads(out.read_text())
     check_report(report, masks)
-    assert report["protocol"] == {"scales": [1.0], "flip": False, "resize_longer": None, "pad_to": None,
-                                  "dataset": "voc", "split": "val"}
+    assert report["protocol"] == {
+        "scales": [1.0],
+        "flip": False,
+        "resize_longer": None,
+        "pad_to": None,
+        "dataset": "voc",
+        "split": "val",
+    }
     assert not list(out.parent.glob(".*.tmp"))  # atomic write left nothing behind
 
 
-def test_tool_test_fast_and_another_output_stride(voc: tuple[Path, dict], checkpoint: Path, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture) -> None:
+def test_tool_test_fast_and_another_output_stride(
+    voc: tuple[Path, dict], checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     """--fast (optimize_for_inference) gives the same confusion matrix; --set model.output_stride=8 evaluates
     the same weights at OS8 (the official recipe: train at OS16, evaluate at OS8), which predicts differently."""
     reports, models = {}, {}
@@ -294,15 +329,39 @@ def record_model_inputs(tool: ModuleType, monkeypatch: pytest.MonkeyPatch) -> li
     return shapes
 
 
-def test_tool_test_ms_flip_fixed_input_and_save_pred(voc: tuple[Path, dict], checkpoint: Path, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tool_test_ms_flip_fixed_input_and_save_pred(
+    voc: tuple[Path, dict],
+    checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     root, masks = voc
     shapes = record_model_inputs(TEST_TOOL, monkeypatch)
     out, pred_dir = tmp_path / "eval.json", tmp_path / "pred"
-    argv = ["--checkpoint", checkpoint, "--data-root", root, "--split", "val", "--json", out, "--ms-flip",
-            "--scales", "0.75,1.25", "--resize-longer", "64", "--pad-to", "72", "--save-pred", pred_dir,
-            "--device", "cpu", "--num-workers", "0"]
+    argv = [
+        "--checkpoint",
+        checkpoint,
+        "--data-root",
+        root,
+        "--split",
+        "val",
+        "--json",
+        out,
+        "--ms-flip",
+        "--scales",
+        "0.75,1.25",
+        "--resize-longer",
+        "64",
+        "--pad-to",
+        "72",
+        "--save-pred",
+        pred_dir,
+        "--device",
+        "cpu",
+        "--num-workers",
+        "0",
+    ]
     rc, _, stderr = run_tool(TEST_TOOL, argv, capsys)
     assert rc == 0, stderr
     # Longer side to 64: img_a 40x56 -> 46x64, img_b 48x36 -> 64x48, img_c 33x47 -> 45x64; then scales 0.75
@@ -324,16 +383,31 @@ def test_tool_test_ms_flip_fixed_input_and_save_pred(voc: tuple[Path, dict], che
     assert np.array_equal(cm.sum(axis=0), pred_hist)  # columns = the saved predictions
 
 
-def test_tool_test_bare_state_dict_needs_config(voc: tuple[Path, dict], checkpoint: Path, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture) -> None:
+def test_tool_test_bare_state_dict_needs_config(
+    voc: tuple[Path, dict], checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     root, masks = voc
     bare = tmp_path / "bare.pth"
     torch.save({"module." + k: v for k, v in torch.load(checkpoint, weights_only=True)["model"].items()}, bare)
     rc, _, err = run_tool(TEST_TOOL, ["--checkpoint", bare, "--data-root", root], capsys)
     assert rc == 2 and "--config" in err and "Traceback" not in err
     out = tmp_path / "eval.json"
-    argv = ["--checkpoint", bare, "--config", "voc_mnv2_os16", "--set", "model.width_mult=0.35",
-            "data.num_workers=0", "--data-root", root, "--pad-to", "0", "--json", out, "--no-progress"]
+    argv = [
+        "--checkpoint",
+        bare,
+        "--config",
+        "voc_mnv2_os16",
+        "--set",
+        "model.width_mult=0.35",
+        "data.num_workers=0",
+        "--data-root",
+        root,
+        "--pad-to",
+        "0",
+        "--json",
+        out,
+        "--no-progress",
+    ]
     rc, _, err = run_tool(TEST_TOOL, argv, capsys)
     assert rc == 0, err
     check_report(json.loads(out.read_text()), masks)
@@ -358,8 +432,9 @@ def test_tool_test_errors(checkpoint: Path, capsys: pytest.CaptureFixture, extra
     assert expected in err and err.startswith("error: ") and "Traceback" not in err
 
 
-def test_tool_test_corrupt_checkpoint_and_image(voc: tuple[Path, dict], checkpoint: Path, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture) -> None:
+def test_tool_test_corrupt_checkpoint_and_image(
+    voc: tuple[Path, dict], checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     broken = tmp_path / "broken.pth"
     broken.write_bytes(checkpoint.read_bytes()[:1000])
     rc, _, err = run_tool(TEST_TOOL, ["--checkpoint", broken], capsys)
@@ -372,20 +447,32 @@ def test_tool_test_corrupt_checkpoint_and_image(voc: tuple[Path, dict], checkpoi
     assert rc == 2 and str(bad) in err and "Traceback" not in err
 
 
-def test_tool_test_skips_bad_samples_without_counting_twice(voc: tuple[Path, dict], checkpoint: Path,
-                                                            tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_tool_test_skips_bad_samples_without_counting_twice(
+    voc: tuple[Path, dict], checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     root = tmp_path / "voc"
     shutil.copytree(voc[0], root)
     bad = root / "VOCdevkit" / "VOC2012" / "JPEGImages" / "img_b.jpg"
     bad.write_bytes(b"not a jpeg")
     out = tmp_path / "eval.json"
-    argv = ["--checkpoint", checkpoint, "--data-root", root, "--set", "data.skip_bad_samples=true", "--json", out,
-            "--num-workers", "1", "--no-progress"]  # the bad sample is found in a worker process
+    argv = [
+        "--checkpoint",
+        checkpoint,
+        "--data-root",
+        root,
+        "--set",
+        "data.skip_bad_samples=true",
+        "--json",
+        out,
+        "--num-workers",
+        "1",
+        "--no-progress",
+    ]  # the bad sample is found in a worker process
     rc, _, err = run_tool(TEST_TOOL, argv, capsys)  # the worker's BadSampleWarning stays in the worker
     assert rc == 0, err
     good = {k: v for k, v in voc[1].items() if k != "img_b"}
     check_report(json.loads(out.read_text()), good)  # num_images 2, and img_c not scored twice in its place
-    report = err[err.index("1 bad samples skipped"):]  # at the end, after the metrics
+    report = err[err.index("1 bad samples skipped") :]  # at the end, after the metrics
     assert f"img_b: Cannot read image {bad}" in report and "Scored 2 images" in report
 
     for name in ("img_a", "img_c"):
@@ -430,8 +517,19 @@ def test_tool_test_coco_defaults_to_val2017(checkpoint: Path, tmp_path: Path, ca
     """A VOC checkpoint's val_split ('val') is no COCO split: --dataset coco evaluates val2017."""
     mask = write_coco_val(tmp_path / "coco")
     out = tmp_path / "eval.json"
-    argv = ["--checkpoint", checkpoint, "--dataset", "coco", "--data-root", tmp_path / "coco", "--json", out,
-            "--no-progress", "--device", "cpu"]
+    argv = [
+        "--checkpoint",
+        checkpoint,
+        "--dataset",
+        "coco",
+        "--data-root",
+        tmp_path / "coco",
+        "--json",
+        out,
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
     rc, _, err = run_tool(TEST_TOOL, argv, capsys)
     assert rc == 0, err
     report = json.loads(out.read_text())
@@ -450,13 +548,34 @@ def test_tool_test_cuda_unavailable(checkpoint: Path, capsys: pytest.CaptureFixt
 # -- tools/infer.py -----------------------------------------------------------------------------------
 
 
-def test_tool_infer_file_and_folder(voc: tuple[Path, dict], checkpoint: Path, tmp_path: Path,
-                                    capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tool_infer_file_and_folder(
+    voc: tuple[Path, dict],
+    checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     images = voc[0] / "VOCdevkit" / "VOC2012" / "JPEGImages"
     shapes = record_model_inputs(INFER_TOOL, monkeypatch)
     out = tmp_path / "one"
-    rc, _, err = run_tool(INFER_TOOL, ["--checkpoint", checkpoint, "--input", images / "img_a.jpg", "--output", out,
-                                       "--resize-longer", "64", "--pad-to", "72", "--device", "cpu"], capsys)
+    rc, _, err = run_tool(
+        INFER_TOOL,
+        [
+            "--checkpoint",
+            checkpoint,
+            "--input",
+            images / "img_a.jpg",
+            "--output",
+            out,
+            "--resize-longer",
+            "64",
+            "--pad-to",
+            "72",
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
     assert rc == 0, err
     assert shapes == [(72, 72)]  # 40x56 -> 46x64 -> padded to 72x72
     model, _ = load_eval_model(checkpoint)
@@ -470,8 +589,23 @@ def test_tool_infer_file_and_folder(voc: tuple[Path, dict], checkpoint: Path, tm
     assert png.getpalette()[: 3 * 21] == VOC_PALETTE[:21].reshape(-1).tolist()
     assert Image.open(out / "img_a_overlay.jpg").width > 56  # image + legend
     fast = tmp_path / "fast"
-    rc, _, err = run_tool(INFER_TOOL, ["--checkpoint", checkpoint, "--input", images / "img_a.jpg", "--output", fast,
-                                       "--resize-longer", "64", "--pad-to", "72", "--fast"], capsys)
+    rc, _, err = run_tool(
+        INFER_TOOL,
+        [
+            "--checkpoint",
+            checkpoint,
+            "--input",
+            images / "img_a.jpg",
+            "--output",
+            fast,
+            "--resize-longer",
+            "64",
+            "--pad-to",
+            "72",
+            "--fast",
+        ],
+        capsys,
+    )
     assert rc == 0, err
     assert np.array_equal(np.array(Image.open(fast / "img_a.png")), expected)  # optimized: same label map
 
@@ -482,35 +616,45 @@ def test_tool_infer_file_and_folder(voc: tuple[Path, dict], checkpoint: Path, tm
     (folder / "broken.png").write_bytes(b"\x89PNG garbage")
     (folder / "notes.txt").write_text("not an image")
     out = tmp_path / "many"
-    rc, _, err = run_tool(INFER_TOOL, ["--checkpoint", checkpoint, "--input", folder, "--output", out, "--ms-flip",
-                                       "--scales", "0.5,1"], capsys)
+    rc, _, err = run_tool(
+        INFER_TOOL,
+        ["--checkpoint", checkpoint, "--input", folder, "--output", out, "--ms-flip", "--scales", "0.5,1"],
+        capsys,
+    )
     assert rc == 1  # the corrupt image is skipped, named, and fails the run at the end
     assert str(folder / "broken.png") in err and "skipping" in err
-    assert sorted(p.name for p in out.iterdir()) == ["img_a.png", "img_a_overlay.jpg", "img_c.png",
-                                                     "img_c_overlay.jpg"]
+    assert sorted(p.name for p in out.iterdir()) == ["img_a.png", "img_a_overlay.jpg", "img_c.png", "img_c_overlay.jpg"]
     assert Image.open(out / "img_c.png").size == (47, 33)
     # scales 0.5 and 1, each with its flip: img_a 40x56 -> 20x28, 40x56; img_c 33x47 -> 17x24, 33x47
     assert shapes[2:] == [(20, 28)] * 2 + [(40, 56)] * 2 + [(17, 24)] * 2 + [(33, 47)] * 2  # after 2 single runs
 
 
 def test_tool_infer_errors(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    rc, _, err = run_tool(INFER_TOOL, ["--checkpoint", checkpoint, "--input", tmp_path / "nope.jpg",
-                                       "--output", tmp_path / "o"], capsys)
+    rc, _, err = run_tool(
+        INFER_TOOL, ["--checkpoint", checkpoint, "--input", tmp_path / "nope.jpg", "--output", tmp_path / "o"], capsys
+    )
     assert rc == 2 and "nope.jpg does not exist" in err
-    rc, _, err = run_tool(INFER_TOOL, ["--checkpoint", checkpoint, "--input", tmp_path, "--output", tmp_path / "o"],
-                          capsys)
+    rc, _, err = run_tool(
+        INFER_TOOL, ["--checkpoint", checkpoint, "--input", tmp_path, "--output", tmp_path / "o"], capsys
+    )
     assert rc == 2 and "holds no images" in err
     image = tmp_path / "x.png"
     Image.new("RGB", (20, 20)).save(image)
-    rc, _, err = run_tool(INFER_TOOL, ["--checkpoint", tmp_path / "missing.pth", "--input", image,
-                                       "--output", tmp_path / "o"], capsys)
+    rc, _, err = run_tool(
+        INFER_TOOL, ["--checkpoint", tmp_path / "missing.pth", "--input", image, "--output", tmp_path / "o"], capsys
+    )
     assert rc == 2 and "Checkpoint not found" in err
 
 
 def test_tools_run_as_scripts(tmp_path: Path) -> None:
     """The scripts import segkit from the checkout and exit with status 2 and no traceback on bad input."""
-    proc = subprocess.run([sys.executable, str(REPO / "tools" / "test.py"), "--checkpoint", str(tmp_path / "x.pth")],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "test.py"), "--checkpoint", str(tmp_path / "x.pth")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "Checkpoint not found" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -530,12 +674,30 @@ def test_tool_infer_on_real_voc_sample(shared_data: Path, tmp_path: Path, capsys
     torch.manual_seed(0)
     save_checkpoint(ckpt, build_model(cfg).eval(), cfg, class_names=list(VOC_CLASSES), palette=VOC_PALETTE[:21])
     out = tmp_path / "out"
-    rc, _, err = run_tool(INFER_TOOL, ["--checkpoint", ckpt, "--input", images, "--output", out, "--resize-longer",
-                                       "129", "--pad-to", "129", "--no-progress", "--device", "cpu"], capsys)
+    rc, _, err = run_tool(
+        INFER_TOOL,
+        [
+            "--checkpoint",
+            ckpt,
+            "--input",
+            images,
+            "--output",
+            out,
+            "--resize-longer",
+            "129",
+            "--pad-to",
+            "129",
+            "--no-progress",
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
     assert rc == 0, err
     paths = sorted(images.glob("*.jpg"))
     assert len(paths) > 1 and sorted(p.name for p in out.iterdir()) == sorted(
-        name for p in paths for name in (f"{p.stem}.png", f"{p.stem}_overlay.jpg"))
+        name for p in paths for name in (f"{p.stem}.png", f"{p.stem}_overlay.jpg")
+    )
     for path in paths:
         with Image.open(path) as image, Image.open(out / f"{path.stem}.png") as png:
             assert png.mode == "P" and png.size == image.size and np.array(png).max() < 21
@@ -549,8 +711,22 @@ def test_tool_test_on_real_voc_sample(tmp_path: Path, capsys: pytest.CaptureFixt
     torch.manual_seed(0)
     save_checkpoint(ckpt, build_model(cfg).eval(), cfg, class_names=list(VOC_CLASSES), palette=VOC_PALETTE[:21])
     out, pred_dir = tmp_path / "eval.json", tmp_path / "pred"
-    argv = ["--checkpoint", ckpt, "--data-root", VOC_SAMPLE, "--json", out, "--num-workers", "0",
-            "--resize-longer", "257", "--pad-to", "257", "--save-pred", pred_dir]
+    argv = [
+        "--checkpoint",
+        ckpt,
+        "--data-root",
+        VOC_SAMPLE,
+        "--json",
+        out,
+        "--num-workers",
+        "0",
+        "--resize-longer",
+        "257",
+        "--pad-to",
+        "257",
+        "--save-pred",
+        pred_dir,
+    ]
     rc, stdout, err = run_tool(TEST_TOOL, argv, capsys)
     assert rc == 0, err
     mask_dir = VOC_SAMPLE / "VOCdevkit" / "VOC2012" / "SegmentationClass"
@@ -570,37 +746,88 @@ def test_tools_refuse_scales_outside_the_range(checkpoint: Path, capsys: pytest.
     """Before: ``--scales inf`` / ``1e9`` gave tracebacks and ``--scales 100 --pad-to 0`` was killed for memory."""
     for tool in (TEST_TOOL, INFER_TOOL):
         with pytest.raises(SystemExit) as info:
-            tool.main(["--checkpoint", str(checkpoint), "--input", "x", "--output", "y", "--ms-flip", "--scales",
-                       scales, "--pad-to", "0"] if tool is INFER_TOOL else
-                      ["--checkpoint", str(checkpoint), "--ms-flip", "--scales", scales, "--pad-to", "0"])
+            tool.main(
+                [
+                    "--checkpoint",
+                    str(checkpoint),
+                    "--input",
+                    "x",
+                    "--output",
+                    "y",
+                    "--ms-flip",
+                    "--scales",
+                    scales,
+                    "--pad-to",
+                    "0",
+                ]
+                if tool is INFER_TOOL
+                else ["--checkpoint", str(checkpoint), "--ms-flip", "--scales", scales, "--pad-to", "0"]
+            )
         err = capsys.readouterr().err
         assert info.value.code == 2 and "expected comma-separated factors in [0.125, 4.0]" in err
         assert "Traceback" not in err
 
 
-def test_tools_refuse_a_pass_over_the_pixel_budget(voc: tuple[Path, dict], checkpoint: Path, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture) -> None:
+def test_tools_refuse_a_pass_over_the_pixel_budget(
+    voc: tuple[Path, dict], checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     image = voc[0] / "VOCdevkit" / "VOC2012" / "JPEGImages" / "img_a.jpg"  # 40x56 = 2,240 pixels
-    rc, _, err = run_tool(INFER_TOOL, ["--checkpoint", checkpoint, "--input", image, "--output", tmp_path / "o",
-                                       "--max-pixels", "2000", "--no-progress"], capsys)
+    rc, _, err = run_tool(
+        INFER_TOOL,
+        [
+            "--checkpoint",
+            checkpoint,
+            "--input",
+            image,
+            "--output",
+            tmp_path / "o",
+            "--max-pixels",
+            "2000",
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("error: a forward pass of 1 x 40x56 = 2,240 pixels exceeds the budget of 2,000")
     assert "--slide" in err and "--resize-longer" in err
-    rc, _, err = run_tool(TEST_TOOL, ["--checkpoint", checkpoint, "--set", "eval.scales=[3.0]", "--max-pixels",
-                                      "5000", "--no-progress"], capsys)
+    rc, _, err = run_tool(
+        TEST_TOOL,
+        ["--checkpoint", checkpoint, "--set", "eval.scales=[3.0]", "--max-pixels", "5000", "--no-progress"],
+        capsys,
+    )
     assert rc == 2 and "Traceback" not in err and err.count("error: ") == 1
     assert err.splitlines()[-1].startswith("error: a forward pass of 1 x 120x168") and "budget of 5,000" in err
     # The sliding window keeps every pass within the budget.
-    rc, _, err = run_tool(INFER_TOOL, ["--checkpoint", checkpoint, "--input", image, "--output", tmp_path / "o",
-                                       "--max-pixels", "2000", "--slide", "32", "16"], capsys)
+    rc, _, err = run_tool(
+        INFER_TOOL,
+        [
+            "--checkpoint",
+            checkpoint,
+            "--input",
+            image,
+            "--output",
+            tmp_path / "o",
+            "--max-pixels",
+            "2000",
+            "--slide",
+            "32",
+            "16",
+        ],
+        capsys,
+    )
     assert rc == 0, err
 
 
-def test_tool_test_slide_matches_whole_image_where_it_fits(checkpoint: Path, tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture) -> None:
+def test_tool_test_slide_matches_whole_image_where_it_fits(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     reports = {}
-    for name, extra in (("whole", []), ("fits", ["--slide", "64", "32"]), ("windows", ["--slide", "32", "16"]),
-                        ("off", ["--slide", "0", "0"])):
+    for name, extra in (
+        ("whole", []),
+        ("fits", ["--slide", "64", "32"]),
+        ("windows", ["--slide", "32", "16"]),
+        ("off", ["--slide", "0", "0"]),
+    ):
         out = tmp_path / f"{name}.json"
         rc, _, err = run_tool(TEST_TOOL, ["--checkpoint", checkpoint, "--json", out, "--no-progress", *extra], capsys)
         assert rc == 0, err
@@ -611,9 +838,9 @@ def test_tool_test_slide_matches_whole_image_where_it_fits(checkpoint: Path, tmp
     assert np.array(reports["windows"]["confusion"]).sum() == np.array(reports["whole"]["confusion"]).sum()
 
 
-def test_tool_test_resolves_and_reports_a_relative_data_root(voc: tuple[Path, dict], tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tool_test_resolves_and_reports_a_relative_data_root(
+    voc: tuple[Path, dict], tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A checkpoint whose data.root is relative: the tool says which folder it reads (from the current one)."""
     root, _ = voc
     cfg = load_config("voc_mnv2_os16", {"model.width_mult": 0.35, "data.root": root.name, "data.num_workers": 0})

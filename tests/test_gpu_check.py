@@ -32,8 +32,20 @@ def _results(out: Path) -> dict[str, dict]:
 def test_dry_run_stages_write_results_and_skip_cuda_with_a_reason(tmp_path):
     gc = _load()
     out = tmp_path / "out"
-    rc = gc.main(["--dry-run", "--out", str(out), "--data-dir", str(tmp_path / "data"),
-                  "--stage", "cuda_tests", "training", "dataloader", "compile"])
+    rc = gc.main(
+        [
+            "--dry-run",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--stage",
+            "cuda_tests",
+            "training",
+            "dataloader",
+            "compile",
+        ]
+    )
     results = _results(out)
     assert set(results) == {"env", "cuda_tests", "training", "dataloader", "compile"}  # env always runs first
     assert rc == 0, results
@@ -65,8 +77,19 @@ def test_missing_package_message_names_the_wheels_fix(tmp_path, monkeypatch):
 def test_dry_run_training_stages(tmp_path):
     gc = _load()
     out = tmp_path / "out"
-    rc = gc.main(["--dry-run", "--out", str(out), "--data-dir", str(tmp_path / "data"),
-                  "--stage", "ddp_syncbn", "resume", "throughput"])
+    rc = gc.main(
+        [
+            "--dry-run",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--stage",
+            "ddp_syncbn",
+            "resume",
+            "throughput",
+        ]
+    )
     results = _results(out)
     assert rc == 0, {k: (v["status"], v.get("reason")) for k, v in results.items()}
     assert results["data"]["status"] == "ok"

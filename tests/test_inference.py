@@ -258,7 +258,9 @@ def test_invalid_image_and_model_output() -> None:
         predict(Shrinks(), torch.randn(1, 3, 8, 8))
 
 
-@pytest.mark.parametrize(("mean", "std"), [([123.675, 116.28, 103.53], [58.395, 57.12, 57.375]), ([127.5] * 3, [127.5] * 3)])
+@pytest.mark.parametrize(
+    ("mean", "std"), [([123.675, 116.28, 103.53], [58.395, 57.12, 57.375]), ([127.5] * 3, [127.5] * 3)]
+)
 def test_normalize_denormalize_roundtrip(mean: list[float], std: list[float]) -> None:
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, size=(7, 9, 3), dtype=np.uint8)
@@ -349,11 +351,14 @@ def test_slide_gives_the_whole_image_result() -> None:
     assert len(point.shapes) == 1 + len(slide_windows((97, 130), 40, 25)) and point.shapes[-1][-2:] == (40, 40)
     torch.testing.assert_close(slid, whole, rtol=1e-5, atol=1e-5)
     for kwargs in ({}, {"scales": (0.75, 1.25), "flip": True}, {"resize_longer": 80, "pad_to": 48}):
-        assert torch.equal(predict(point, big, (97, 130), slide=(40, 25), **kwargs),
-                           predict(point, big, (97, 130), **kwargs))
+        assert torch.equal(
+            predict(point, big, (97, 130), slide=(40, 25), **kwargs), predict(point, big, (97, 130), **kwargs)
+        )
 
 
-@pytest.mark.parametrize("size,target", [((5, 7), (13, 29)), ((40, 30), (17, 11)), ((8, 8), (8, 8)), ((3, 9), (300, 2))])
+@pytest.mark.parametrize(
+    "size,target", [((5, 7), (13, 29)), ((40, 30), (17, 11)), ((8, 8), (8, 8)), ((3, 9), (300, 2))]
+)
 def test_resize_label_is_nearest_exact_without_float_copies(size: tuple[int, int], target: tuple[int, int]) -> None:
     label = torch.randint(0, 21, (2, *size), dtype=torch.uint8)
     expected = F.interpolate(label[:, None].float(), size=target, mode="nearest-exact")[:, 0].to(torch.uint8)

@@ -42,15 +42,20 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
     data = good.read_bytes()
     files = {name: tmp_path / f"{name}.pth" for name in ("truncated", "random", "pickled", "empty")}
     files["truncated"].write_bytes(data[: len(data) // 2])
-    files["random"].write_bytes(bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(1))
-                                      .to(torch.uint8).tolist()))
+    files["random"].write_bytes(
+        bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(1)).to(torch.uint8).tolist())
+    )
     torch.save({"w": os.getcwd}, files["pickled"])
     files["empty"].write_bytes(b"")
     return files
 
 
-EXPECTED = {"truncated": "truncated or damaged", "random": "not a PyTorch file", "pickled": "pickle holding Python "
-            "objects (posix.getcwd)", "empty": "the file is empty"}
+EXPECTED = {
+    "truncated": "truncated or damaged",
+    "random": "not a PyTorch file",
+    "pickled": "pickle holding Python objects (posix.getcwd)",
+    "empty": "the file is empty",
+}
 
 
 @pytest.mark.parametrize("kind", list(EXPECTED))
@@ -120,7 +125,7 @@ def test_load_model_segmentor_classifier_and_bare(tmp_path: Path, cfg: segkit.Co
 
 def test_bare_state_dict_unwraps_once() -> None:
     w = torch.ones(2)
-    assert bare_state_dict({"model": {"module.a": w, "module.b": w}}) .keys() == {"a", "b"}
+    assert bare_state_dict({"model": {"module.a": w, "module.b": w}}).keys() == {"a", "b"}
     with pytest.raises(CheckpointError, match="neither a segkit checkpoint nor a state dict"):
         bare_state_dict({"a": 1})
 

@@ -118,10 +118,19 @@ def test_table_and_json():
     sparse = cm.compute()
     assert "(absent)" in format_metrics_table(sparse, ["a", "b", "c"]).splitlines()[4]
     sparse.num_images = 2
-    data = metrics_to_json(sparse, ["a", "b", "c"], protocol={"scales": [1.0]}, config="voc_mnv2_os16",
-                           decoder="none")
-    assert set(data) == {"config", "decoder", "model", "miou", "pixel_acc", "mean_acc", "per_class_iou",
-                         "confusion", "num_images", "protocol"}
+    data = metrics_to_json(sparse, ["a", "b", "c"], protocol={"scales": [1.0]}, config="voc_mnv2_os16", decoder="none")
+    assert set(data) == {
+        "config",
+        "decoder",
+        "model",
+        "miou",
+        "pixel_acc",
+        "mean_acc",
+        "per_class_iou",
+        "confusion",
+        "num_images",
+        "protocol",
+    }
     assert data["model"] is None  # segkit test passes the architecture fields (REPORT_MODEL_FIELDS)
     assert data["config"] == "voc_mnv2_os16" and data["decoder"] == "none"
     assert data["per_class_iou"] == {"a": 1.0, "b": 1.0, "c": None}

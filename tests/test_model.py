@@ -14,8 +14,12 @@ from segkit.models.heads import DeepLabV3Head, FCNHead
 
 @pytest.mark.parametrize(
     ("name", "params", "paper"),
-    [("voc_mnv2_os16", 2_113_557, 2.11e6), ("voc_mnv2_os8", 2_113_557, 2.11e6),
-     ("voc_mnv2_os16_aspp", 4_523_541, 4.52e6), ("voc_mnv2_os8_aspp", 4_523_541, 4.52e6)],
+    [
+        ("voc_mnv2_os16", 2_113_557, 2.11e6),
+        ("voc_mnv2_os8", 2_113_557, 2.11e6),
+        ("voc_mnv2_os16_aspp", 4_523_541, 4.52e6),
+        ("voc_mnv2_os8_aspp", 4_523_541, 4.52e6),
+    ],
 )
 def test_parameter_counts_match_the_paper(name: str, params: int, paper: float) -> None:
     model = segkit.build_model(segkit.load_config(name))
@@ -47,8 +51,9 @@ def test_light_head_layout_matches_official() -> None:
 
 
 def test_norm_eval_freezes_every_bn_of_the_segmentor() -> None:
-    model = segkit.build_model(segkit.load_config("voc_mnv2_os16", ["model.width_mult=0.35", "model.norm_eval=true",
-                                                                    "model.aux_head=true"])).train()
+    model = segkit.build_model(
+        segkit.load_config("voc_mnv2_os16", ["model.width_mult=0.35", "model.norm_eval=true", "model.aux_head=true"])
+    ).train()
     bns = {n: m for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
     assert any(n.startswith("head.") for n in bns) and any(n.startswith("aux_head.") for n in bns)
     stats = {n: m.running_mean.clone() for n, m in bns.items()}
@@ -105,7 +110,9 @@ def test_align_corners_is_configurable() -> None:
 
 def test_segmentor_rejects_unknown_feature_names() -> None:
     backbone = MobileNetV2(final_conv=False, out_features=["layer_18"])
-    with pytest.raises(ValueError, match=r"head_in='layer_19' is not a feature the backbone returns; it returns \['layer_18'\]"):
+    with pytest.raises(
+        ValueError, match=r"head_in='layer_19' is not a feature the backbone returns; it returns \['layer_18'\]"
+    ):
         Segmentor(backbone, DeepLabV3Head(320, 21), head_in="layer_19")
 
 

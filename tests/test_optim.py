@@ -60,8 +60,9 @@ def test_param_groups_follow_the_official_recipe() -> None:
 
 def test_decay_switches() -> None:
     model = nn.Sequential(nn.Conv2d(4, 4, 3, groups=4, bias=True), nn.BatchNorm2d(4))
-    groups = build_param_groups(model, TrainConfig(weight_decay=1e-4, decay_depthwise=True, decay_norm=True,
-                                                   decay_bias=True, bias_lr_mult=1.0))
+    groups = build_param_groups(
+        model, TrainConfig(weight_decay=1e-4, decay_depthwise=True, decay_norm=True, decay_bias=True, bias_lr_mult=1.0)
+    )
     assert len(groups) == 1 and groups[0]["weight_decay"] == 1e-4
     frozen = nn.Conv2d(3, 3, 1)
     frozen.weight.requires_grad_(False)

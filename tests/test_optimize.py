@@ -29,11 +29,14 @@ def _num_bn(model: nn.Module) -> int:
     return sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
 
 
-@pytest.mark.parametrize("name, overrides", [
-    ("voc_mnv2_os16", []),
-    ("voc_mnv2_os8_aspp", ["model.tf_same_padding=true"]),
-    ("voc_mnv1_os16_aspp", []),
-])
+@pytest.mark.parametrize(
+    "name, overrides",
+    [
+        ("voc_mnv2_os16", []),
+        ("voc_mnv2_os8_aspp", ["model.tf_same_padding=true"]),
+        ("voc_mnv1_os16_aspp", []),
+    ],
+)
 def test_optimized_predictions_equal_eval(name, overrides):
     torch.manual_seed(0)
     model = _randomize_bn(build_model(load_config(name, overrides)))
@@ -50,8 +53,9 @@ def test_optimized_predictions_equal_eval(name, overrides):
 
 def test_fold_batchnorm_attribute_pairs_resnet():
     # Bottleneck's conv1/bn1 are attributes, not Sequential neighbours: found on the fx graph.
-    model = _randomize_bn(ResNet((("block1", 4, 2, 2), ("block2", 8, 2, 1)), stem_channels=(8, 8, 16),
-                                 multi_grid=(1, 2)))
+    model = _randomize_bn(
+        ResNet((("block1", 4, 2, 2), ("block2", 8, 2, 1)), stem_channels=(8, 8, 16), multi_grid=(1, 2))
+    )
     x = torch.randn(1, 3, 37, 37)
     with torch.no_grad():
         ref = model(x)["block2"]
@@ -106,8 +110,29 @@ def test_inference_benchmark_smoke(tmp_path, capsys):
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     out = tmp_path / "inference.json"
-    assert module.main(["--size", "65", "--passes", "1", "--warmup", "0", "--throughput-passes", "1", "--batch", "2",
-                        "--no-memory", "--fast", "--models", "tv_lraspp_mobilenet_v3_large", "--json", str(out)]) == 0
+    assert (
+        module.main(
+            [
+                "--size",
+                "65",
+                "--passes",
+                "1",
+                "--warmup",
+                "0",
+                "--throughput-passes",
+                "1",
+                "--batch",
+                "2",
+                "--no-memory",
+                "--fast",
+                "--models",
+                "tv_lraspp_mobilenet_v3_large",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = {r["model"]: r for r in json.loads(out.read_text())["rows"]}
     assert set(rows) == {"voc_mnv2_os16", "voc_mnv2_os16 (eval)", "tv_lraspp_mobilenet_v3_large"}
     assert rows["voc_mnv2_os16"]["optimized"] and rows["voc_mnv2_os16"]["ratio_to_segkit_os16"] == 1.0
@@ -134,8 +159,22 @@ def test_training_benchmark_smoke_with_memory(tmp_path, capsys):
 
     out = tmp_path / "training.json"
     module = _load_benchmark("training")
-    assert module.main(["--quick", "--size", "33", "--memory", "--models", "voc_mnv2_os16",
-                        "tv_lraspp_mobilenet_v3_large", "--json", str(out)]) == 0
+    assert (
+        module.main(
+            [
+                "--quick",
+                "--size",
+                "33",
+                "--memory",
+                "--models",
+                "voc_mnv2_os16",
+                "tv_lraspp_mobilenet_v3_large",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = {r["model"]: r for r in json.loads(out.read_text())["rows"]}
     assert set(rows) == {"voc_mnv2_os16", "tv_lraspp_mobilenet_v3_large"}
     for row in rows.values():

@@ -40,9 +40,19 @@ def test_few_iterations_reduce_the_loss(tmp_path, tiny_cfg) -> None:
     # A 4-image set, batch 4, no scaling/flip/cropping: the same batch every step, so the loss must fall clearly.
     root = tmp_path / "four"
     generate_synthetic_voc(root, num_train=4, num_val=2, image_size=64, seed=1)
-    cfg = tiny_cfg(root, iterations=12, **{"data.synthetic_num_train": 4, "data.synthetic_num_val": 2,
-                                           "data.crop_size": 64, "data.scale_min": 1.0, "data.scale_max": 1.0,
-                                           "data.hflip": False, "train.lr": 0.05})
+    cfg = tiny_cfg(
+        root,
+        iterations=12,
+        **{
+            "data.synthetic_num_train": 4,
+            "data.synthetic_num_val": 2,
+            "data.crop_size": 64,
+            "data.scale_min": 1.0,
+            "data.scale_max": 1.0,
+            "data.hflip": False,
+            "train.lr": 0.05,
+        },
+    )
     result = train(cfg, work_dir=tmp_path / "run", progress=False)
     losses = [r["loss"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "train"]
     assert len(losses) == 12
@@ -124,8 +134,12 @@ def test_nan_loss_stops_without_overwriting(synth_root, tmp_path, monkeypatch, t
 
     monkeypatch.setattr(SegmentationLoss, "forward", nan_on_second)
     with pytest.raises(TrainingDiverged, match=r"loss is nan at iteration 4.*last good checkpoint: .*latest.pth"):
-        train(tiny_cfg(synth_root, iterations=6, **{"train.ckpt_interval": 1}), work_dir=tmp_path, resume=True,
-              progress=False)
+        train(
+            tiny_cfg(synth_root, iterations=6, **{"train.ckpt_interval": 1}),
+            work_dir=tmp_path,
+            resume=True,
+            progress=False,
+        )
     assert load_checkpoint(tmp_path / "latest.pth")["iteration"] == 3  # iteration 3 saved, 4 never applied
     assert (tmp_path / "latest.pth").read_bytes() != good
 
@@ -171,9 +185,22 @@ def test_init_weights_from_torchvision_and_segkit(synth_root, tmp_path, capsys, 
 
 
 def test_voc_config_without_data_points_to_prepare_and_demo(tmp_path) -> None:
-    proc = subprocess.run([sys.executable, "tools/train.py", "--config", "voc_mnv2_os16", "--data-root",
-                           str(tmp_path / "nowhere"), "--work-dir", str(tmp_path / "w")],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "tools/train.py",
+            "--config",
+            "voc_mnv2_os16",
+            "--data-root",
+            str(tmp_path / "nowhere"),
+            "--work-dir",
+            str(tmp_path / "w"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "prepare_data.py" in proc.stderr and "demo_mnv2_os16" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -182,8 +209,17 @@ def test_voc_config_without_data_points_to_prepare_and_demo(tmp_path) -> None:
 
 def test_sigterm_saves_and_says_how_to_resume(synth_root, tmp_path, tiny_overrides) -> None:
     work = tmp_path / "w"
-    cmd = [sys.executable, "tools/train.py", "--config", "demo_mnv2_os16", "--work-dir", str(work), "--no-progress",
-           "--set", *tiny_overrides(synth_root, iterations=100000)]
+    cmd = [
+        sys.executable,
+        "tools/train.py",
+        "--config",
+        "demo_mnv2_os16",
+        "--work-dir",
+        str(work),
+        "--no-progress",
+        "--set",
+        *tiny_overrides(synth_root, iterations=100000),
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -232,8 +268,11 @@ def test_metrics_log_is_fresh_per_run_and_trimmed_on_resume(synth_root, tmp_path
 
 
 def test_best_checkpoint_is_the_best_validation_miou(synth_root, tmp_path, tiny_cfg) -> None:
-    train(tiny_cfg(synth_root, iterations=4, **{"train.val_interval": 1, "train.lr": 0.05}), work_dir=tmp_path,
-          progress=False)
+    train(
+        tiny_cfg(synth_root, iterations=4, **{"train.val_interval": 1, "train.lr": 0.05}),
+        work_dir=tmp_path,
+        progress=False,
+    )
     vals = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if r["kind"] == "val"]
     assert [r["iter"] for r in vals] == [1, 2, 3, 4]
     best = max(vals, key=lambda r: r["miou"])
@@ -282,8 +321,13 @@ def test_small_batch_bn_warning(synth_root, tmp_path, tiny_cfg) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # norm_eval keeps BN statistics fixed: no warning
-        build_training(tiny_cfg(synth_root, **{"model.norm_eval": True}), tmp_path, torch.device("cpu"), DistInfo(),
-                       log=lambda m: None)
+        build_training(
+            tiny_cfg(synth_root, **{"model.norm_eval": True}),
+            tmp_path,
+            torch.device("cpu"),
+            DistInfo(),
+            log=lambda m: None,
+        )
 
 
 def test_checkpoint_with_another_class_count_is_a_clear_error(synth_root, tmp_path, tiny_cfg) -> None:
@@ -291,6 +335,9 @@ def test_checkpoint_with_another_class_count_is_a_clear_error(synth_root, tmp_pa
 
     train(tiny_cfg(synth_root, iterations=1), work_dir=tmp_path, progress=False)
     cfg = tiny_cfg(synth_root, **{"model.num_classes": 3})
-    with pytest.raises(CheckpointError, match=r"head.classifier.weight: checkpoint \(5, 256, 1, 1\) vs model "
-                                              r"\(3, 256, 1, 1\).*model.num_classes: checkpoint 5 vs config 3"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"head.classifier.weight: checkpoint \(5, 256, 1, 1\) vs model "
+        r"\(3, 256, 1, 1\).*model.num_classes: checkpoint 5 vs config 3",
+    ):
         load_weights(segkit.build_model(cfg), load_checkpoint(tmp_path / "latest.pth"), cfg)

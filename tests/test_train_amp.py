@@ -15,8 +15,12 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA-only
 
 
 def test_amp_on_cpu_trains_in_float32_and_says_so(synth_root, tmp_path, capsys, tiny_cfg) -> None:
-    train(tiny_cfg(synth_root, iterations=1, **{"train.amp": "bf16", "train.channels_last": True}), work_dir=tmp_path,
-          device="cpu", progress=False)
+    train(
+        tiny_cfg(synth_root, iterations=1, **{"train.amp": "bf16", "train.channels_last": True}),
+        work_dir=tmp_path,
+        device="cpu",
+        progress=False,
+    )
     assert "train.amp=bf16 applies to CUDA only; training in float32 on cpu" in capsys.readouterr().out
     setup = next(r for r in read_jsonl(tmp_path / "metrics.jsonl") if r["kind"] == "setup")
     assert setup["amp"] == "none"

@@ -23,8 +23,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _cli(args: list[str], cwd: Path = REPO, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "tools" / "train.py"), *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300, **kwargs)
+    return subprocess.run(
+        [sys.executable, str(REPO / "tools" / "train.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kwargs,
+    )
 
 
 def _wait_for_train_records(jsonl: Path, count: int, proc: subprocess.Popen, timeout: float = 180) -> None:
@@ -64,8 +70,15 @@ def test_second_fresh_run_into_a_work_dir_is_refused_unless_overwrite(synth_root
 
 
 def test_cli_refusal_is_one_line_and_repeated_overwrite_runs_succeed(synth_root, tmp_path, tiny_overrides) -> None:
-    args = ["--config", "demo_mnv2_os16", "--work-dir", str(tmp_path / "w"), "--no-progress",
-            "--set", *tiny_overrides(synth_root, iterations=1)]
+    args = [
+        "--config",
+        "demo_mnv2_os16",
+        "--work-dir",
+        str(tmp_path / "w"),
+        "--no-progress",
+        "--set",
+        *tiny_overrides(synth_root, iterations=1),
+    ]
     assert _cli(args).returncode == 0
     refused = _cli(args)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
@@ -78,13 +91,41 @@ def test_cli_refusal_is_one_line_and_repeated_overwrite_runs_succeed(synth_root,
 
 def test_concurrent_run_is_refused_naming_the_holder(synth_root, tmp_path, tiny_overrides) -> None:
     work = tmp_path / "w"
-    first = subprocess.Popen([sys.executable, "tools/train.py", "--config", "demo_mnv2_os16", "--work-dir", str(work),
-                              "--no-progress", "--seed", "1", "--set", *tiny_overrides(synth_root, iterations=100000)],
-                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "tools/train.py",
+            "--config",
+            "demo_mnv2_os16",
+            "--work-dir",
+            str(work),
+            "--no-progress",
+            "--seed",
+            "1",
+            "--set",
+            *tiny_overrides(synth_root, iterations=100000),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         _wait_for_train_records(work / "metrics.jsonl", 1, first)
-        second = _cli(["--config", "demo_mnv2_os16", "--work-dir", str(work), "--no-progress", "--seed", "2",
-                       "--overwrite", "--set", *tiny_overrides(synth_root, iterations=2)])
+        second = _cli(
+            [
+                "--config",
+                "demo_mnv2_os16",
+                "--work-dir",
+                str(work),
+                "--no-progress",
+                "--seed",
+                "2",
+                "--overwrite",
+                "--set",
+                *tiny_overrides(synth_root, iterations=2),
+            ]
+        )
         assert second.returncode == 2 and "Traceback" not in second.stderr
         assert f"in use by another run (pid {first.pid}" in second.stderr
         assert "seed: 1" in (work / "config.yaml").read_text()  # the first run's config stays
@@ -95,8 +136,10 @@ def test_concurrent_run_is_refused_naming_the_holder(synth_root, tmp_path, tiny_
 
 
 def test_lock_of_a_killed_run_is_taken_over(tmp_path) -> None:
-    code = (f"import time; from pathlib import Path; from segkit.engine.workdir import WorkDirLock; "
-            f"lock = WorkDirLock(Path({str(tmp_path)!r})); lock.acquire(); print('held', flush=True); time.sleep(60)")
+    code = (
+        f"import time; from pathlib import Path; from segkit.engine.workdir import WorkDirLock; "
+        f"lock = WorkDirLock(Path({str(tmp_path)!r})); lock.acquire(); print('held', flush=True); time.sleep(60)"
+    )
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
     with pytest.raises(WorkDirError, match=rf"in use by another run \(pid {holder.pid} on "):
@@ -110,12 +153,22 @@ def test_lock_of_a_killed_run_is_taken_over(tmp_path) -> None:
     assert WorkDirLock(tmp_path).acquire() is None  # released normally: nothing to take over
 
 
-def test_unwritable_work_dir_is_refused_before_training(synth_root, tmp_path, tiny_cfg, tiny_overrides,
-                                                       monkeypatch) -> None:
+def test_unwritable_work_dir_is_refused_before_training(
+    synth_root, tmp_path, tiny_cfg, tiny_overrides, monkeypatch
+) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    proc = _cli(["--config", "demo_mnv2_os16", "--work-dir", str(blocker / "w"), "--no-progress",
-                 "--set", *tiny_overrides(synth_root, iterations=1)])
+    proc = _cli(
+        [
+            "--config",
+            "demo_mnv2_os16",
+            "--work-dir",
+            str(blocker / "w"),
+            "--no-progress",
+            "--set",
+            *tiny_overrides(synth_root, iterations=1),
+        ]
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert f"error: work dir {blocker / 'w'} cannot be written" in proc.stderr
     # a folder without write permission (chmod does not stop root, so the probe write is made to fail)
@@ -157,14 +210,26 @@ def test_batch_size_one_with_training_bn_is_refused_in_one_line(synth_root, tmp_
             train(tiny_cfg(synth_root, iterations=1, **extra), work_dir=tmp_path / "a", progress=False)
     assert not (tmp_path / "a").exists()
     # with BN statistics fixed, batch 1 trains
-    result = train(tiny_cfg(synth_root, iterations=2, **{"train.batch_size": 1, "model.norm_eval": True}),
-                   work_dir=tmp_path / "b", progress=False)
+    result = train(
+        tiny_cfg(synth_root, iterations=2, **{"train.batch_size": 1, "model.norm_eval": True}),
+        work_dir=tmp_path / "b",
+        progress=False,
+    )
     assert result["iteration"] == 2
 
 
 def test_bn_warning_is_one_line_without_source(synth_root, tmp_path, tiny_overrides) -> None:
-    proc = _cli(["--config", "demo_mnv2_os16", "--work-dir", str(tmp_path), "--no-progress",
-                 "--set", *tiny_overrides(synth_root, iterations=1)])
+    proc = _cli(
+        [
+            "--config",
+            "demo_mnv2_os16",
+            "--work-dir",
+            str(tmp_path),
+            "--no-progress",
+            "--set",
+            *tiny_overrides(synth_root, iterations=1),
+        ]
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.splitlines()
     warned = [i for i, line in enumerate(lines) if "BatchNorm is trained with 4 images" in line]
@@ -177,8 +242,11 @@ def test_bad_first_validation_image_is_skipped_in_the_pictures(tmp_path, tiny_cf
     generate_synthetic_voc(root, num_train=16, num_val=4, image_size=64, seed=0)
     image = root / "VOCdevkit" / "VOC2012" / "JPEGImages" / "val_00000.jpg"
     image.write_bytes(image.read_bytes()[:200])  # truncated JPEG
-    cfg = tiny_cfg(root, iterations=2, **{"data.skip_bad_samples": True, "data.train_split": "val",
-                                          "train.batch_size": 2, "train.val_interval": 1})
+    cfg = tiny_cfg(
+        root,
+        iterations=2,
+        **{"data.skip_bad_samples": True, "data.train_split": "val", "train.batch_size": 2, "train.val_interval": 1},
+    )
     with pytest.warns(UserWarning):
         result = train(cfg, work_dir=tmp_path / "w", progress=False)
     assert result["iteration"] == 2 and (tmp_path / "w" / "best.pth").is_file()
@@ -196,8 +264,18 @@ def test_resume_before_any_validation_says_none_yet(synth_root, tmp_path, tiny_c
 def test_relative_data_root_is_resolved_and_reported(synth_root, tmp_path, tiny_overrides) -> None:
     link = tmp_path / "synthetic"
     link.symlink_to(synth_root)
-    proc = _cli(["--config", "demo_mnv2_os16", "--work-dir", "w", "--no-progress",
-                 "--set", *tiny_overrides(Path("synthetic"), iterations=1)], cwd=tmp_path)
+    proc = _cli(
+        [
+            "--config",
+            "demo_mnv2_os16",
+            "--work-dir",
+            "w",
+            "--no-progress",
+            "--set",
+            *tiny_overrides(Path("synthetic"), iterations=1),
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"data.root 'synthetic' is relative: reading {link.resolve()}" in proc.stdout
     saved = load_checkpoint(tmp_path / "w" / "latest.pth")["config"]["data"]["root"]
@@ -208,8 +286,9 @@ def test_relative_data_root_is_resolved_and_reported(synth_root, tmp_path, tiny_
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
-def test_train_step_makes_no_host_synchronisation_and_skips_non_finite_steps(synth_root, tmp_path, tiny_cfg,
-                                                                             monkeypatch, optimizer) -> None:
+def test_train_step_makes_no_host_synchronisation_and_skips_non_finite_steps(
+    synth_root, tmp_path, tiny_cfg, monkeypatch, optimizer
+) -> None:
     cfg = tiny_cfg(synth_root, **{"train.grad_accum": 2, "train.optimizer": optimizer})
     tr = build_training(cfg, tmp_path, torch.device("cpu"), DistInfo(), log=lambda m: None)
 
@@ -221,8 +300,9 @@ def test_train_step_makes_no_host_synchronisation_and_skips_non_finite_steps(syn
     calls: list[str] = []
     for name in ("item", "tolist", "__bool__", "__float__", "__int__", "__index__", "numpy", "cpu"):
         original = getattr(torch.Tensor, name)
-        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _o=original, _n=name, **k: (calls.append(_n),
-                                                                                                 _o(self, *a, **k))[1])
+        monkeypatch.setattr(
+            torch.Tensor, name, lambda self, *a, _o=original, _n=name, **k: (calls.append(_n), _o(self, *a, **k))[1]
+        )
     for _ in range(3):
         train_step(tr, stream)
     assert calls == [], calls  # nothing in the hot loop waits for the device
@@ -232,11 +312,11 @@ def test_train_step_makes_no_host_synchronisation_and_skips_non_finite_steps(syn
     before = [p.detach().clone() for p in tr.net.parameters()]
     original_forward = tr.criterion.forward
     tr.criterion.forward = lambda outputs, target: (lambda lp: (lp[0] * float("nan"), lp[1]))(
-        original_forward(outputs, target))
+        original_forward(outputs, target)
+    )
     train_step(tr, stream)
     tr.criterion.forward = original_forward
     train_step(tr, stream)
     assert all(torch.equal(a, b) for a, b in zip(before, tr.net.parameters()))
     with pytest.raises(Exception, match="loss is nan at iteration 4"):
         check_finite(tr)
-

@@ -14,8 +14,18 @@ from segkit.data import DatasetError
 from segkit.inference import MAX_PIXELS, MAX_SCALE, MF_SCALES, MIN_SCALE, InferenceError
 from segkit.utils.device import DeviceError, resolve_device
 
-__all__ = ["ERRORS", "add_protocol_arguments", "error_message", "max_pixels", "pixels_arg", "protocol_overrides",
-           "resolve_data_root", "resolve_device", "run_main", "scales_arg"]
+__all__ = [
+    "ERRORS",
+    "add_protocol_arguments",
+    "error_message",
+    "max_pixels",
+    "pixels_arg",
+    "protocol_overrides",
+    "resolve_data_root",
+    "resolve_device",
+    "run_main",
+    "scales_arg",
+]
 
 # The project's errors: each message already says what is wrong and how to fix it.
 ERRORS: tuple[type[BaseException], ...] = (CheckpointError, ConfigError, DatasetError, DeviceError, InferenceError)
@@ -30,7 +40,9 @@ def error_message(exc: BaseException) -> str:
     return " ".join(text.split("\n")).strip()
 
 
-def run_main(fn: Callable[..., int], *args: Any, errors: tuple[type[BaseException], ...] = ERRORS, **kwargs: Any) -> int:
+def run_main(
+    fn: Callable[..., int], *args: Any, errors: tuple[type[BaseException], ...] = ERRORS, **kwargs: Any
+) -> int:
     """``fn(*args, **kwargs)``; one of the project's ``errors`` becomes ``error: <message>`` on stderr and exit 2."""
     try:
         return fn(*args, **kwargs)
@@ -46,8 +58,9 @@ def scales_arg(text: str) -> list[float]:
     except ValueError:
         scales = []
     if not scales or any(not (math.isfinite(s) and MIN_SCALE <= s <= MAX_SCALE) for s in scales):
-        raise argparse.ArgumentTypeError(f"expected comma-separated factors in [{MIN_SCALE}, {MAX_SCALE}] such as "
-                                         f"0.5,1,1.5, got '{text}'")
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated factors in [{MIN_SCALE}, {MAX_SCALE}] such as 0.5,1,1.5, got '{text}'"
+        )
     return scales
 
 
@@ -65,29 +78,58 @@ def pixels_arg(text: str) -> int:
 def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--ms-flip --scales --flip --resize-longer --pad-to --slide`` (defaults: the checkpoint's ``eval``)
     and ``--fast``."""
-    parser.add_argument("--fast", action="store_true",
-                        help="segkit.optimize_for_inference: BN folded into the convs, channels_last; same "
-                             "predictions, about 2x faster on CPU")
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="segkit.optimize_for_inference: BN folded into the convs, channels_last; same "
+        "predictions, about 2x faster on CPU",
+    )
     group = parser.add_argument_group("prediction protocol (default: the checkpoint's eval section)")
-    group.add_argument("--ms-flip", action="store_true",
-                       help=f"the paper's MF: softmax averaged over scales {','.join(map(str, MF_SCALES))} "
-                            "(or --scales) and their horizontal flips")
-    group.add_argument("--scales", type=scales_arg, metavar="S1,S2,...",
-                       help=f"input scales in [{MIN_SCALE}, {MAX_SCALE}], e.g. 0.75,1,1.25")
+    group.add_argument(
+        "--ms-flip",
+        action="store_true",
+        help=f"the paper's MF: softmax averaged over scales {','.join(map(str, MF_SCALES))} "
+        "(or --scales) and their horizontal flips",
+    )
+    group.add_argument(
+        "--scales",
+        type=scales_arg,
+        metavar="S1,S2,...",
+        help=f"input scales in [{MIN_SCALE}, {MAX_SCALE}], e.g. 0.75,1,1.25",
+    )
     group.add_argument("--flip", action="store_true", help="add horizontal flips (implied by --ms-flip)")
-    group.add_argument("--resize-longer", type=pixels_arg, metavar="N",
-                       help="resize the longer side to N pixels, keeping the aspect ratio (0: off)")
-    group.add_argument("--pad-to", type=pixels_arg, metavar="N",
-                       help="pad bottom/right to at least NxN with the mean pixel (0: off)")
-    group.add_argument("--slide", type=pixels_arg, nargs=2, metavar=("CROP", "STRIDE"),
-                       help="sliding window: CROPxCROP windows every STRIDE pixels, logits of overlapping windows "
-                            "averaged (bounded memory for large images; 0 0: off)")
-    group.add_argument("--antialias", action="store_true", default=None,
-                       help="antialiased shrinking (eval.antialias): low-pass input resizes that shrink "
-                            "(--resize-longer, scales < 1) as PIL does; default: plain bilinear")
-    group.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
-                       help=f"pixel budget of one forward pass, batch x height x width (default {MAX_PIXELS:,}, "
-                            "2048x2048; 0: no limit); a larger pass is refused with the fix")
+    group.add_argument(
+        "--resize-longer",
+        type=pixels_arg,
+        metavar="N",
+        help="resize the longer side to N pixels, keeping the aspect ratio (0: off)",
+    )
+    group.add_argument(
+        "--pad-to", type=pixels_arg, metavar="N", help="pad bottom/right to at least NxN with the mean pixel (0: off)"
+    )
+    group.add_argument(
+        "--slide",
+        type=pixels_arg,
+        nargs=2,
+        metavar=("CROP", "STRIDE"),
+        help="sliding window: CROPxCROP windows every STRIDE pixels, logits of overlapping windows "
+        "averaged (bounded memory for large images; 0 0: off)",
+    )
+    group.add_argument(
+        "--antialias",
+        action="store_true",
+        default=None,
+        help="antialiased shrinking (eval.antialias): low-pass input resizes that shrink "
+        "(--resize-longer, scales < 1) as PIL does; default: plain bilinear",
+    )
+    group.add_argument(
+        "--max-pixels",
+        type=int,
+        default=MAX_PIXELS,
+        metavar="N",
+        help=f"pixel budget of one forward pass, batch x height x width (default {MAX_PIXELS:,}, "
+        "2048x2048; 0: no limit); a larger pass is refused with the fix",
+    )
 
 
 def max_pixels(args: argparse.Namespace) -> int | None:

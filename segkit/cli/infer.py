@@ -44,18 +44,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="segkit checkpoint (.pth), or a bare state dict with --config")
-    source.add_argument("--model", metavar="FILE", help="an exported .onnx, .tflite or OpenVINO .xml file (segkit's "
-                        "or another's), run in --runtime; a static file implies --resize-longer/--pad-to its size")
-    parser.add_argument("--runtime", choices=["onnxruntime", "openvino", "litert"],
-                        help="run --model in this runtime (default by extension: .onnx onnxruntime, .xml openvino, "
-                             ".tflite litert); with --checkpoint: export it once (cached) and run it there")
-    parser.add_argument("--input", required=True, type=Path, help="an image file, or a folder of images (not recursive)")
+    source.add_argument(
+        "--model",
+        metavar="FILE",
+        help="an exported .onnx, .tflite or OpenVINO .xml file (segkit's "
+        "or another's), run in --runtime; a static file implies --resize-longer/--pad-to its size",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=["onnxruntime", "openvino", "litert"],
+        help="run --model in this runtime (default by extension: .onnx onnxruntime, .xml openvino, "
+        ".tflite litert); with --checkpoint: export it once (cached) and run it there",
+    )
+    parser.add_argument(
+        "--input", required=True, type=Path, help="an image file, or a folder of images (not recursive)"
+    )
     parser.add_argument("--output", required=True, type=Path, help="folder for <name>.png and <name>_overlay.jpg")
     parser.add_argument("--config", help="config name or YAML path, only for a bare state dict")
-    parser.add_argument("--set", nargs="+", default=[], action="extend", metavar="KEY=VALUE",
-                        help="config overrides, e.g. --set eval.pad_to=513")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        action="extend",
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. --set eval.pad_to=513",
+    )
+    parser.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="cpu, cuda or cuda:N (default: cuda when available)",
+    )
     parser.add_argument("--alpha", type=float, default=0.5, help="weight of the class colours in the overlay (0..1)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_protocol_arguments(parser)
@@ -91,8 +109,9 @@ def load_for_infer(args: argparse.Namespace, device: torch.device) -> tuple[Any,
     if args.model is not None or args.runtime is not None:  # an exported file (segkit.runtimes)
         from segkit.runtimes import load_for_tools
 
-        return load_for_tools(args.model, args.runtime, checkpoint=args.checkpoint, config=args.config,
-                              overrides=overrides)
+        return load_for_tools(
+            args.model, args.runtime, checkpoint=args.checkpoint, config=args.config, overrides=overrides
+        )
     return load_eval_model(args.checkpoint, config=args.config, overrides=overrides, device=device, fast=args.fast)
 
 
@@ -105,9 +124,18 @@ def segment(model: Any, image: np.ndarray, cfg: Config, device: torch.device, bu
     proto = cfg.eval
     x = normalize(image, cfg.model.input_mean, cfg.model.input_std)[None].to(device)  # [1, 3, H, W]
     base = resized_extent(image.shape[:2], proto.resize_longer)
-    label = predict(model, x, base, scales=proto.scales, flip=proto.flip, resize_longer=proto.resize_longer,
-                    pad_to=proto.pad_to, slide=proto.slide, max_pixels=budget,
-                    antialias=proto.antialias)  # [1, *base]
+    label = predict(
+        model,
+        x,
+        base,
+        scales=proto.scales,
+        flip=proto.flip,
+        resize_longer=proto.resize_longer,
+        pad_to=proto.pad_to,
+        slide=proto.slide,
+        max_pixels=budget,
+        antialias=proto.antialias,
+    )  # [1, *base]
     del x
     return resize_label(label.to(torch.uint8), image.shape[:2])[0].cpu().numpy()
 
@@ -121,14 +149,16 @@ def run(args: argparse.Namespace) -> int:
     paths = list_images(args.input)
     model, cfg = load_for_infer(args, device)
     num_classes = cfg.model.num_classes
-    class_names = model.class_names or (list(VOC_CLASSES) if num_classes == len(VOC_CLASSES) else
-                                        [f"class {i}" for i in range(num_classes)])
+    class_names = model.class_names or (
+        list(VOC_CLASSES) if num_classes == len(VOC_CLASSES) else [f"class {i}" for i in range(num_classes)]
+    )
     palette = np.asarray(model.palette if model.palette is not None else VOC_PALETTE[:num_classes], dtype=np.uint8)
     args.output.mkdir(parents=True, exist_ok=True)
 
     failed: list[tuple[Path, str]] = []
-    bar = tqdm(list(zip(paths, output_names(paths))), desc="infer", unit="img", disable=args.no_progress,
-               dynamic_ncols=True)
+    bar = tqdm(
+        list(zip(paths, output_names(paths))), desc="infer", unit="img", disable=args.no_progress, dynamic_ncols=True
+    )
     for path, name in bar:
         try:
             image = read_image(path)  # RGB uint8 [H, W, 3]
@@ -144,8 +174,11 @@ def run(args: argparse.Namespace) -> int:
     done = len(paths) - len(failed)
     print(f"Wrote label maps and overlays of {done} image(s) to {args.output}", file=sys.stderr)
     if failed:
-        print(f"error: {len(failed)} of {len(paths)} images could not be read and were skipped: "
-              + ", ".join(str(p) for p, _ in failed), file=sys.stderr)
+        print(
+            f"error: {len(failed)} of {len(paths)} images could not be read and were skipped: "
+            + ", ".join(str(p) for p, _ in failed),
+            file=sys.stderr,
+        )
         return 1
     return 0
 

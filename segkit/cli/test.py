@@ -62,25 +62,53 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="segkit checkpoint (.pth), or a bare state dict with --config")
-    source.add_argument("--model", metavar="FILE", help="an exported .onnx, .tflite or OpenVINO .xml file (segkit's "
-                        "or another's), run in --runtime; a static file implies --resize-longer/--pad-to its size")
-    parser.add_argument("--runtime", choices=["onnxruntime", "openvino", "litert"],
-                        help="run --model in this runtime (default by extension: .onnx onnxruntime, .xml openvino, "
-                             ".tflite litert); with --checkpoint: export it once (cached) and run it there")
-    parser.add_argument("--data-root", help="data set root (VOC: the folder holding VOCdevkit/VOC2012); "
-                        "default: the checkpoint's data.root")
-    parser.add_argument("--dataset", choices=["voc", "folder", "coco", "synthetic"],
-                        help="data set kind; default: the checkpoint's data.dataset")
-    parser.add_argument("--split", help="split to evaluate; default: the checkpoint's data.val_split (val), "
-                        f"for COCO {COCO_DEFAULT_SPLIT} when the checkpoint's val_split has no COCO annotations")
+    source.add_argument(
+        "--model",
+        metavar="FILE",
+        help="an exported .onnx, .tflite or OpenVINO .xml file (segkit's "
+        "or another's), run in --runtime; a static file implies --resize-longer/--pad-to its size",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=["onnxruntime", "openvino", "litert"],
+        help="run --model in this runtime (default by extension: .onnx onnxruntime, .xml openvino, "
+        ".tflite litert); with --checkpoint: export it once (cached) and run it there",
+    )
+    parser.add_argument(
+        "--data-root",
+        help="data set root (VOC: the folder holding VOCdevkit/VOC2012); default: the checkpoint's data.root",
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=["voc", "folder", "coco", "synthetic"],
+        help="data set kind; default: the checkpoint's data.dataset",
+    )
+    parser.add_argument(
+        "--split",
+        help="split to evaluate; default: the checkpoint's data.val_split (val), "
+        f"for COCO {COCO_DEFAULT_SPLIT} when the checkpoint's val_split has no COCO annotations",
+    )
     parser.add_argument("--json", type=Path, metavar="OUT.json", help="write the metrics as JSON (atomically)")
-    parser.add_argument("--save-pred", type=Path, metavar="DIR",
-                        help="write <id>.png (palette label map) and <id>_overlay.jpg (ground truth | prediction)")
+    parser.add_argument(
+        "--save-pred",
+        type=Path,
+        metavar="DIR",
+        help="write <id>.png (palette label map) and <id>_overlay.jpg (ground truth | prediction)",
+    )
     parser.add_argument("--config", help="config name or YAML path, only for a bare state dict")
-    parser.add_argument("--set", nargs="+", default=[], action="extend", metavar="KEY=VALUE",
-                        help="config overrides, e.g. --set data.skip_bad_samples=true")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        action="extend",
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. --set data.skip_bad_samples=true",
+    )
+    parser.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="cpu, cuda or cuda:N (default: cuda when available)",
+    )
     parser.add_argument("--num-workers", type=int, metavar="N", help="data loading workers; default: data.num_workers")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_protocol_arguments(parser)
@@ -105,10 +133,12 @@ def load_for_eval(args: argparse.Namespace, device: torch.device) -> tuple[Any, 
     if args.model is not None or args.runtime is not None:  # an exported file (segkit.runtimes)
         from segkit.runtimes import load_for_tools
 
-        return load_for_tools(args.model, args.runtime, checkpoint=args.checkpoint, config=args.config,
-                              overrides=cli_overrides(args))
-    return load_eval_model(args.checkpoint, config=args.config, overrides=cli_overrides(args), device=device,
-                           fast=args.fast)
+        return load_for_tools(
+            args.model, args.runtime, checkpoint=args.checkpoint, config=args.config, overrides=cli_overrides(args)
+        )
+    return load_eval_model(
+        args.checkpoint, config=args.config, overrides=cli_overrides(args), device=device, fast=args.fast
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,34 +150,60 @@ def run(args: argparse.Namespace) -> int:
     transform = build_eval_transform(cfg.model.input_mean, cfg.model.input_std)
     # "drop": with data.skip_bad_samples a bad sample is left out, not replaced (no image counts twice)
     dataset = build_dataset(cfg.data, split, transform, num_classes=cfg.model.num_classes, skip_mode="drop")
-    loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=cfg.data.num_workers,
-                        pin_memory=device.type == "cuda", collate_fn=collate_drop_bad)
+    loader = DataLoader(
+        dataset,
+        batch_size=1,
+        shuffle=False,
+        num_workers=cfg.data.num_workers,
+        pin_memory=device.type == "cuda",
+        collate_fn=collate_drop_bad,
+    )
     class_names = list(dataset.class_names)
-    print(f"Evaluating {args.model or args.checkpoint} on {cfg.data.dataset} '{split}' ({len(dataset)} images, "
-          f"{dataset.num_classes} classes) protocol {protocol_dict(cfg.eval)} on {device}; {data_line}",
-          file=sys.stderr)
+    print(
+        f"Evaluating {args.model or args.checkpoint} on {cfg.data.dataset} '{split}' ({len(dataset)} images, "
+        f"{dataset.num_classes} classes) protocol {protocol_dict(cfg.eval)} on {device}; {data_line}",
+        file=sys.stderr,
+    )
     metrics = evaluate(
-        model, loader, dataset.num_classes, ignore_index=dataset.ignore_index, device=device, protocol=cfg.eval,
-        class_names=class_names, save_pred_dir=args.save_pred, palette=dataset.palette,
-        progress=not args.no_progress, max_pixels=max_pixels(args),
+        model,
+        loader,
+        dataset.num_classes,
+        ignore_index=dataset.ignore_index,
+        device=device,
+        protocol=cfg.eval,
+        class_names=class_names,
+        save_pred_dir=args.save_pred,
+        palette=dataset.palette,
+        progress=not args.no_progress,
+        max_pixels=max_pixels(args),
     )
     bad_report = dataset.bad_samples_report(metrics.bad_samples)
     if metrics.num_images == 0:
-        print(f"{bad_report}\nerror: every sample of {cfg.data.dataset} '{split}' failed to load (listed above); "
-              "nothing was evaluated. Fix the data (segkit prepare-data verify lists the problems).", file=sys.stderr)
+        print(
+            f"{bad_report}\nerror: every sample of {cfg.data.dataset} '{split}' failed to load (listed above); "
+            "nothing was evaluated. Fix the data (segkit prepare-data verify lists the problems).",
+            file=sys.stderr,
+        )
         return 2
     print(format_metrics_table(metrics, class_names))
     if args.json is not None:
         protocol = {**protocol_dict(cfg.eval), "dataset": cfg.data.dataset, "split": split}
-        report = metrics_to_json(metrics, class_names, protocol, cfg.name, decoder=cfg.model.decoder,
-                                 model={k: getattr(cfg.model, k) for k in REPORT_MODEL_FIELDS})
+        report = metrics_to_json(
+            metrics,
+            class_names,
+            protocol,
+            cfg.name,
+            decoder=cfg.model.decoder,
+            model={k: getattr(cfg.model, k) for k in REPORT_MODEL_FIELDS},
+        )
         atomic_write_text(args.json, format_report_json(report))
         print(f"Wrote {args.json}", file=sys.stderr)
     if args.save_pred is not None:
         print(f"Wrote predictions and overlays to {args.save_pred}", file=sys.stderr)
     if bad_report:
-        print(f"{bad_report}\nScored {metrics.num_images} images; the bad samples above were left out.",
-              file=sys.stderr)
+        print(
+            f"{bad_report}\nScored {metrics.num_images} images; the bad samples above were left out.", file=sys.stderr
+        )
     return 0
 
 

@@ -19,14 +19,29 @@ from typing import Any
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="config name in configs/ (e.g. voc_mnv2_os16) or a YAML path")
-    parser.add_argument("--set", nargs="+", default=[], action="extend", metavar="KEY=VALUE",
-                        help="override config keys, e.g. --set train.lr=0.01 model.output_stride=8 (repeatable)")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        action="extend",
+        metavar="KEY=VALUE",
+        help="override config keys, e.g. --set train.lr=0.01 model.output_stride=8 (repeatable)",
+    )
     parser.add_argument("--work-dir", help="output folder (default: work_dirs/<config name>)")
     parser.add_argument("--data-root", help="data set root (overrides data.root)")
-    parser.add_argument("--resume", nargs="?", const=True, default=None, metavar="CKPT",
-                        help="continue from CKPT, or from WORK_DIR/latest.pth when no path is given")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="start a new run in a work dir that holds another run's checkpoints (they are deleted)")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="CKPT",
+        help="continue from CKPT, or from WORK_DIR/latest.pth when no path is given",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a new run in a work dir that holds another run's checkpoints (they are deleted)",
+    )
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument("--seed", type=int, help="overrides train.seed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
@@ -34,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None,
-                      line: Any = None) -> None:
+def _one_line_warning(
+    message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None
+) -> None:
     """Warnings as ``warning: ...`` lines, without the source line Python adds."""
     print(f"warning: {message}", file=file or sys.stderr)
 
@@ -44,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``segkit train``; returns the exit code."""
     args = build_parser().parse_args(argv)
     if args.resume and args.overwrite:
-        print("error: --resume continues the run in the work dir and --overwrite replaces it; pass one of them.",
-              file=sys.stderr)
+        print(
+            "error: --resume continues the run in the work dir and --overwrite replaces it; pass one of them.",
+            file=sys.stderr,
+        )
         return 2
     from segkit.checkpoint import CheckpointError
     from segkit.config import ConfigError, load_config
@@ -65,8 +83,14 @@ def main(argv: list[str] | None = None) -> int:
             if args.print_config:
                 print(cfg.to_yaml(), end="")
                 return 0
-            result = train(cfg, work_dir=args.work_dir, resume=args.resume, device=args.device,
-                           progress=not args.no_progress, overwrite=args.overwrite)
+            result = train(
+                cfg,
+                work_dir=args.work_dir,
+                resume=args.resume,
+                device=args.device,
+                progress=not args.no_progress,
+                overwrite=args.overwrite,
+            )
         except (ConfigError, DatasetError, CheckpointError, DeviceError, WorkDirError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

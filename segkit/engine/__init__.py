@@ -1,7 +1,7 @@
 """The training engine: the loop (``loop``), resumable state (``state``), signals, the work dir.
 
-    from segkit.engine import train
-    result = train(segkit.load_config("demo_mnv2_os16"), work_dir="work_dirs/demo")
+from segkit.engine import train
+result = train(segkit.load_config("demo_mnv2_os16"), work_dir="work_dirs/demo")
 """
 
 from __future__ import annotations
@@ -10,5 +10,15 @@ from segkit.engine.loop import TrainingDiverged, build_training, check_finite, e
 from segkit.engine.state import Training
 from segkit.engine.workdir import CheckpointWriteError, WorkDirError
 
-__all__ = ["CheckpointWriteError", "Training", "TrainingDiverged", "WorkDirError", "build_training", "check_finite",
-           "exit_code", "train", "train_step", "validate"]
+__all__ = [
+    "CheckpointWriteError",
+    "Training",
+    "TrainingDiverged",
+    "WorkDirError",
+    "build_training",
+    "check_finite",
+    "exit_code",
+    "train",
+    "train_step",
+    "validate",
+]

@@ -15,8 +15,16 @@ from segkit.viz import colorize
 
 
 @torch.no_grad()
-def log_prediction_images(net: nn.Module, val_set: Dataset, cfg: Config, logger: RunLogger, iteration: int, *,
-                          device: torch.device, count: int = 3) -> None:
+def log_prediction_images(
+    net: nn.Module,
+    val_set: Dataset,
+    cfg: Config,
+    logger: RunLogger,
+    iteration: int,
+    *,
+    device: torch.device,
+    count: int = 3,
+) -> None:
     """The first ``count`` readable validation samples as strips (samples skipped as bad are passed over)."""
     palette = np.asarray(val_set.palette)
     net.eval()

@@ -57,8 +57,15 @@ class TrainingDiverged(RuntimeError):
     """The loss or the gradients became NaN/Inf; the weights were not updated with that step."""
 
 
-def build_training(cfg: Config, work_dir: Path, device: torch.device, dist_info: DistInfo,
-                   log: Any = print, *, load_init_weights: bool = True) -> Training:
+def build_training(
+    cfg: Config,
+    work_dir: Path,
+    device: torch.device,
+    dist_info: DistInfo,
+    log: Any = print,
+    *,
+    load_init_weights: bool = True,
+) -> Training:
     """Data sets, model (+ initial weights, SyncBN, DDP), loss, optimiser, schedule.
 
     ``load_init_weights=False`` skips ``train.init_weights`` (a resumed run loads its checkpoint instead).
@@ -69,16 +76,24 @@ def build_training(cfg: Config, work_dir: Path, device: torch.device, dist_info:
     # written once, then the other ranks read them.
     if not dist_info.is_main:
         barrier()
-    train_set = build_dataset(cfg.data, cfg.data.train_split, build_train_transform(cfg.data, mean, std),
-                              num_classes=cfg.model.num_classes)
+    train_set = build_dataset(
+        cfg.data, cfg.data.train_split, build_train_transform(cfg.data, mean, std), num_classes=cfg.model.num_classes
+    )
     # "drop": with data.skip_bad_samples a bad val sample is left out, never scored twice
-    val_set = build_dataset(cfg.data, cfg.data.val_split, build_eval_transform(mean, std),
-                            num_classes=cfg.model.num_classes, skip_mode="drop")
+    val_set = build_dataset(
+        cfg.data,
+        cfg.data.val_split,
+        build_eval_transform(mean, std),
+        num_classes=cfg.model.num_classes,
+        skip_mode="drop",
+    )
     if dist_info.is_main:
         barrier()
     if len(train_set) < cfg.train.batch_size:
-        raise ConfigError(f"train.batch_size={cfg.train.batch_size} is larger than the training set "
-                          f"({len(train_set)} samples in '{cfg.data.train_split}'); lower it.")
+        raise ConfigError(
+            f"train.batch_size={cfg.train.batch_size} is larger than the training set "
+            f"({len(train_set)} samples in '{cfg.data.train_split}'); lower it."
+        )
     model = build_model(cfg)
     if cfg.train.init_weights and load_init_weights:
         load_initial_weights(model, cfg.train.init_weights, log, exclude=init_exclude(cfg))
@@ -93,13 +108,26 @@ def build_training(cfg: Config, work_dir: Path, device: torch.device, dist_info:
     scheduler = build_scheduler(optimizer, cfg.train)
     if dist_info.enabled:
         model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[dist_info.local_rank] if device.type == "cuda" else None)
+            model, device_ids=[dist_info.local_rank] if device.type == "cuda" else None
+        )
     if cfg.train.amp != "none" and device.type != "cuda":
         log(f"train.amp={cfg.train.amp} applies to CUDA only; training in float32 on {device}.")
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.train.amp == "fp16")
     health = {k: torch.zeros((), device=device) for k in ("code", "own", "iteration", "loss")}
-    return Training(cfg, work_dir, device, dist_info, model, criterion, optimizer, scheduler, scaler,
-                    train_set, val_set, health=health)
+    return Training(
+        cfg,
+        work_dir,
+        device,
+        dist_info,
+        model,
+        criterion,
+        optimizer,
+        scheduler,
+        scaler,
+        train_set,
+        val_set,
+        health=health,
+    )
 
 
 def train_step(tr: Training, batches: Iterator[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -121,8 +149,10 @@ def train_step(tr: Training, batches: Iterator[dict[str, Any]]) -> dict[str, tor
         if tr.cfg.train.channels_last and tr.device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         sync = micro == accum - 1 or not tr.dist.enabled  # DDP all-reduces gradients on the last micro-batch
-        with (nullcontext() if sync else tr.model.no_sync()), \
-                torch.autocast(tr.device.type, dtype=tr.amp_dtype or torch.float32, enabled=tr.amp_dtype is not None):
+        with (
+            nullcontext() if sync else tr.model.no_sync(),
+            torch.autocast(tr.device.type, dtype=tr.amp_dtype or torch.float32, enabled=tr.amp_dtype is not None),
+        ):
             outputs = tr.model(images)
             loss, parts = tr.criterion(outputs, masks)
         tr.scaler.scale(loss / accum).backward()
@@ -180,18 +210,39 @@ def validate(tr: Training, logger: RunLogger, log: Any = print) -> float:
     if tr.dist.enabled:
         for buffer in tr.net.buffers():
             dist.broadcast(buffer, 0)
-    loader = make_loader(tr.val_set, tr.cfg, sampler=ShardSampler(len(tr.val_set), tr.dist.rank, tr.dist.world_size),
-                         batch_size=1, device=tr.device, train=False)
-    metrics = evaluate(tr.net, loader, tr.cfg.model.num_classes, ignore_index=tr.cfg.data.ignore_index,
-                       device=tr.device, protocol=tr.cfg.eval, progress=False)
+    loader = make_loader(
+        tr.val_set,
+        tr.cfg,
+        sampler=ShardSampler(len(tr.val_set), tr.dist.rank, tr.dist.world_size),
+        batch_size=1,
+        device=tr.device,
+        train=False,
+    )
+    metrics = evaluate(
+        tr.net,
+        loader,
+        tr.cfg.model.num_classes,
+        ignore_index=tr.cfg.data.ignore_index,
+        device=tr.device,
+        protocol=tr.cfg.eval,
+        progress=False,
+    )
     names = list(tr.val_set.class_names)
     if tr.dist.is_main:
         log(f"Validation at iteration {tr.iteration}:\n{format_metrics_table(metrics, names)}")
         if metrics.bad_samples:
             log(tr.val_set.bad_samples_report(metrics.bad_samples))
         per_class = {n: (None if math.isnan(v) else float(v)) for n, v in zip(names, metrics.per_class_iou)}
-        logger.log("val", tr.iteration, {"miou": float(metrics.miou), "pixel_acc": float(metrics.pixel_acc),
-                                         "mean_acc": float(metrics.mean_acc), "per_class_iou": per_class})
+        logger.log(
+            "val",
+            tr.iteration,
+            {
+                "miou": float(metrics.miou),
+                "pixel_acc": float(metrics.pixel_acc),
+                "mean_acc": float(metrics.mean_acc),
+                "per_class_iou": per_class,
+            },
+        )
         log_prediction_images(tr.net, tr.val_set, tr.cfg, logger, tr.iteration, device=tr.device)
     return float(metrics.miou)
 
@@ -255,19 +306,40 @@ def _run(tr: Training, *, resumed: bool, progress: bool, log: Any) -> dict[str, 
     """The loop itself: steps, logs, validations, checkpoints and stopping on a signal."""
     cfg, t, work_dir, dist_info = tr.cfg, tr.cfg.train, tr.work_dir, tr.dist
     logger = RunLogger(work_dir, enabled=dist_info.is_main, resume_from=tr.iteration if resumed else None)
-    logger.log("setup", tr.iteration, {
-        "world_size": dist_info.world_size, "device": str(tr.device), "train_samples": len(tr.train_set),
-        "val_samples": len(tr.val_set), "data_root": cfg.data.root, "params": count_parameters(tr.net),
-        "sync_bn_layers": sum(isinstance(m, nn.SyncBatchNorm) for m in tr.net.modules()),
-        "amp": str(tr.amp_dtype).replace("torch.", "") if tr.amp_dtype else "none"})
+    logger.log(
+        "setup",
+        tr.iteration,
+        {
+            "world_size": dist_info.world_size,
+            "device": str(tr.device),
+            "train_samples": len(tr.train_set),
+            "val_samples": len(tr.val_set),
+            "data_root": cfg.data.root,
+            "params": count_parameters(tr.net),
+            "sync_bn_layers": sum(isinstance(m, nn.SyncBatchNorm) for m in tr.net.modules()),
+            "amp": str(tr.amp_dtype).replace("torch.", "") if tr.amp_dtype else "none",
+        },
+    )
     stop = StopFlag().install()  # before the loader forks its workers (they inherit it, then ignore signals)
-    sampler = TrainSampler(len(tr.train_set), seed=t.seed, rank=dist_info.rank, world_size=dist_info.world_size,
-                           start=tr.iteration * t.batch_size * t.grad_accum)
-    batches = iter(make_loader(tr.train_set, cfg, sampler=sampler, batch_size=t.batch_size, device=tr.device,
-                               train=True))
+    sampler = TrainSampler(
+        len(tr.train_set),
+        seed=t.seed,
+        rank=dist_info.rank,
+        world_size=dist_info.world_size,
+        start=tr.iteration * t.batch_size * t.grad_accum,
+    )
+    batches = iter(
+        make_loader(tr.train_set, cfg, sampler=sampler, batch_size=t.batch_size, device=tr.device, train=True)
+    )
     last_miou, signum = float("nan"), 0
-    bar = tqdm(total=t.iterations, initial=tr.iteration, desc=cfg.name, unit="it", dynamic_ncols=True,
-               disable=not (progress and dist_info.is_main))
+    bar = tqdm(
+        total=t.iterations,
+        initial=tr.iteration,
+        desc=cfg.name,
+        unit="it",
+        dynamic_ncols=True,
+        disable=not (progress and dist_info.is_main),
+    )
     images_per_step = t.batch_size * t.grad_accum * dist_info.world_size
     clock, clock_iteration = time.perf_counter(), tr.iteration
     try:
@@ -300,8 +372,10 @@ def _run(tr: Training, *, resumed: bool, progress: bool, log: Any) -> dict[str, 
             clock, clock_iteration = time.perf_counter(), tr.iteration
             if signum:
                 launcher = f"torchrun --nproc_per_node {dist_info.world_size}" if dist_info.enabled else "python"
-                log(f"Stopped by signal at iteration {tr.iteration}; saved {work_dir / 'latest.pth'}. Resume with:\n"
-                    f"  {launcher} tools/train.py --config {work_dir / 'config.yaml'} --work-dir {work_dir} --resume")
+                log(
+                    f"Stopped by signal at iteration {tr.iteration}; saved {work_dir / 'latest.pth'}. Resume with:\n"
+                    f"  {launcher} tools/train.py --config {work_dir / 'config.yaml'} --work-dir {work_dir} --resume"
+                )
                 break
         barrier()
     finally:
@@ -315,10 +389,17 @@ def _run(tr: Training, *, resumed: bool, progress: bool, log: Any) -> dict[str, 
     if skipped:
         log(f"Training skipped bad samples (seen by the main process; DataLoader workers warn as they go):\n{skipped}")
     if not signum:
-        log(f"Done: {tr.iteration} iterations, best val mIoU {format_miou(tr.best_miou)}. Checkpoints, logs and "
-            f"curves.png in {work_dir}.")
-    return {"iteration": tr.iteration, "best_miou": tr.best_miou, "last_miou": last_miou,
-            "work_dir": str(work_dir), "stopped_by_signal": signum or None}
+        log(
+            f"Done: {tr.iteration} iterations, best val mIoU {format_miou(tr.best_miou)}. Checkpoints, logs and "
+            f"curves.png in {work_dir}."
+        )
+    return {
+        "iteration": tr.iteration,
+        "best_miou": tr.best_miou,
+        "last_miou": last_miou,
+        "work_dir": str(work_dir),
+        "stopped_by_signal": signum or None,
+    }
 
 
 def _stop_workers(batches: Iterator[Any]) -> None:
@@ -336,7 +417,8 @@ def _check_finite_or_explain(tr: Training) -> None:
         raise TrainingDiverged(
             f"Training diverged: {exc} (LR {lr:.3g}). Weights were not updated with it and no checkpoint was "
             f"overwritten; last good checkpoint: {_last_good(tr)}. Lower train.lr, add train.warmup_iters, "
-            "or check the data.") from None
+            "or check the data."
+        ) from None
 
 
 def _save(tr: Training, name: str) -> None:
@@ -349,8 +431,10 @@ def _save(tr: Training, name: str) -> None:
         error = exc
     if host_max(int(error is not None)):
         reason = f"{type(error).__name__}: {error}" if error else "see rank 0's error"
-        raise CheckpointWriteError(f"could not write {path} at iteration {tr.iteration} ({reason}); the last good "
-                                   f"checkpoint is {_last_good(tr)}. Free space or fix the work dir, then --resume.")
+        raise CheckpointWriteError(
+            f"could not write {path} at iteration {tr.iteration} ({reason}); the last good "
+            f"checkpoint is {_last_good(tr)}. Free space or fix the work dir, then --resume."
+        )
     if name == "latest.pth":
         tr.last_saved = (path, tr.iteration)
 
@@ -382,5 +466,13 @@ def exit_code(result: dict[str, Any]) -> int:
     return 128 + int(result["stopped_by_signal"]) if result.get("stopped_by_signal") else 0
 
 
-__all__ = ["Training", "TrainingDiverged", "build_training", "check_finite", "exit_code", "train", "train_step",
-           "validate"]
+__all__ = [
+    "Training",
+    "TrainingDiverged",
+    "build_training",
+    "check_finite",
+    "exit_code",
+    "train",
+    "train_step",
+    "validate",
+]

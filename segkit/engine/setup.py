@@ -35,12 +35,16 @@ def check_batch_norm(cfg: Config, device: torch.device, dist_info: DistInfo) -> 
             f"train.batch_size=1{where}: BatchNorm in training mode needs at least 2 images per micro-batch (the "
             "image-pooling branch's BN sees one value per channel per image); set model.norm_eval=true to keep BN "
             "statistics fixed, or raise train.batch_size (with train.sync_bn on several CUDA processes batch 1 "
-            "per process is allowed).")
+            "per process is allowed)."
+        )
     if bn_images < BN_MIN_BATCH and dist_info.is_main:
         warnings.warn(
             f"BatchNorm is trained with {bn_images} images per step (< {BN_MIN_BATCH}); its statistics will be "
             "noisy. Raise train.batch_size (or use more GPUs with train.sync_bn), or set model.norm_eval=true "
-            "to keep pretrained BN statistics fixed.", UserWarning, stacklevel=3)
+            "to keep pretrained BN statistics fixed.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def load_initial_weights(model: nn.Module, path: str, log: Any = print, *, exclude: Sequence[str] = ()) -> LoadReport:
@@ -56,8 +60,9 @@ def convert_sync_bn(model: nn.Module, device_type: str, log: Any = print) -> nn.
     return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
-def make_loader(dataset: Dataset, cfg: Config, *, sampler: Sampler, batch_size: int, device: torch.device,
-                train: bool) -> DataLoader:
+def make_loader(
+    dataset: Dataset, cfg: Config, *, sampler: Sampler, batch_size: int, device: torch.device, train: bool
+) -> DataLoader:
     """Training loader (seeded samples, persistent workers) or evaluation loader; workers ignore SIGINT/SIGTERM."""
     workers = cfg.data.num_workers
     return DataLoader(

@@ -54,8 +54,7 @@ class StopFlag:
             self.signum = signum
             return
         name = signal.Signals(signum).name
-        os.write(2, f"\n{name} again: stopping at once without saving; the last checkpoint written is kept.\n"
-                 .encode())
+        os.write(2, f"\n{name} again: stopping at once without saving; the last checkpoint written is kept.\n".encode())
         os._exit(128 + self.signum)
 
 

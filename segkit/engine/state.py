@@ -73,8 +73,10 @@ class Training:
             "iteration": self.iteration,
             "best_miou": self.best_miou,
             "rng": gather_rng_states(),
-            "loader": {"samples_per_rank": self.iteration * t.batch_size * t.grad_accum,
-                       "world_size": self.dist.world_size},
+            "loader": {
+                "samples_per_rank": self.iteration * t.batch_size * t.grad_accum,
+                "world_size": self.dist.world_size,
+            },
         }
 
     def load_state_dict(self, state: dict[str, Any], log: Any = print) -> None:
@@ -90,13 +92,17 @@ class Training:
         self.best_miou = float(state.get("best_miou", -1.0))
         rng = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]
         if len(rng) != self.dist.world_size:
-            log(f"The checkpoint holds RNG states of {len(rng)} process(es), this run has {self.dist.world_size}: "
-                "random streams (dropout) differ from the original run from here on.")
+            log(
+                f"The checkpoint holds RNG states of {len(rng)} process(es), this run has {self.dist.world_size}: "
+                "random streams (dropout) differ from the original run from here on."
+            )
         set_rng_state(rng[self.dist.rank] if self.dist.rank < len(rng) else rng[0])
         saved_world = state.get("loader", {}).get("world_size", self.dist.world_size)
         if saved_world != self.dist.world_size:
-            log(f"Resuming with {self.dist.world_size} processes instead of {saved_world}: the sample order differs "
-                "from the original run from here on.")
+            log(
+                f"Resuming with {self.dist.world_size} processes instead of {saved_world}: the sample order differs "
+                "from the original run from here on."
+            )
 
 
 def save_state(tr: Training, path: Path) -> None:
@@ -106,17 +112,24 @@ def save_state(tr: Training, path: Path) -> None:
         return
     del state["model"]  # save_checkpoint writes the weights itself
     palette = getattr(tr.train_set, "palette", None)
-    save_checkpoint(path, tr.net, tr.cfg,
-                    class_names=list(getattr(tr.train_set, "class_names", []) or []) or None,
-                    palette=np.asarray(palette).tolist() if palette is not None else None, **state)
+    save_checkpoint(
+        path,
+        tr.net,
+        tr.cfg,
+        class_names=list(getattr(tr.train_set, "class_names", []) or []) or None,
+        palette=np.asarray(palette).tolist() if palette is not None else None,
+        **state,
+    )
 
 
 def restore_state(tr: Training, path: Path, log: Any = print) -> None:
     """Continue the run from the checkpoint at ``path``."""
     ckpt = load_checkpoint(path)
     if "optimizer" not in ckpt or "iteration" not in ckpt:
-        raise CheckpointError(f"{path} holds weights only (no optimiser/iteration state), so it cannot be resumed; "
-                              "use it as train.init_weights to start a new run from it.")
+        raise CheckpointError(
+            f"{path} holds weights only (no optimiser/iteration state), so it cannot be resumed; "
+            "use it as train.init_weights to start a new run from it."
+        )
     tr.load_state_dict(ckpt, log)
     tr.last_saved = (Path(path), tr.iteration)
     log(f"Resumed from {path} at iteration {tr.iteration} (best mIoU so far {format_miou(tr.best_miou)}).")
@@ -171,5 +184,13 @@ def _tuplify(value: Any) -> Any:
     return tuple(_tuplify(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
-__all__ = ["Training", "format_miou", "gather_rng_states", "restore_state", "rng_state", "save_state",
-           "seed_everything", "set_rng_state"]
+__all__ = [
+    "Training",
+    "format_miou",
+    "gather_rng_states",
+    "restore_state",
+    "rng_state",
+    "save_state",
+    "seed_everything",
+    "set_rng_state",
+]

@@ -42,8 +42,10 @@ def check_writable(work_dir: Path) -> None:
             pass
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise WorkDirError(f"work dir {work_dir} cannot be written ({reason}: {exc.filename or work_dir}); fix its "
-                           "permissions or free space, or choose another --work-dir.") from None
+        raise WorkDirError(
+            f"work dir {work_dir} cannot be written ({reason}: {exc.filename or work_dir}); fix its "
+            "permissions or free space, or choose another --work-dir."
+        ) from None
 
 
 def describe_run(work_dir: Path) -> str:
@@ -56,8 +58,10 @@ def describe_run(work_dir: Path) -> str:
         try:
             ckpt = load_checkpoint(path)
             best = float(ckpt.get("best_miou", -1.0))
-            parts.append(f"{name} at iteration {ckpt.get('iteration', '?')}, best mIoU "
-                         f"{'none yet' if best < 0 else f'{best:.4f}'}")
+            parts.append(
+                f"{name} at iteration {ckpt.get('iteration', '?')}, best mIoU "
+                f"{'none yet' if best < 0 else f'{best:.4f}'}"
+            )
         except CheckpointError:
             parts.append(f"{name} (unreadable)")
     return "; ".join(parts)
@@ -81,18 +85,31 @@ class WorkDirLock:
             handle.seek(0)
             holder = handle.read().strip()
             handle.close()
-            raise WorkDirError(f"work dir {self.path.parent} is in use by another run ({_describe_holder(holder)}); "
-                               "wait for it to end or stop it, or choose another --work-dir.") from None
+            raise WorkDirError(
+                f"work dir {self.path.parent} is in use by another run ({_describe_holder(holder)}); "
+                "wait for it to end or stop it, or choose another --work-dir."
+            ) from None
         handle.seek(0)
         previous = handle.read().strip()
         handle.seek(0)
         handle.truncate()
-        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                 "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}))
+        handle.write(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    "command": " ".join(sys.argv),
+                }
+            )
+        )
         handle.flush()
         self._file = handle
-        return f"took over the lock of a run that ended without releasing it ({_describe_holder(previous)})" \
-            if previous else None
+        return (
+            f"took over the lock of a run that ended without releasing it ({_describe_holder(previous)})"
+            if previous
+            else None
+        )
 
     def release(self) -> None:
         if self._file is not None:
@@ -132,7 +149,8 @@ def open_work_dir(work_dir: Path, *, resume: Path | None, overwrite: bool, log: 
                 raise WorkDirError(
                     f"work dir {work_dir} holds another run's checkpoints ({describe_run(work_dir)}), which "
                     f"{what} would overwrite; continue that run with --resume, replace it with --overwrite, or "
-                    "choose another --work-dir.")
+                    "choose another --work-dir."
+                )
             for path in existing:
                 path.unlink()
             log(f"--overwrite: removed {', '.join(p.name for p in existing)} of the previous run in {work_dir}.")

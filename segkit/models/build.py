@@ -49,10 +49,14 @@ def last_layer_note(model: nn.Module, source_keys: Iterable[str], loaded_keys: I
     if getattr(model, "decoder_in", None) is None or any(k.startswith("head.decoder.") for k in source_keys):
         return None
     if any(k.startswith("head.classifier.") for k in loaded_keys):
-        return ("head.classifier (the logits conv) was loaded from a model without a decoder, where it read the encoder "
-                "output; here it reads the decoder's. Set train.init_last_layer=false to start it fresh.")
-    return ("head.classifier (the logits conv) was not loaded (train.init_last_layer=false or another class count): "
-            "it starts from its initialisation; the encoder was initialised, the decoder starts fresh.")
+        return (
+            "head.classifier (the logits conv) was loaded from a model without a decoder, where it read the encoder "
+            "output; here it reads the decoder's. Set train.init_last_layer=false to start it fresh."
+        )
+    return (
+        "head.classifier (the logits conv) was not loaded (train.init_last_layer=false or another class count): "
+        "it starts from its initialisation; the encoder was initialised, the decoder starts fresh."
+    )
 
 
 def decoder_feature_name(mcfg: ModelConfig) -> str | None:
@@ -167,13 +171,27 @@ def build_model(cfg: Config | ModelConfig) -> Segmentor:
     if mcfg.aux_head:
         aux_in = AUX_FEATURES[mcfg.backbone]
         aux_head = FCNHead(features[aux_in].channels, mcfg.num_classes, norm_layer=head_norm)
-    return Segmentor(backbone, head, head_in=head_in.name, decoder_in=decoder_in, aux_head=aux_head, aux_in=aux_in,
-                     align_corners=mcfg.align_corners, norm_eval=mcfg.norm_eval)
+    return Segmentor(
+        backbone,
+        head,
+        head_in=head_in.name,
+        decoder_in=decoder_in,
+        aux_head=aux_head,
+        aux_in=aux_in,
+        align_corners=mcfg.align_corners,
+        norm_eval=mcfg.norm_eval,
+    )
 
 
 def build_classifier(cfg: Config | ModelConfig) -> MobileNetV2Classifier:
     """The ImageNet classifier a model config describes (width, rounding, classes, BN eps, padding, dropout)."""
     mcfg = cfg.model if isinstance(cfg, Config) else cfg
     norm = partial(nn.BatchNorm2d, eps=mcfg.bn_eps, momentum=mcfg.bn_momentum)
-    return MobileNetV2Classifier(mcfg.num_classes, width_mult=mcfg.width_mult, round_nearest=mcfg.round_nearest,
-                                 dropout=mcfg.dropout, norm_layer=norm, tf_same_padding=mcfg.tf_same_padding)
+    return MobileNetV2Classifier(
+        mcfg.num_classes,
+        width_mult=mcfg.width_mult,
+        round_nearest=mcfg.round_nearest,
+        dropout=mcfg.dropout,
+        norm_layer=norm,
+        tf_same_padding=mcfg.tf_same_padding,
+    )

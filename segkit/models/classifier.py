@@ -48,9 +48,15 @@ class MobileNetV2Classifier(MobileNetV2):
     ) -> None:
         if not (isinstance(num_classes, int) and num_classes >= 1):
             raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}.")
-        super().__init__(width_mult=width_mult, round_nearest=round_nearest, output_stride=32,
-                         out_features=["layer_19"], final_conv=True, norm_layer=norm_layer,
-                         tf_same_padding=tf_same_padding)
+        super().__init__(
+            width_mult=width_mult,
+            round_nearest=round_nearest,
+            output_stride=32,
+            out_features=["layer_19"],
+            final_conv=True,
+            norm_layer=norm_layer,
+            tf_same_padding=tf_same_padding,
+        )
         self.num_classes = num_classes
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.out_channels, num_classes))
         nn.init.normal_(self.classifier[1].weight, 0, 0.01)
@@ -60,4 +66,3 @@ class MobileNetV2Classifier(MobileNetV2):
         # x: [N, 3, H, W] -> logits [N, num_classes]
         features = super().forward(x)["layer_19"]  # [N, 1280, H/32, W/32]
         return self.classifier(features.mean(dim=(2, 3)))
-

@@ -32,8 +32,10 @@ def resolve_device(name: str | torch.device | None = None) -> torch.device:
         if not torch.cuda.is_available():
             raise DeviceError(f"--device {name}: CUDA is not available on this machine; use --device cpu.")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise DeviceError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s) "
-                              f"(cuda:0..cuda:{torch.cuda.device_count() - 1}); pick one of them.")
+            raise DeviceError(
+                f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                f"(cuda:0..cuda:{torch.cuda.device_count() - 1}); pick one of them."
+            )
     return device
 
 

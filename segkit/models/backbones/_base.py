@@ -16,7 +16,15 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-__all__ = ["Backbone", "FeatureInfo", "NormLayer", "check_output_stride", "count_parameters", "dilation_schedule", "unwrap_state_dict"]
+__all__ = [
+    "Backbone",
+    "FeatureInfo",
+    "NormLayer",
+    "check_output_stride",
+    "count_parameters",
+    "dilation_schedule",
+    "unwrap_state_dict",
+]
 
 NormLayer = Callable[[int], nn.Module]
 
@@ -70,7 +78,7 @@ def unwrap_state_dict(obj: object, *, source: str = "checkpoint") -> dict[str, T
     if not isinstance(obj, dict):
         raise ValueError(f"{source}: expected a state dict, got {type(obj).__name__}.")
     if obj and all(isinstance(k, str) and k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
     return obj
 
 

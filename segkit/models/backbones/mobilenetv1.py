@@ -28,9 +28,19 @@ __all__ = ["MobileNetV1", "DepthwiseSeparable"]
 
 # (output channels, stride) of the 13 depthwise-separable blocks -- Table 1 of the paper.
 DEPTHWISE_SEPARABLE_SETTING: tuple[tuple[int, int], ...] = (
-    (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
-    (512, 1), (512, 1), (512, 1), (512, 1), (512, 1),
-    (1024, 2), (1024, 1),
+    (64, 1),
+    (128, 2),
+    (128, 1),
+    (256, 2),
+    (256, 1),
+    (512, 2),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (1024, 2),
+    (1024, 1),
 )
 
 
@@ -48,8 +58,16 @@ class DepthwiseSeparable(nn.Sequential):
         tf_same_padding: bool = False,
     ) -> None:
         super().__init__(
-            conv_norm_act(in_ch, in_ch, 3, norm_layer, stride=stride, dilation=dilation, groups=in_ch,
-                          tf_same_padding=tf_same_padding),
+            conv_norm_act(
+                in_ch,
+                in_ch,
+                3,
+                norm_layer,
+                stride=stride,
+                dilation=dilation,
+                groups=in_ch,
+                tf_same_padding=tf_same_padding,
+            ),
             conv_norm_act(in_ch, out_ch, 1, norm_layer),
         )
         self.stride = stride
@@ -114,8 +132,11 @@ class MobileNetV1(Backbone):
         current_stride = 2
         for (c, _), (layer_stride, layer_rate) in zip(DEPTHWISE_SEPARABLE_SETTING, schedule):
             out_ch = _depth(c, width_mult, round_nearest)
-            layers.append(DepthwiseSeparable(in_ch, out_ch, layer_stride, norm_layer, dilation=layer_rate,
-                                             tf_same_padding=tf_same_padding))
+            layers.append(
+                DepthwiseSeparable(
+                    in_ch, out_ch, layer_stride, norm_layer, dilation=layer_rate, tf_same_padding=tf_same_padding
+                )
+            )
             current_stride *= layer_stride
             available.append(FeatureInfo(f"conv2d_{len(layers) - 1}", out_ch, current_stride))
             self.layer_dilation.append(layer_rate)
@@ -123,7 +144,8 @@ class MobileNetV1(Backbone):
         self.features = nn.Sequential(*layers)
 
         self._setup(
-            available, out_features,
+            available,
+            out_features,
             layer_of=lambda name: int(name[7:]),
             default=list({info.stride: info.name for info in available}.values()),
             valid_names=f"conv2d_0 .. conv2d_{num_blocks}",

@@ -40,7 +40,14 @@ from segkit.models.backbones._base import (
     unwrap_state_dict,
 )
 
-__all__ = ["FeatureInfo", "InvertedResidual", "MobileNetV2", "load_backbone_state", "load_torchvision_weights", "make_divisible"]
+__all__ = [
+    "FeatureInfo",
+    "InvertedResidual",
+    "MobileNetV2",
+    "load_backbone_state",
+    "load_torchvision_weights",
+    "make_divisible",
+]
 
 MIN_DEPTH = 8  # TF slim's min_depth: no layer narrower than 8 channels, whatever the width multiplier
 
@@ -127,8 +134,16 @@ class InvertedResidual(nn.Module):
             layers.append(conv_norm_act(in_ch, hidden, 1, norm_layer))
         self._depthwise_index = len(layers)
         layers += [
-            conv_norm_act(hidden, hidden, 3, norm_layer, stride=stride, dilation=dilation, groups=hidden,
-                          tf_same_padding=tf_same_padding),
+            conv_norm_act(
+                hidden,
+                hidden,
+                3,
+                norm_layer,
+                stride=stride,
+                dilation=dilation,
+                groups=hidden,
+                tf_same_padding=tf_same_padding,
+            ),
             nn.Conv2d(hidden, out_ch, 1, bias=False),
             norm_layer(out_ch),
         ]
@@ -199,8 +214,11 @@ class MobileNetV2(Backbone):
         norm_layer = norm_layer or nn.BatchNorm2d
         self.output_stride = output_stride
 
-        blocks = [(t, c, s if i == 0 else 1, stage) for stage, (t, c, n, s) in enumerate(INVERTED_RESIDUAL_SETTING, 1)
-                  for i in range(n)]
+        blocks = [
+            (t, c, s if i == 0 else 1, stage)
+            for stage, (t, c, n, s) in enumerate(INVERTED_RESIDUAL_SETTING, 1)
+            for i in range(n)
+        ]
         schedule = dilation_schedule([s for _, _, s, _ in blocks], output_stride, input_stride=2)
         in_ch = make_divisible(32 * width_mult, round_nearest, MIN_DEPTH)
         layers: list[nn.Module] = [conv_norm_act(3, in_ch, 3, norm_layer, stride=2, tf_same_padding=tf_same_padding)]
@@ -210,13 +228,16 @@ class MobileNetV2(Backbone):
         current_stride = 2
         for (t, c, _, stage), (layer_stride, layer_rate) in zip(blocks, schedule):
             out_ch = make_divisible(c * width_mult, round_nearest, MIN_DEPTH)
-            block = InvertedResidual(in_ch, out_ch, layer_stride, t, norm_layer, dilation=layer_rate,
-                                     tf_same_padding=tf_same_padding)
+            block = InvertedResidual(
+                in_ch, out_ch, layer_stride, t, norm_layer, dilation=layer_rate, tf_same_padding=tf_same_padding
+            )
             layers.append(block)
             current_stride *= layer_stride
             name = f"layer_{len(layers)}"
-            available += [FeatureInfo(f"{name}/depthwise_output", block.hidden_channels, current_stride),
-                          FeatureInfo(name, out_ch, current_stride)]
+            available += [
+                FeatureInfo(f"{name}/depthwise_output", block.hidden_channels, current_stride),
+                FeatureInfo(name, out_ch, current_stride),
+            ]
             self.layer_stage.append(stage)
             self.layer_dilation.append(layer_rate)
             in_ch = out_ch
@@ -229,13 +250,16 @@ class MobileNetV2(Backbone):
         self.features = nn.Sequential(*layers)
 
         outputs = [info for info in available if "/" not in info.name]
-        default = sorted(set({info.stride: info.name for info in outputs}.values()) | {outputs[-1].name},
-                         key=lambda n: int(n[6:]))
+        default = sorted(
+            set({info.stride: info.name for info in outputs}.values()) | {outputs[-1].name}, key=lambda n: int(n[6:])
+        )
         self._setup(
-            available, out_features,
+            available,
+            out_features,
             layer_of=lambda name: int(name.split("/")[0][6:]) - 1,
             default=default,
-            valid_names=f"layer_1 .. layer_{len(layers)}" + ("" if final_conv else " (layer_19 needs final_conv=True)")
+            valid_names=f"layer_1 .. layer_{len(layers)}"
+            + ("" if final_conv else " (layer_19 needs final_conv=True)")
             + f" and layer_2/depthwise_output .. layer_{len(blocks) + 1}/depthwise_output",
             layer_stage=self.layer_stage,
             frozen_stages=frozen_stages,
@@ -246,7 +270,9 @@ class MobileNetV2(Backbone):
         return self.features
 
 
-def load_torchvision_weights(backbone: MobileNetV2, path: str | Path, *, strict: bool = True) -> tuple[list[str], list[str]]:
+def load_torchvision_weights(
+    backbone: MobileNetV2, path: str | Path, *, strict: bool = True
+) -> tuple[list[str], list[str]]:
     """Load a torchvision ImageNet ``mobilenet_v2`` checkpoint file (a local path) into ``backbone``.
 
     Accepts the full classifier state dict (``features.*`` + ``classifier.*``; the classifier

@@ -89,7 +89,9 @@ class Bottleneck(nn.Module):
         self.bn3 = norm_layer(out_ch)
         self.relu = nn.ReLU(inplace=True)
         if in_ch != out_ch:
-            self.downsample: nn.Module = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), norm_layer(out_ch))
+            self.downsample: nn.Module = nn.Sequential(
+                nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), norm_layer(out_ch)
+            )
         elif stride > 1:
             self.downsample = nn.MaxPool2d(1, stride)  # slim's subsample(): no parameters
         else:
@@ -156,7 +158,9 @@ class ResNet(Backbone):
         available = [FeatureInfo("stem", c3, 4)]
         self.block_names: list[str] = []
         self.unit_dilation: dict[str, list[int]] = {}  # dilation of every unit's 3x3 conv, per block
-        unit_strides = [last_stride if i == units - 1 else 1 for _, _, units, last_stride in blocks for i in range(units)]
+        unit_strides = [
+            last_stride if i == units - 1 else 1 for _, _, units, last_stride in blocks for i in range(units)
+        ]
         schedule = iter(dilation_schedule(unit_strides, output_stride, input_stride=4))
         in_ch, current_stride = c3, 4
         for b, (name, mid_ch, units, _) in enumerate(blocks):
@@ -177,7 +181,8 @@ class ResNet(Backbone):
         self._order = [info.name for info in available]
 
         self._setup(
-            available, out_features,
+            available,
+            out_features,
             layer_of=self._order.index,
             default=list({info.stride: info.name for info in available}.values()),
             valid_names=str(self._order),
@@ -202,6 +207,13 @@ def resnet101_beta(
     tf_same_padding: bool = False,
 ) -> ResNet:
     """DeepLab's ``resnet_v1_101_beta``: blocks ``[3, 4, 23, 3]``, stem 64/64/128, multi-grid ``(1, 2, 4)``."""
-    return ResNet(RESNET101_BLOCKS, output_stride=output_stride, multi_grid=multi_grid, out_features=out_features,
-                  frozen_stages=frozen_stages, norm_eval=norm_eval, norm_layer=norm_layer,
-                  tf_same_padding=tf_same_padding)
+    return ResNet(
+        RESNET101_BLOCKS,
+        output_stride=output_stride,
+        multi_grid=multi_grid,
+        out_features=out_features,
+        frozen_stages=frozen_stages,
+        norm_eval=norm_eval,
+        norm_layer=norm_layer,
+        tf_same_padding=tf_same_padding,
+    )

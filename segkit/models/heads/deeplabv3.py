@@ -24,8 +24,10 @@ def default_aspp_rates(output_stride: int) -> tuple[int, int, int]:
     """Atrous rates tied to the output stride: 6/12/18 at 16, 12/24/36 at 8, 3/6/9 at 32."""
     rates = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}
     if output_stride not in rates:
-        raise ValueError(f"output_stride must be one of {sorted(rates)} for the default ASPP rates, got "
-                         f"{output_stride!r}; pass atrous_rates explicitly for another stride.")
+        raise ValueError(
+            f"output_stride must be one of {sorted(rates)} for the default ASPP rates, got "
+            f"{output_stride!r}; pass atrous_rates explicitly for another stride."
+        )
     return rates[output_stride]
 
 
@@ -42,10 +44,12 @@ def _conv_bn_relu(
 
 def separable_conv_bn_relu(in_ch: int, out_ch: int, norm_layer: NormLayer, dilation: int = 1) -> nn.Sequential:
     """TF DeepLab's ``split_separable_conv2d``: depthwise 3x3 (rate) + BN + ReLU -> pointwise 1x1 + BN + ReLU."""
-    return nn.Sequential(OrderedDict(
-        depthwise=_conv_bn_relu(in_ch, in_ch, 3, norm_layer, dilation, groups=in_ch),
-        pointwise=_conv_bn_relu(in_ch, out_ch, 1, norm_layer),
-    ))
+    return nn.Sequential(
+        OrderedDict(
+            depthwise=_conv_bn_relu(in_ch, in_ch, 3, norm_layer, dilation, groups=in_ch),
+            pointwise=_conv_bn_relu(in_ch, out_ch, 1, norm_layer),
+        )
+    )
 
 
 class ImagePooling(nn.Module):
@@ -98,8 +102,9 @@ class DeepLabV3Head(nn.Module):
         self.image_pool = ImagePooling(in_channels, channels, norm_layer)
         self.aspp0 = _conv_bn_relu(in_channels, channels, 1, norm_layer)
         branch = separable_conv_bn_relu if separable else partial(_conv_bn_relu, kernel_size=3)
-        self.atrous = nn.ModuleList(branch(in_channels, channels, norm_layer=norm_layer, dilation=r)
-                                    for r in self.atrous_rates)
+        self.atrous = nn.ModuleList(
+            branch(in_channels, channels, norm_layer=norm_layer, dilation=r) for r in self.atrous_rates
+        )
         self.project = _conv_bn_relu(channels * (2 + len(self.atrous_rates)), channels, 1, norm_layer)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()  # element-wise, as slim.dropout
         self.decoder = decoder
@@ -111,6 +116,8 @@ class DeepLabV3Head(nn.Module):
         x = self.dropout(self.project(torch.cat(branches, dim=1)))  # [N, channels, h, w], the encoder output
         if self.decoder is not None:
             if low_level is None:
-                raise ValueError("this head has a decoder: call it with the low-level feature as well, head(x, low_level).")
+                raise ValueError(
+                    "this head has a decoder: call it with the low-level feature as well, head(x, low_level)."
+                )
             x = self.decoder(x, low_level)  # [N, 256, H', W']
         return self.classifier(x)  # [N, num_classes, h, w] (H', W' with a decoder)

@@ -1,0 +1,153 @@
+"""Run an int8 file next to its float model: pixel agreement, mIoU of both where masks exist, file size."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+
+def file_size(path: str | os.PathLike) -> int:
+    """Bytes on disk (an OpenVINO .xml counts with its .bin)."""
+    path = Path(path)
+    size = path.stat().st_size
+    if path.suffix.lower() == ".xml" and path.with_suffix(".bin").is_file():
+        size += path.with_suffix(".bin").stat().st_size
+    return size
+
+
+def _session(path: Path) -> tuple[Callable[[np.ndarray], np.ndarray], dict[str, Any]]:
+    from segkit.export.metadata import read_metadata
+
+    meta = read_metadata(path) or {}
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = min(2, os.cpu_count() or 1)
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        return (lambda x: sess.run(None, {name: x})[0]), meta
+    if suffix == ".xml":
+        import openvino as ov
+
+        compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": min(2, os.cpu_count() or 1)})
+        return (lambda x: compiled(x)[0]), meta
+    if suffix == ".tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        it = Interpreter(str(path), num_threads=min(2, os.cpu_count() or 1))
+        it.allocate_tensors()
+        inp, outp = it.get_input_details()[0], it.get_output_details()[0]
+
+        def run(x: np.ndarray) -> np.ndarray:
+            if inp["dtype"] != x.dtype:  # full-integer file with int8 input: quantize the float image
+                scale, zero = inp["quantization"]
+                info = np.iinfo(inp["dtype"])
+                x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(inp["dtype"])
+            it.set_tensor(inp["index"], x)
+            it.invoke()
+            y = it.get_tensor(outp["index"])
+            scale, zero = outp["quantization"]
+            if scale and y.dtype in (np.int8, np.uint8) and meta.get("output") != "labels":
+                y = (y.astype(np.float32) - zero) * scale
+            return y
+
+        return run, meta
+    raise ValueError(f"cannot run {path}: use a .onnx, .xml (OpenVINO) or .tflite file.")
+
+
+class FileModel:
+    """An int8 (or fp32) exported file as a callable: normalised [1, 3, H, W] -> label map [H, W] (numpy)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._run, self.metadata = _session(self.path)
+        self.input = self.metadata.get("input", "float")
+        self.output = self.metadata.get("output", "logits")
+        self.layout = self.metadata.get("layout", "nhwc" if self.path.suffix == ".tflite" else "nchw")
+        self.mean = self.metadata.get("mean") or [0.0, 0.0, 0.0]
+        self.std = self.metadata.get("std") or [1.0, 1.0, 1.0]
+
+    def labels(self, image: Tensor) -> np.ndarray:
+        from segkit.quantize.ptq import _as_input
+
+        y = self._run(_as_input(image, self.input, self.mean, self.std, self.layout).numpy())
+        if self.output == "labels":
+            return np.asarray(y).reshape(y.shape[-2:]) if y.ndim == 3 else y[0]
+        return y[0].argmax(-1 if self.layout == "nhwc" else 0)
+
+
+def run_file(path: str | os.PathLike, image: Tensor) -> np.ndarray:
+    """Label map [H, W] of one normalised [1, 3, H, W] image through an exported file."""
+    return FileModel(path).labels(image)
+
+
+@dataclass
+class Int8Report:
+    """Int8 file vs float model on the same images."""
+
+    path: str
+    size_bytes: int
+    n_images: int
+    agreement: float  # share of (content) pixels with the same label
+    miou_float: float | None = None
+    miou_int8: float | None = None
+    per_image: list[float] = field(default_factory=list)
+
+    def passed(self, agree_min: float = 0.99) -> bool:
+        return self.agreement >= agree_min
+
+    def line(self) -> str:
+        text = (f"{self.path}: {self.size_bytes / 1e6:.2f} MB; int8 vs float on {self.n_images} images: "
+                f"pixel agreement {100 * self.agreement:.2f}%")
+        if self.miou_float is not None:
+            text += f"; mIoU (classes present) float {100 * self.miou_float:.2f} | int8 {100 * self.miou_int8:.2f}"
+        return text
+
+
+def _miou(cm: np.ndarray) -> float:
+    present = cm.sum(1) > 0
+    inter = np.diag(cm)
+    union = cm.sum(0) + cm.sum(1) - inter
+    return float(np.mean(inter[present] / np.maximum(union[present], 1)))
+
+
+def verify_int8(model: nn.Module, path: str | os.PathLike, images: Sequence[dict[str, Any]], *,
+                ignore_index: int = 255) -> Int8Report:
+    """Compare ``path`` with the float ``model`` on ``images`` (from :func:`calibration_images`; masks optional).
+
+    Agreement and mIoU count only the resized image content (padding excluded); mIoU is over the classes
+    present in the ground truth, the masks resized to the content with nearest neighbour.
+    """
+    import torch.nn.functional as F
+
+    runner = FileModel(path)
+    n = model.segkit_config.model.num_classes
+    cm_f, cm_q = np.zeros((n, n), np.int64), np.zeros((n, n), np.int64)
+    same = total = 0
+    per_image: list[float] = []
+    has_masks = all("mask" in item for item in images) and len(images) > 0
+    for item in images:
+        h, w = item["extent"]
+        with torch.no_grad():
+            out = model(item["image"])
+        ref = (out["out"] if isinstance(out, dict) else out)[0].argmax(0).numpy()[:h, :w]
+        got = runner.labels(item["image"])[:h, :w]
+        eq = int((ref == got).sum())
+        same, total = same + eq, total + ref.size
+        per_image.append(eq / ref.size)
+        if has_masks:
+            mask = F.interpolate(item["mask"][None, None].float(), size=(h, w), mode="nearest")[0, 0].long().numpy()
+            valid = mask != ignore_index
+            for cm, pred in ((cm_f, ref), (cm_q, got)):
+                cm += np.bincount(n * mask[valid] + pred[valid], minlength=n * n).reshape(n, n)
+    return Int8Report(str(path), file_size(path), len(images), same / max(total, 1),
+                      _miou(cm_f) if has_masks else None, _miou(cm_q) if has_masks else None, per_image)
