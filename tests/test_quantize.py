@@ -31,9 +31,26 @@ def test_ptq_cli_writes_verified_int8(tiny_ckpt, synth_root, tmp_path, capsys, f
     if fmt == "openvino":
         pytest.importorskip("nncf")
     out = tmp_path / f"m{ext}"
-    rc = main(["--checkpoint", str(tiny_ckpt), "--calib-data", str(synth_root), "--num-calib", "4",
-               "--format", fmt, "--out", str(out), "--input-size", "65", "65", "--verify", str(synth_root),
-               "--no-progress"])
+    rc = main(
+        [
+            "--checkpoint",
+            str(tiny_ckpt),
+            "--calib-data",
+            str(synth_root),
+            "--num-calib",
+            "4",
+            "--format",
+            fmt,
+            "--out",
+            str(out),
+            "--input-size",
+            "65",
+            "65",
+            "--verify",
+            str(synth_root),
+            "--no-progress",
+        ]
+    )
     text = capsys.readouterr().out
     assert "pixel agreement" in text and "mIoU" in text
     assert rc in (0, 1)  # an untrained model's ties may disagree; the line is what matters here
@@ -46,7 +63,23 @@ def test_ptq_cli_writes_verified_int8(tiny_ckpt, synth_root, tmp_path, capsys, f
 def test_wrong_extension_is_one_line(tiny_ckpt, synth_root, tmp_path, capsys):
     from segkit.cli.quantize import main
 
-    rc = main(["--checkpoint", str(tiny_ckpt), "--calib-data", str(synth_root), "--num-calib", "2",
-               "--format", "onnx", "--out", str(tmp_path / "m.tflite"), "--input-size", "65", "65", "--no-progress"])
+    rc = main(
+        [
+            "--checkpoint",
+            str(tiny_ckpt),
+            "--calib-data",
+            str(synth_root),
+            "--num-calib",
+            "2",
+            "--format",
+            "onnx",
+            "--out",
+            str(tmp_path / "m.tflite"),
+            "--input-size",
+            "65",
+            "65",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and ".onnx" in err

@@ -6,7 +6,9 @@ import argparse
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="segkit quantize", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="segkit quantize", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--checkpoint", required=True, help="float segkit checkpoint (or converted official model)")
     p.add_argument("--calib-data", required=True, help="data-set root holding the calibration images")
     p.add_argument("--calib-split", default="train", help="split of the calibration images (default: train)")
@@ -15,7 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", required=True, choices=("onnx", "openvino", "tflite"))
     p.add_argument("--out", required=True, help="output file (.onnx, .xml with .bin, .tflite)")
     p.add_argument("--input-size", type=int, nargs=2, default=(513, 513), metavar=("H", "W"))
-    p.add_argument("--input", choices=("float", "uint8"), default="float", help="uint8: RGB NHWC in (like the official files)")
+    p.add_argument(
+        "--input", choices=("float", "uint8"), default="float", help="uint8: RGB NHWC in (like the official files)"
+    )
     p.add_argument("--output", choices=("logits", "labels"), default="logits")
     p.add_argument("--verify", default=None, help="data-set root to verify on (val split); default: calibration images")
     p.add_argument("--verify-split", default="val")
@@ -30,14 +34,36 @@ def _run(args: argparse.Namespace) -> int:
 
     model = segkit.load_model(args.checkpoint)
     size = tuple(args.input_size)
-    images = calibration_images(model, args.calib_data, split=args.calib_split, num=args.num_calib,
-                                input_size=size, dataset=args.dataset, progress=not args.no_progress)
-    quantize_model(model, args.out, images, format=args.format, input_size=size, input=args.input,
-                   output=args.output, progress=not args.no_progress)
+    images = calibration_images(
+        model,
+        args.calib_data,
+        split=args.calib_split,
+        num=args.num_calib,
+        input_size=size,
+        dataset=args.dataset,
+        progress=not args.no_progress,
+    )
+    quantize_model(
+        model,
+        args.out,
+        images,
+        format=args.format,
+        input_size=size,
+        input=args.input,
+        output=args.output,
+        progress=not args.no_progress,
+    )
     if args.verify:
-        check = calibration_images(model, args.verify, split=args.verify_split, num=args.num_verify,
-                                   input_size=size, dataset=args.dataset, with_masks=True,
-                                   progress=not args.no_progress)
+        check = calibration_images(
+            model,
+            args.verify,
+            split=args.verify_split,
+            num=args.num_verify,
+            input_size=size,
+            dataset=args.dataset,
+            with_masks=True,
+            progress=not args.no_progress,
+        )
     else:
         check = images[: args.num_verify]
     report = verify_int8(model, args.out, check)

@@ -10,7 +10,6 @@ every validation and checkpoint.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
@@ -38,10 +37,24 @@ from segkit.distributed import (
     init_distributed,
 )
 from segkit.engine.images import log_prediction_images
-from segkit.engine.setup import check_batch_norm, convert_sync_bn, load_initial_weights, make_loader
+from segkit.engine.setup import (
+    absolute_data_root,
+    check_batch_norm,
+    convert_sync_bn,
+    load_initial_weights,
+    make_loader,
+    stop_workers,
+)
 from segkit.engine.signals import StopFlag
-from segkit.engine.state import Training, format_miou, restore_state, save_state, seed_everything
-from segkit.engine.workdir import CheckpointWriteError, WorkDirError, open_work_dir
+from segkit.engine.state import (
+    Training,
+    format_miou,
+    last_good_checkpoint,
+    restore_state,
+    save_run_checkpoint,
+    seed_everything,
+)
+from segkit.engine.workdir import WorkDirError, open_work_dir
 from segkit.evaluate import evaluate
 from segkit.losses import SegmentationLoss
 from segkit.metrics import format_metrics_table
@@ -278,7 +291,7 @@ def train(
     log = (lambda msg: tqdm.write(str(msg))) if dist_info.is_main else (lambda msg: None)
     lock = None
     try:
-        cfg = _absolute_data_root(cfg, log)
+        cfg = absolute_data_root(cfg, log)
         seed_everything(cfg.train.seed + dist_info.rank, cfg.train.deterministic)
         tr = build_training(cfg, work_dir, device, dist_info, log, load_init_weights=not resume)
         error = None
@@ -366,9 +379,9 @@ def _run(tr: Training, *, resumed: bool, progress: bool, log: Any) -> dict[str, 
                 last_miou = validate(tr, logger, log)
                 if last_miou > tr.best_miou:
                     tr.best_miou = last_miou
-                    _save(tr, "best.pth")
+                    save_run_checkpoint(tr, "best.pth")
             if saving or signum:
-                _save(tr, "latest.pth")
+                save_run_checkpoint(tr, "latest.pth")
             clock, clock_iteration = time.perf_counter(), tr.iteration
             if signum:
                 launcher = f"torchrun --nproc_per_node {dist_info.world_size}" if dist_info.enabled else "python"
@@ -379,7 +392,7 @@ def _run(tr: Training, *, resumed: bool, progress: bool, log: Any) -> dict[str, 
                 break
         barrier()
     finally:
-        _stop_workers(batches)
+        stop_workers(batches)
         bar.close()
         stop.restore()
         logger.close()
@@ -402,13 +415,6 @@ def _run(tr: Training, *, resumed: bool, progress: bool, log: Any) -> dict[str, 
     }
 
 
-def _stop_workers(batches: Iterator[Any]) -> None:
-    """Shut the persistent DataLoader workers down now (they ignore SIGTERM, so they must not be left to exit)."""
-    shutdown = getattr(batches, "_shutdown_workers", None)
-    if shutdown is not None:
-        shutdown()
-
-
 def _check_finite_or_explain(tr: Training) -> None:
     try:
         check_finite(tr)
@@ -416,43 +422,9 @@ def _check_finite_or_explain(tr: Training) -> None:
         lr = tr.cfg.train.lr * tr.scheduler.lr_lambdas[0](exc.iteration - 1)
         raise TrainingDiverged(
             f"Training diverged: {exc} (LR {lr:.3g}). Weights were not updated with it and no checkpoint was "
-            f"overwritten; last good checkpoint: {_last_good(tr)}. Lower train.lr, add train.warmup_iters, "
+            f"overwritten; last good checkpoint: {last_good_checkpoint(tr)}. Lower train.lr, add train.warmup_iters, "
             "or check the data."
         ) from None
-
-
-def _save(tr: Training, name: str) -> None:
-    """Save on rank 0; every rank learns when it failed, and the error names the last good checkpoint."""
-    path = tr.work_dir / name
-    error: OSError | None = None
-    try:
-        save_state(tr, path)
-    except OSError as exc:
-        error = exc
-    if host_max(int(error is not None)):
-        reason = f"{type(error).__name__}: {error}" if error else "see rank 0's error"
-        raise CheckpointWriteError(
-            f"could not write {path} at iteration {tr.iteration} ({reason}); the last good "
-            f"checkpoint is {_last_good(tr)}. Free space or fix the work dir, then --resume."
-        )
-    if name == "latest.pth":
-        tr.last_saved = (path, tr.iteration)
-
-
-def _last_good(tr: Training) -> str:
-    if tr.last_saved is None:
-        return "none yet (no checkpoint was written by this run)"
-    return f"{tr.last_saved[0]} (iteration {tr.last_saved[1]})"
-
-
-def _absolute_data_root(cfg: Config, log: Any) -> Config:
-    """``data.root`` as an absolute path, so the saved config finds the data from any folder."""
-    root = Path(cfg.data.root).expanduser()
-    if root.is_absolute():
-        return cfg
-    absolute = str(root.resolve())
-    log(f"data.root {cfg.data.root!r} is relative: reading {absolute} (saved with the run as that absolute path).")
-    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=absolute))
 
 
 def _base_lr(tr: Training) -> float:

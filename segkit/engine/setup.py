@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -79,3 +81,20 @@ def make_loader(
 
 
 __all__ = ["BN_MIN_BATCH", "check_batch_norm", "convert_sync_bn", "load_initial_weights", "make_loader"]
+
+
+def absolute_data_root(cfg: Config, log: Any) -> Config:
+    """``data.root`` as an absolute path, so the saved config finds the data from any folder."""
+    root = Path(cfg.data.root).expanduser()
+    if root.is_absolute():
+        return cfg
+    absolute = str(root.resolve())
+    log(f"data.root {cfg.data.root!r} is relative: reading {absolute} (saved with the run as that absolute path).")
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=absolute))
+
+
+def stop_workers(batches: Iterator[Any]) -> None:
+    """Shut the persistent DataLoader workers down now (they ignore SIGTERM, so they must not be left to exit)."""
+    shutdown = getattr(batches, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()

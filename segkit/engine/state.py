@@ -21,7 +21,8 @@ from torch.utils.data import Dataset
 
 from segkit.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from segkit.config import Config
-from segkit.distributed import DistInfo, is_initialized
+from segkit.distributed import DistInfo, host_max, is_initialized
+from segkit.engine.workdir import CheckpointWriteError
 from segkit.losses import SegmentationLoss
 
 
@@ -188,9 +189,35 @@ __all__ = [
     "Training",
     "format_miou",
     "gather_rng_states",
+    "last_good_checkpoint",
+    "save_run_checkpoint",
     "restore_state",
     "rng_state",
     "save_state",
     "seed_everything",
     "set_rng_state",
 ]
+
+
+def save_run_checkpoint(tr: Training, name: str) -> None:
+    """Save on rank 0; every rank learns when it failed, and the error names the last good checkpoint."""
+    path = tr.work_dir / name
+    error: OSError | None = None
+    try:
+        save_state(tr, path)
+    except OSError as exc:
+        error = exc
+    if host_max(int(error is not None)):
+        reason = f"{type(error).__name__}: {error}" if error else "see rank 0's error"
+        raise CheckpointWriteError(
+            f"could not write {path} at iteration {tr.iteration} ({reason}); the last good "
+            f"checkpoint is {last_good_checkpoint(tr)}. Free space or fix the work dir, then --resume."
+        )
+    if name == "latest.pth":
+        tr.last_saved = (path, tr.iteration)
+
+
+def last_good_checkpoint(tr: Training) -> str:
+    if tr.last_saved is None:
+        return "none yet (no checkpoint was written by this run)"
+    return f"{tr.last_saved[0]} (iteration {tr.last_saved[1]})"

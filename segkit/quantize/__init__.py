@@ -13,5 +13,13 @@ from segkit.quantize.calib import calibration_images, fit_to_size
 from segkit.quantize.check import Int8Report, run_file, verify_int8
 from segkit.quantize.ptq import FORMATS, QuantizeError, quantize_model
 
-__all__ = ["FORMATS", "Int8Report", "QuantizeError", "calibration_images", "fit_to_size", "quantize_model",
-           "run_file", "verify_int8"]
+__all__ = [
+    "FORMATS",
+    "Int8Report",
+    "QuantizeError",
+    "calibration_images",
+    "fit_to_size",
+    "quantize_model",
+    "run_file",
+    "verify_int8",
+]

@@ -20,9 +20,17 @@ def fit_to_size(image: Tensor, size: tuple[int, int], align_corners: bool = Fals
     return F.pad(image, (0, size[1] - nw, 0, size[0] - nh), value=0.0), (nh, nw)
 
 
-def calibration_images(model: nn.Module, root: str, *, split: str = "train", num: int = 200,
-                       input_size: tuple[int, int] = (513, 513), dataset: str | None = None,
-                       with_masks: bool = False, progress: bool = True) -> list[dict[str, Tensor]]:
+def calibration_images(
+    model: nn.Module,
+    root: str,
+    *,
+    split: str = "train",
+    num: int = 200,
+    input_size: tuple[int, int] = (513, 513),
+    dataset: str | None = None,
+    with_masks: bool = False,
+    progress: bool = True,
+) -> list[dict[str, Tensor]]:
     """Up to ``num`` samples of ``split`` under ``root`` (data set kind: ``dataset`` or the model's config),
     each ``{"image": [1, 3, H, W] normalised, fitted to input_size, "mask": [h, w] (with_masks), "extent": (h, w)}``.
     """
@@ -35,8 +43,13 @@ def calibration_images(model: nn.Module, root: str, *, split: str = "train", num
 
     cfg = model.segkit_config
     data_cfg = dataclasses.replace(cfg.data, root=str(root), **({"dataset": dataset} if dataset else {}))
-    ds = build_dataset(data_cfg, split, build_eval_transform(cfg.model.input_mean, cfg.model.input_std),
-                       num_classes=cfg.model.num_classes, skip_mode="drop")
+    ds = build_dataset(
+        data_cfg,
+        split,
+        build_eval_transform(cfg.model.input_mean, cfg.model.input_std),
+        num_classes=cfg.model.num_classes,
+        skip_mode="drop",
+    )
     n = min(num, len(ds))
     step = len(ds) / n if n else 1.0
     out = []

@@ -106,8 +106,10 @@ class Int8Report:
         return self.agreement >= agree_min
 
     def line(self) -> str:
-        text = (f"{self.path}: {self.size_bytes / 1e6:.2f} MB; int8 vs float on {self.n_images} images: "
-                f"pixel agreement {100 * self.agreement:.2f}%")
+        text = (
+            f"{self.path}: {self.size_bytes / 1e6:.2f} MB; int8 vs float on {self.n_images} images: "
+            f"pixel agreement {100 * self.agreement:.2f}%"
+        )
         if self.miou_float is not None:
             text += f"; mIoU (classes present) float {100 * self.miou_float:.2f} | int8 {100 * self.miou_int8:.2f}"
         return text
@@ -120,8 +122,9 @@ def _miou(cm: np.ndarray) -> float:
     return float(np.mean(inter[present] / np.maximum(union[present], 1)))
 
 
-def verify_int8(model: nn.Module, path: str | os.PathLike, images: Sequence[dict[str, Any]], *,
-                ignore_index: int = 255) -> Int8Report:
+def verify_int8(
+    model: nn.Module, path: str | os.PathLike, images: Sequence[dict[str, Any]], *, ignore_index: int = 255
+) -> Int8Report:
     """Compare ``path`` with the float ``model`` on ``images`` (from :func:`calibration_images`; masks optional).
 
     Agreement and mIoU count only the resized image content (padding excluded); mIoU is over the classes
@@ -149,5 +152,12 @@ def verify_int8(model: nn.Module, path: str | os.PathLike, images: Sequence[dict
             valid = mask != ignore_index
             for cm, pred in ((cm_f, ref), (cm_q, got)):
                 cm += np.bincount(n * mask[valid] + pred[valid], minlength=n * n).reshape(n, n)
-    return Int8Report(str(path), file_size(path), len(images), same / max(total, 1),
-                      _miou(cm_f) if has_masks else None, _miou(cm_q) if has_masks else None, per_image)
+    return Int8Report(
+        str(path),
+        file_size(path),
+        len(images),
+        same / max(total, 1),
+        _miou(cm_f) if has_masks else None,
+        _miou(cm_q) if has_masks else None,
+        per_image,
+    )

@@ -42,16 +42,24 @@ def _check(fmt: str, path: Path, images: Sequence[dict[str, Any]]) -> None:
     if fmt not in FORMATS:
         raise QuantizeError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}.")
     if path.suffix.lower() != EXTENSIONS[fmt]:
-        raise QuantizeError(f"--format {fmt} writes a {EXTENSIONS[fmt]} file, got --out {path}; "
-                            f"name the output *{EXTENSIONS[fmt]}.")
+        raise QuantizeError(
+            f"--format {fmt} writes a {EXTENSIONS[fmt]} file, got --out {path}; name the output *{EXTENSIONS[fmt]}."
+        )
     if not images:
         raise QuantizeError("no calibration images: pass --calib-data ROOT holding the --calib-split images.")
 
 
-def quantize_model(model: nn.Module, path: str | os.PathLike, images: Sequence[dict[str, Any]], *,
-                   format: str = "onnx", input_size: tuple[int, int] = (513, 513),  # noqa: A002 - --format
-                   input: str = "float", output: str = "logits",  # noqa: A002 - --input
-                   progress: bool = True) -> dict[str, Any]:
+def quantize_model(
+    model: nn.Module,
+    path: str | os.PathLike,
+    images: Sequence[dict[str, Any]],
+    *,
+    format: str = "onnx",
+    input_size: tuple[int, int] = (513, 513),  # noqa: A002 - --format
+    input: str = "float",
+    output: str = "logits",  # noqa: A002 - --input
+    progress: bool = True,
+) -> dict[str, Any]:
     """Write an int8 file of ``model`` calibrated on ``images`` (from :func:`calibration_images`); returns its metadata.
 
     Args:
@@ -77,8 +85,9 @@ def quantize_model(model: nn.Module, path: str | os.PathLike, images: Sequence[d
         fp32 = Path(tmp) / "fp32.onnx"
         from segkit.export import export_onnx
 
-        meta = export_onnx(model, fp32, input_size=tuple(input_size), input=input, output=output, module=wrapper,
-                           metadata=extra)
+        meta = export_onnx(
+            model, fp32, input_size=tuple(input_size), input=input, output=output, module=wrapper, metadata=extra
+        )
         if format == "onnx":
             _onnx(fp32, path, feeds, meta, Path(tmp))
         else:
@@ -106,9 +115,16 @@ def _onnx(fp32: Path, path: Path, feeds: list[Tensor], meta: dict[str, Any], tmp
             return None if x is None else {name: x.numpy()}
 
     with atomic_path(path) as out:
-        quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        quantize_static(
+            str(pre),
+            str(out),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+        )
         proto = onnx.load(str(out))
         add_onnx_metadata(proto, {**meta, "runtime": "onnxruntime"})
         onnx.save(proto, str(out))
@@ -153,8 +169,16 @@ def pt2e_quantizer(is_qat: bool = False) -> Any:
     return PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=is_qat))
 
 
-def _tflite(model: nn.Module, wrapper: nn.Module, path: Path, feeds: list[Tensor], input_size: tuple[int, int],
-            input: str, output: str, extra: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
+def _tflite(
+    model: nn.Module,
+    wrapper: nn.Module,
+    path: Path,
+    feeds: list[Tensor],
+    input_size: tuple[int, int],
+    input: str,
+    output: str,
+    extra: dict[str, Any],
+) -> dict[str, Any]:  # noqa: A002
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = pt2e_quantizer()
@@ -167,18 +191,34 @@ def _tflite(model: nn.Module, wrapper: nn.Module, path: Path, feeds: list[Tensor
     return write_pt2e_tflite(model, converted, quantizer, path, example, input_size, input, output, extra)
 
 
-def write_pt2e_tflite(model: nn.Module, converted: nn.Module, quantizer: Any, path: Path, example: Tensor,
-                      input_size: tuple[int, int], input: str, output: str,  # noqa: A002
-                      extra: dict[str, Any]) -> dict[str, Any]:
+def write_pt2e_tflite(
+    model: nn.Module,
+    converted: nn.Module,
+    quantizer: Any,
+    path: Path,
+    example: Tensor,
+    input_size: tuple[int, int],
+    input: str,
+    output: str,  # noqa: A002
+    extra: dict[str, Any],
+) -> dict[str, Any]:
     """Convert a ``convert_pt2e`` module with litert-torch into a full-integer .tflite (atomic) with metadata."""
     import litert_torch
     from litert_torch.quantize.quant_config import QuantConfig
 
     from segkit.export.metadata import model_metadata, write_tflite_metadata
 
-    meta = model_metadata(model, input=input, output=output, input_size=tuple(input_size), dynamic=False,
-                          layout="nhwc", mean=list(model.segkit_config.model.input_mean),
-                          std=list(model.segkit_config.model.input_std), fmt="tflite")
+    meta = model_metadata(
+        model,
+        input=input,
+        output=output,
+        input_size=tuple(input_size),
+        dynamic=False,
+        layout="nhwc",
+        mean=list(model.segkit_config.model.input_mean),
+        std=list(model.segkit_config.model.input_std),
+        fmt="tflite",
+    )
     meta.update(extra, runtime="litert")
     edge = litert_torch.convert(converted, (example,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
     with atomic_path(path) as out:

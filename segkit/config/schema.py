@@ -1,0 +1,148 @@
+"""The experiment config's schema: typed dataclasses, one per section, and their defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+
+IMAGENET_MEAN = [123.675, 116.28, 103.53]
+IMAGENET_STD = [58.395, 57.12, 57.375]
+TF_MEAN = [127.5, 127.5, 127.5]  # TF MobileNet preprocessing: x / 127.5 - 1 -> [-1, 1]
+TF_STD = [127.5, 127.5, 127.5]
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message says what and how to fix it."""
+
+
+@dataclass
+class ModelConfig:
+    """Network: backbone -> DeepLabV3 head (+ optional auxiliary FCN head)."""
+
+    backbone: Literal["mobilenet_v2", "mobilenet_v1", "resnet101"] = "mobilenet_v2"
+    width_mult: float = 1.0
+    round_nearest: int = 8  # channel rounding; 1 disables it
+    output_stride: Literal[8, 16, 32] = 16
+    final_conv: bool = False  # build the 1x1 conv to 1280 channels (MNet V2 without '*')
+    aspp: bool = False  # three 3x3 atrous branches; False = the paper's light head
+    aspp_rates: list[int] | None = None  # None: 6/12/18 at OS16, 12/24/36 at OS8, 3/6/9 at OS32
+    aspp_separable: bool = False  # atrous branches as depthwise 3x3 + pointwise 1x1 (TF aspp_with_separable_conv)
+    decoder: Literal["none", "deeplabv3plus"] = "none"  # DeepLabV3+ decoder on a low-level backbone feature
+    decoder_output_stride: Literal[4, 8, 16] = 4  # stride of that feature; below output_stride
+    decoder_feature: Literal["depthwise", "block"] = (
+        "depthwise"  # official layer_N/depthwise_output, or the block output
+    )
+    decoder_separable: bool = True  # decoder 3x3 convs depthwise-separable (TF decoder_use_separable_conv)
+    head_channels: int = 256
+    dropout: float = 0.1
+    num_classes: int = 21
+    aux_head: bool = False  # FCN head on the stride-16 features, training only
+    align_corners: bool = True
+    tf_same_padding: bool = False  # TF 'SAME' padding for stride-2 convs (official weights)
+    bn_eps: float = 1e-5  # backbone BN (official TF: 1e-3)
+    bn_momentum: float = 0.1  # PyTorch convention (official TF decay 0.997 -> 0.003)
+    head_bn_eps: float = 1e-5
+    head_bn_momentum: float = 0.1
+    frozen_stages: int = -1  # -1: none; k: stem and the first k bottleneck stages frozen
+    norm_eval: bool = False  # keep every BN in eval mode while training
+    input_mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))  # RGB, 0..255
+    input_std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+
+
+@dataclass
+class DataConfig:
+    """Data set and augmentation."""
+
+    dataset: Literal["voc", "coco", "folder", "synthetic"] = "voc"
+    root: str = "data"  # voc: holds VOCdevkit/VOC2012; coco: annotations/ + images; folder: images/ + masks/
+    train_split: str = "train_aug"
+    val_split: str = "val"
+    crop_size: int = 513
+    scale_min: float = 0.5
+    scale_max: float = 2.0
+    scale_step: float = 0.25
+    hflip: bool = True
+    color_jitter: float = 0.0  # strength of brightness/contrast/saturation jitter, 0 = off
+    ignore_index: int = 255
+    num_workers: int = 4
+    skip_bad_samples: bool = False  # report and skip unreadable/inconsistent samples instead of failing
+    synthetic_num_train: int = 300
+    synthetic_num_val: int = 60
+    synthetic_image_size: int = 160
+    synthetic_seed: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation recipe (defaults: the official DeepLab trainaug recipe)."""
+
+    iterations: int = 30000
+    batch_size: int = 16
+    optimizer: Literal["sgd", "adamw"] = "sgd"  # official: SGD; AdamW for short from-scratch runs (the demo)
+    lr: float = 0.007
+    momentum: float = 0.9  # SGD momentum; AdamW's beta1
+    weight_decay: float = 4e-5
+    poly_power: float = 0.9
+    warmup_iters: int = 0
+    warmup_factor: float = 0.1  # LR multiplier at iteration 0 of the linear warm-up
+    decay_depthwise: bool = False  # official: no weight decay on depthwise weights
+    decay_norm: bool = False  # weight decay on BN scale/shift
+    decay_bias: bool = False
+    bias_lr_mult: float = 2.0
+    aux_weight: float = 0.4
+    amp: Literal["none", "bf16", "fp16"] = "none"  # CUDA only
+    channels_last: bool = False
+    grad_accum: int = 1
+    init_weights: str | None = None  # torchvision ImageNet MobileNetV2 file or a segkit checkpoint
+    init_last_layer: bool = (
+        True  # also load the logits conv (head.classifier) from init_weights when it fits (TF's initialize_last_layer)
+    )
+    sync_bn: bool = True  # convert BN to SyncBatchNorm under DDP
+    log_interval: int = 20
+    val_interval: int = 2000
+    ckpt_interval: int = 1000
+    seed: int = 0
+    deterministic: bool = False
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation protocol."""
+
+    scales: list[float] = field(default_factory=lambda: [1.0])
+    flip: bool = False
+    resize_longer: int | None = None
+    pad_to: int | None = None
+    slide: list[int] | None = None  # [crop, stride]: sliding-window inference (segkit.inference); None: off
+    antialias: bool = False  # low-pass input resizes that shrink (resize_longer, scales < 1), as PIL
+
+
+@dataclass
+class Config:
+    """A complete experiment."""
+
+    name: str = "unnamed"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# Highest model.frozen_stages per backbone (the stem is stage 0; see each backbone's docstring).
+MAX_FROZEN_STAGES = {"mobilenet_v2": 8, "mobilenet_v1": 13, "resnet101": 4}
+
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+}
