@@ -166,3 +166,21 @@ def protocol_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "antialias", None):
         overrides["eval.antialias"] = True
     return overrides
+
+
+def add_model_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoint`` or ``--model FILE`` (one of them, required) and ``--runtime``: what test/infer run."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="segkit checkpoint (.pth), or a bare state dict with --config")
+    source.add_argument(
+        "--model",
+        metavar="FILE",
+        help="an exported .onnx, .tflite or OpenVINO .xml file (segkit's "
+        "or another's), run in --runtime; a static file implies --resize-longer/--pad-to its size",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=["onnxruntime", "openvino", "litert"],
+        help="run --model in this runtime (default by extension: .onnx onnxruntime, .xml openvino, "
+        ".tflite litert); with --checkpoint: export it once (cached) and run it there",
+    )

@@ -28,7 +28,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from segkit.cli.common import add_protocol_arguments, max_pixels, protocol_overrides, resolve_device, run_main
+from segkit.cli.common import (
+    add_model_source_arguments,
+    add_protocol_arguments,
+    max_pixels,
+    protocol_overrides,
+    resolve_device,
+    run_main,
+)
 from segkit.config import Config, parse_override
 from segkit.data import DatasetError
 from segkit.data.base import read_image
@@ -42,20 +49,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".p
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="segkit checkpoint (.pth), or a bare state dict with --config")
-    source.add_argument(
-        "--model",
-        metavar="FILE",
-        help="an exported .onnx, .tflite or OpenVINO .xml file (segkit's "
-        "or another's), run in --runtime; a static file implies --resize-longer/--pad-to its size",
-    )
-    parser.add_argument(
-        "--runtime",
-        choices=["onnxruntime", "openvino", "litert"],
-        help="run --model in this runtime (default by extension: .onnx onnxruntime, .xml openvino, "
-        ".tflite litert); with --checkpoint: export it once (cached) and run it there",
-    )
+    add_model_source_arguments(parser)
     parser.add_argument(
         "--input", required=True, type=Path, help="an image file, or a folder of images (not recursive)"
     )

@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from segkit.cli.common import (
+    add_model_source_arguments,
     add_protocol_arguments,
     max_pixels,
     protocol_overrides,
@@ -60,20 +61,7 @@ def default_split(cfg: Config) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="segkit checkpoint (.pth), or a bare state dict with --config")
-    source.add_argument(
-        "--model",
-        metavar="FILE",
-        help="an exported .onnx, .tflite or OpenVINO .xml file (segkit's "
-        "or another's), run in --runtime; a static file implies --resize-longer/--pad-to its size",
-    )
-    parser.add_argument(
-        "--runtime",
-        choices=["onnxruntime", "openvino", "litert"],
-        help="run --model in this runtime (default by extension: .onnx onnxruntime, .xml openvino, "
-        ".tflite litert); with --checkpoint: export it once (cached) and run it there",
-    )
+    add_model_source_arguments(parser)
     parser.add_argument(
         "--data-root",
         help="data set root (VOC: the folder holding VOCdevkit/VOC2012); default: the checkpoint's data.root",
