@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from segkit.export.errors import ExportError, export_failure, torch_export
-from segkit.export.metadata import add_onnx_metadata, model_metadata
-from segkit.export.wrapper import ExportWrapper
+from segkit.export.metadata import add_onnx_metadata
+from segkit.export.wrapper import prepare_export
 
 OPSET = 18  # the dynamo exporter's native opset; ONNX Runtime >= 1.14, OpenVINO >= 2023.0
 EXPORTERS = ("torchscript", "dynamo")
@@ -79,23 +79,19 @@ def export_onnx(
     if exporter not in EXPORTERS:
         raise ExportError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}.")
     h, w = check_size(input_size, dynamic)
-    wrapper = module if module is not None else ExportWrapper(model, input=input, output=output, layout="nchw")
-    wrapper.eval()
-    example = wrapper.example((h, w)) if hasattr(wrapper, "example") else torch.randn(1, 3, h, w)
-    spatial = (1, 2) if input == "uint8" else (2, 3)
-    out_axes = {0: "batch", 1: "height", 2: "width"} if output == "labels" else {0: "batch", 2: "height", 3: "width"}
-    meta = model_metadata(
+    wrapper, example, meta = prepare_export(
         model,
+        module,
         input=input,
         output=output,
-        input_size=(h, w),
-        dynamic=dynamic,
         layout="nchw",
-        mean=getattr(wrapper, "mean_rgb", []),
-        std=getattr(wrapper, "std_rgb", []),
+        size=(h, w),
+        dynamic=dynamic,
         fmt="onnx",
+        metadata=metadata,
     )
-    meta.update(metadata or {})
+    spatial = (1, 2) if input == "uint8" else (2, 3)
+    out_axes = {0: "batch", 1: "height", 2: "width"} if output == "labels" else {0: "batch", 2: "height", 3: "width"}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     from segkit.utils.io import atomic_path

@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from segkit.export.errors import ExportError, export_failure
-from segkit.export.metadata import model_metadata, write_tflite_metadata
+from segkit.export.metadata import write_tflite_metadata
 from segkit.export.onnx import check_size
-from segkit.export.wrapper import ExportWrapper
+from segkit.export.wrapper import prepare_export
 
 DYNAMIC_REFUSED = (
     "LiteRT export needs a static input size (litert-torch converts static shapes only); "
@@ -62,21 +62,17 @@ def export_tflite(
         raise ExportError(DYNAMIC_REFUSED)
     h, w = check_size(input_size, dynamic)
     litert_torch = _import_litert()
-    wrapper = module if module is not None else ExportWrapper(model, input=input, output=output, layout="nhwc")
-    wrapper.eval()
-    example = wrapper.example((h, w)) if hasattr(wrapper, "example") else torch.randn(1, h, w, 3)
-    meta = model_metadata(
+    wrapper, example, meta = prepare_export(
         model,
+        module,
         input=input,
         output=output,
-        input_size=(h, w),
-        dynamic=False,
         layout="nhwc",
-        mean=getattr(wrapper, "mean_rgb", []),
-        std=getattr(wrapper, "std_rgb", []),
+        size=(h, w),
+        dynamic=False,
         fmt="tflite",
+        metadata=metadata,
     )
-    meta.update(metadata or {})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     from segkit.utils.io import atomic_path

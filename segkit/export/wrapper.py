@@ -83,3 +83,37 @@ class ExportWrapper(nn.Module):
         if self.input_kind == "uint8":
             return torch.randint(0, 256, (batch, h, w, 3), dtype=torch.uint8)
         return torch.randn(batch, h, w, 3) if self.layout == "nhwc" else torch.randn(batch, 3, h, w)
+
+
+def prepare_export(
+    model: nn.Module,
+    module: nn.Module | None,
+    *,
+    input: str,  # noqa: A002 - the command line's --input
+    output: str,
+    layout: str,
+    size: tuple[int, int],
+    dynamic: bool,
+    fmt: str,
+    metadata: dict | None,
+) -> tuple[nn.Module, Tensor, dict]:
+    """The module to export (``module`` or an :class:`ExportWrapper`), its example input and the file's metadata."""
+    from segkit.export.metadata import model_metadata
+
+    wrapper = module if module is not None else ExportWrapper(model, input=input, output=output, layout=layout)
+    wrapper.eval()
+    shape = (1, 3, *size) if layout == "nchw" else (1, *size, 3)
+    example = wrapper.example(size) if hasattr(wrapper, "example") else torch.randn(*shape)
+    meta = model_metadata(
+        model,
+        input=input,
+        output=output,
+        input_size=size,
+        dynamic=dynamic,
+        layout=layout,
+        mean=getattr(wrapper, "mean_rgb", []),
+        std=getattr(wrapper, "std_rgb", []),
+        fmt=fmt,
+    )
+    meta.update(metadata or {})
+    return wrapper, example, meta
