@@ -258,6 +258,8 @@ def bench_main(run: Callable, to_markdown: Callable, args: Any) -> int:
 def write_outputs(result: dict[str, object], markdown: str, json_path: Path | None, md_path: Path | None) -> None:
     for path, text in ((json_path, json.dumps(result, indent=2) + "\n"), (md_path, markdown + "\n")):
         if path is not None:
+            from segkit.utils.io import atomic_write_text
+
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+            atomic_write_text(path, text)
             print(f"wrote {path}")

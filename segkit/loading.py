@@ -73,8 +73,14 @@ def load_model(
     overrides: Sequence[str] | Mapping[str, Any] = (),
     device: str | torch.device | None = None,
     fast: bool = False,
+    qat: bool = True,
 ) -> nn.Module:
     """Build the model a file describes, load its weights strictly and return it in eval mode.
+
+    A quantization-aware training checkpoint (``train.qat: true`` in its config) gives a
+    :class:`segkit.qat.QatModel` (fake int8, ``precision`` "fake-int8"), or with ``qat=False`` the plain
+    float model holding the QAT-fine-tuned weights (the observers dropped; what a recalibrating format
+    starts from).
 
     A ``"segmentor"`` checkpoint (training, or a converted DeepLab model) gives a
     :class:`~segkit.models.Segmentor`; a ``"classifier"`` one (a converted ImageNet model) a
@@ -89,7 +95,8 @@ def load_model(
             (the checkpoint's own, or ``config``), e.g. ``data.root=...`` or ``model.output_stride=8``.
         device: where to put the model (None: the CPU).
         fast: run it through :func:`segkit.optimize_for_inference` (BN folded into the convs,
-            channels_last): the same predictions, about twice as fast on a CPU.
+            channels_last): the same predictions, about twice as fast on a CPU. Ignored for a QAT model.
+        qat: for a QAT checkpoint, False gives the float model with the fine-tuned weights.
 
     Returns:
         The model in eval mode, with attributes ``segkit_config`` (the effective :class:`Config`),
@@ -127,9 +134,12 @@ def load_model(
         class_names = list(VOC_CLASSES) if cfg.model.num_classes == len(VOC_CLASSES) else None
         palette = None
     model = build_classifier(cfg) if kind == "classifier" else build_model(cfg)
-    load_weights(model, ckpt, cfg)
+    if kind == "segmentor" and cfg.train.qat:
+        model, cfg = _qat_model(model, ckpt, cfg, qat)
+    else:
+        load_weights(model, ckpt, cfg)
     model = model.to("cpu" if device is None else device).eval()
-    if fast:
+    if fast and not cfg.train.qat:
         from segkit.optimize import optimize_for_inference
 
         model = optimize_for_inference(model, inplace=True)
@@ -137,6 +147,22 @@ def load_model(
     model.class_names = class_names
     model.palette = palette
     return model
+
+
+def _qat_model(model: nn.Module, ckpt: dict[str, Any], cfg: Config, qat: bool) -> tuple[nn.Module, Config]:
+    """A QAT checkpoint's fake-quant model (``qat``) or its float model with the fine-tuned weights."""
+    import dataclasses
+
+    from segkit import qat as qat_ops
+
+    if not qat:
+        load_weights(model, {**ckpt, "model": qat_ops.float_state_dict(ckpt["model"])}, cfg)
+        return model, dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, qat=False))
+    qat_ops.require_deploy("A quantization-aware training checkpoint")
+    prepared = qat_ops.prepare(model, cfg)
+    qat_ops.fit_observers(prepared, ckpt["model"])
+    load_weights(prepared, ckpt, cfg)
+    return prepared, cfg
 
 
 def load_eval_model(checkpoint: str | os.PathLike, **kwargs: Any) -> tuple[nn.Module, Config]:

@@ -25,7 +25,9 @@ from segkit.utils.io import atomic_path
 from segkit.viz import overlay, save_label_png, side_by_side
 
 __all__ = [
+    "PRECISIONS",
     "REPORT_MODEL_FIELDS",
+    "RUNTIMES",
     "PredictionWriter",
     "format_report_json",
     "metrics_to_json",
@@ -36,6 +38,9 @@ __all__ = [
 
 # the model config fields a JSON report records (``segkit tradeoff`` places a result by them)
 REPORT_MODEL_FIELDS = ("backbone", "width_mult", "output_stride", "aspp", "decoder", "num_classes")
+# what ran the model (the ``precision`` / ``runtime`` of a report; a model object may carry both attributes)
+PRECISIONS = ("fp32", "bf16", "int8", "fake-int8")
+RUNTIMES = ("pytorch", "onnxruntime", "openvino", "litert")
 
 
 def _num(x: float) -> float | None:
@@ -50,11 +55,16 @@ def metrics_to_json(
     *,
     decoder: str | None = None,
     model: Mapping[str, Any] | None = None,
+    precision: str = "fp32",
+    runtime: str = "pytorch",
+    quantization: str | None = None,
 ) -> dict[str, Any]:
     """A JSON-ready dict (NaN -> null): config (the config's name), decoder (``model.decoder``: ``"none"`` or
     ``"deeplabv3plus"``, so ``segkit tradeoff`` never puts a decoder result on a Table 7 row), model (architecture
-    fields, how tradeoff places a converted ``tflite_...`` result), miou, pixel_acc,
-    mean_acc, per_class_iou, confusion, num_images (``metrics.num_images``, the images scored), protocol."""
+    fields, how tradeoff places a converted ``tflite_...`` result), precision (``PRECISIONS``), runtime
+    (``RUNTIMES``), quantization (``"ptq"`` | ``"qat"`` | None; tradeoff places a result by row, precision and
+    runtime), miou, pixel_acc, mean_acc, per_class_iou, confusion, num_images (``metrics.num_images``, the images
+    scored), protocol."""
     k = len(metrics.per_class_iou)
     if len(class_names) != k:
         raise ValueError(f"{len(class_names)} class names for {k} classes.")
@@ -62,6 +72,9 @@ def metrics_to_json(
         "config": config,
         "decoder": decoder,
         "model": dict(model) if model is not None else None,  # architecture, so segkit tradeoff can place any result
+        "precision": precision,
+        "runtime": runtime,
+        "quantization": quantization,
         "miou": _num(metrics.miou),
         "pixel_acc": _num(metrics.pixel_acc),
         "mean_acc": _num(metrics.mean_acc),

@@ -10,6 +10,11 @@ percentage). A file is placed on a Table 7 row (or on one of :data:`segkit.compl
    its protocol (MF or single scale): how a converted official checkpoint (config ``tflite_...``) is placed.
 
 Results of converted official weights are drawn and tabulated apart from models segkit trained.
+A result is placed by (row, precision, runtime, quantization), the report's ``precision``, ``runtime`` and
+``quantization`` fields (default fp32 / pytorch / none; a second result for one such place is noted and the last
+read kept): the float result stays on its row; an int8 (or fake-int8, bf16, other-runtime) result gets a row
+and marker of its own beside it, with the latency of its runtime from ``benchmarks/runtimes.py --json``
+(:func:`load_runtime_latency`). The figure: :mod:`segkit.tradeoff_plot`.
 """
 
 from __future__ import annotations
@@ -23,24 +28,58 @@ from typing import Any
 
 from segkit.complexity import EXTRA_ROWS, TABLE7, Table7Row
 from segkit.config import ConfigError, load_config
-from segkit.utils.io import atomic_path
 
-__all__ = ["Result", "load_latency", "load_results", "match_config", "plot", "tradeoff_markdown"]
+__all__ = [
+    "LatencyKey",
+    "Result",
+    "load_latency",
+    "load_results",
+    "load_runtime_latency",
+    "match_config",
+    "tradeoff_markdown",
+]
 
 ROWS: dict[str, Table7Row] = {row.config: row for row in TABLE7}
 EXTRA: dict[str, str] = {config: network for network, config in EXTRA_ROWS}
 CONFIG_NAMES = sorted([*ROWS, *EXTRA], key=len, reverse=True)  # longest first
 CONVERTED_PREFIX = "tflite_"  # config name of a checkpoint made by ``segkit convert``
+OFFICIAL_ROW = "voc_mnv2_os16"  # the row of the official DeepLab MobileNetV2 VOC file (runtimes.json "official ...")
+RUNTIME_NAMES = {"pytorch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO", "litert": "LiteRT"}
+PRECISION_ORDER = ("fp32", "bf16", "fake-int8", "int8")
+# (row config, converted official weights, precision, runtime, the official int8 file itself rather than segkit's)
+LatencyKey = tuple[str, bool, str, str, bool]
 
 
 @dataclass(frozen=True)
 class Result:
-    """One evaluation result placed on a row: ``miou`` in %, ``converted`` for official weights."""
+    """One evaluation result placed on a row: ``miou`` in %, ``converted`` for official weights, and what ran it:
+    ``precision`` (fp32 | bf16 | int8 | fake-int8), ``runtime`` (pytorch | onnxruntime | openvino | litert),
+    ``quantization`` (ptq | qat | None)."""
 
     config: str
     miou: float
     path: Path
     converted: bool = False
+    precision: str = "fp32"
+    runtime: str = "pytorch"
+    quantization: str | None = None
+
+    @property
+    def key(self) -> tuple[str, bool, str, str]:
+        return (self.config, self.converted, self.precision, self.runtime)
+
+    @property
+    def latency_key(self) -> LatencyKey:
+        """Its runtimes.json latency; an int8 official-weights result without segkit's ``quantization`` is the
+        official file itself (its own row in runtimes.json), not a segkit PTQ / QAT file."""
+        official_file = self.converted and self.precision == "int8" and self.quantization is None
+        return (*self.key, official_file)
+
+    @property
+    def variant(self) -> str:
+        """``int8 PTQ (ONNX Runtime)``: how the result was made."""
+        quant = f" {self.quantization.upper()}" if self.quantization and "int8" in self.precision else ""
+        return f"{self.precision}{quant} ({RUNTIME_NAMES.get(self.runtime, self.runtime)})"
 
 
 def _signature(model: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -105,7 +144,7 @@ def match_config(path: Path, data: Mapping[str, Any]) -> str | None:
 
 def load_results(results_dir: Path) -> tuple[list[Result], list[str]]:
     """The evaluation results under ``results_dir`` (recursively), and one note per file skipped."""
-    found: dict[tuple[str, bool], Result] = {}
+    found: dict[tuple[str, bool, str, str, str | None], Result] = {}  # (*Result.key, quantization)
     notes: list[str] = []
     for path in sorted(results_dir.rglob("*.json")):
         try:
@@ -149,9 +188,15 @@ def load_results(results_dir: Path) -> tuple[list[Result], list[str]]:
             continue
         converted = name.startswith(CONVERTED_PREFIX)
         miou = float(data["miou"]) * (100.0 if data["miou"] <= 1.0 else 1.0)
-        if (config, converted) in found:
-            notes.append(f"{path}: a second result for {config}; keeping the last one read")
-        found[(config, converted)] = Result(config, miou, path, converted)
+        precision, runtime = str(data.get("precision") or "fp32"), str(data.get("runtime") or "pytorch")
+        result = Result(config, miou, path, converted, precision, runtime, data.get("quantization"))
+        ident = (*result.key, result.quantization)
+        if ident in found:
+            notes.append(
+                f"{path}: a second result for {config}{', official weights' if converted else ''} "
+                f"{result.variant} (also {found[ident].path}); keeping the last one read"
+            )
+        found[ident] = result
     return list(found.values()), notes
 
 
@@ -168,163 +213,136 @@ def load_latency(path: Path | None) -> dict[str, float]:
     }
 
 
+def _runtime_of(row: Mapping[str, Any]) -> tuple[str, str, bool]:
+    """``(precision, runtime, official file)`` of a runtimes.json row: its keys, else read from its name."""
+    name = str(row.get("row", "")).lower()
+    runtime = row.get("runtime") or next(
+        (key for key, label in RUNTIME_NAMES.items() if key != "pytorch" and label.lower() in name), "pytorch"
+    )
+    precision = row.get("precision") or ("int8" if "int8" in name else "bf16" if "bf16" in name else "fp32")
+    return str(precision), str(runtime), name.startswith("official")
+
+
+def load_runtime_latency(path: Path | None, input_size: int = 513) -> dict[LatencyKey, float]:
+    """``{(row config, converted, precision, runtime, official file): latency in ms}`` (:data:`LatencyKey`) from
+    ``benchmarks/runtimes.py --json``.
+
+    A model entry is placed by its ``config`` key or its ``model`` name (a Table 7 / extra config; a name
+    starting with ``official`` or ``tflite_`` is the official weights on :data:`OFFICIAL_ROW`); entries at another
+    input size are left out. Each row gives (precision, runtime) by its keys or its name ("ONNX Runtime int8"; a
+    row named ``official ...`` is the official file itself, e.g. "official uint8 TFLite (LiteRT)");
+    of several rows with one key (PyTorch eval, optimize_for_inference fp32) the fastest is kept.
+
+    Raises:
+        ValueError: the file holds no ``models`` list.
+    """
+    if path is None or not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict) or not isinstance(data.get("models"), list):
+        raise ValueError("it holds no 'models' list (not benchmarks/runtimes.py output)")
+    out: dict[LatencyKey, float] = {}
+    for entry in data["models"]:
+        if not isinstance(entry, dict) or entry.get("input_size") != input_size:
+            continue
+        name = str(entry.get("config") or entry.get("model") or "")
+        if name in ROWS or name in EXTRA:
+            place = (name, False)
+        elif name.lower().startswith(("official", CONVERTED_PREFIX)):
+            place = (OFFICIAL_ROW, True)
+        else:
+            continue  # a model on no row (e.g. width 0.5)
+        for row in entry.get("rows", []):
+            if isinstance(row, dict) and isinstance(row.get("latency_ms"), (int, float)):
+                key = (*place, *_runtime_of(row))
+                out[key] = min(out.get(key, float("inf")), float(row["latency_ms"]))
+    return out
+
+
+def main_results(results: list[Result], converted: bool) -> dict[str, Result]:
+    """The float result of each row (fp32 PyTorch first, then any other float one)."""
+    best: dict[str, Result] = {}
+    for r in sorted(results, key=lambda r: (r.precision != "fp32" or r.runtime != "pytorch", r.key)):
+        if r.converted == converted and r.precision in ("fp32", "bf16"):
+            best.setdefault(r.config, r)
+    return best
+
+
 def _by_config(results: list[Result], converted: bool) -> dict[str, float]:
-    return {r.config: r.miou for r in results if r.converted == converted}
+    return {config: r.miou for config, r in main_results(results, converted).items()}
 
 
-def tradeoff_markdown(madds: Mapping[str, int], results: list[Result], latency: Mapping[str, float]) -> str:
+def variant_results(results: list[Result], config: str, converted: bool) -> list[Result]:
+    """The results of a row other than its float one: int8 / fake-int8 / other runtimes, in a stable order."""
+    main = main_results(results, converted).get(config)
+    rest = [r for r in results if r.config == config and r.converted == converted and r is not main]
+    order = {p: i for i, p in enumerate(PRECISION_ORDER)}
+    return sorted(rest, key=lambda r: (order.get(r.precision, len(order)), r.runtime, r.quantization or ""))
+
+
+def _runtime_latency_text(r: Result, runtime_latency: Mapping[LatencyKey, float]) -> str:
+    """``30 (fp32 35)``: the result's latency in its runtime, and the fp32 latency of that runtime."""
+    if r.latency_key not in runtime_latency:
+        return "-"
+    fp32 = runtime_latency.get((r.config, r.converted, "fp32", r.runtime, False))
+    own = f"{runtime_latency[r.latency_key]:.0f}"
+    return own + (f" (fp32 {fp32:.0f})" if fp32 is not None and r.precision != "fp32" else "")
+
+
+def tradeoff_markdown(
+    madds: Mapping[str, int],
+    results: list[Result],
+    latency: Mapping[str, float],
+    runtime_latency: Mapping[LatencyKey, float] | None = None,
+) -> str:
     """The table: paper and segkit MAdds, paper mIoU, segkit's mIoU, CPU latency; one row per Table 7 row, then
-    the converted official weights' results and the segkit-only configurations on rows of their own."""
+    the converted official weights' results and the segkit-only configurations on rows of their own. Each int8
+    (fake-int8, other-runtime) result follows its row on a row of its own, with the latency of its runtime
+    (``runtime_latency``, :func:`load_runtime_latency`) and that runtime's fp32 latency in brackets."""
     own, official = _by_config(results, False), _by_config(results, True)
+    runtime_latency = runtime_latency or {}
     lines = [
         "| Network | OS | ASPP | MF | MAdds paper | MAdds segkit (tf1) | mIoU paper | mIoU segkit | CPU latency 513 (ms) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
 
-    def line(
-        network: str,
-        os: int,
-        aspp: bool,
-        mf: bool,
-        paper_madds: str,
-        config: str,
-        paper_miou: str,
-        miou: Mapping[str, float],
-    ) -> str:
-        seg = f"{miou[config]:.2f}" if config in miou else "-"
-        lat = f"{latency[config]:.0f}" if config in latency and not mf else "-"
-        return (
-            f"| {network} | {os} | {'yes' if aspp else ''} | {'yes' if mf else ''} | {paper_madds} "
-            f"| {madds[config] / 1e9:.2f}B | {paper_miou} | {seg} | {lat} |"
+    def line(network: str, arch: tuple[int, bool, bool], paper: tuple[str, str], config: str, seg: str, lat: str):
+        os, aspp, mf = arch
+        lines.append(
+            f"| {network} | {os} | {'yes' if aspp else ''} | {'yes' if mf else ''} | {paper[0]} "
+            f"| {madds[config] / 1e9:.2f}B | {paper[1]} | {seg} | {lat} |"
         )
 
+    def block(network: str, arch: tuple[int, bool, bool], paper: tuple[str, str], config: str, **kw: Any) -> None:
+        """The float line (unless ``float_line`` is False), then one line per other result of the row."""
+        miou, mf = kw["miou"], arch[2]
+        if kw.get("float_line", True):
+            lat = f"{latency[config]:.0f}" if config in latency and not mf else "-"
+            line(network, arch, paper, config, f"{miou[config]:.2f}" if config in miou else "-", lat)
+        for converted in kw["converted"]:
+            for r in variant_results(results, config, converted):
+                lat = "-" if mf else _runtime_latency_text(r, runtime_latency)
+                line(f"{kw.get('variant_network', network)}, {r.variant}", arch, paper, config, f"{r.miou:.2f}", lat)
+
     for row in TABLE7:
-        lines.append(
-            line(
-                row.network,
-                row.os,
-                row.aspp,
-                row.mf,
-                f"{row.paper_madds / 1e9:g}B",
+        paper = (f"{row.paper_madds / 1e9:g}B", f"{row.paper_miou:.2f}")
+        block(row.network, (row.os, row.aspp, row.mf), paper, row.config, miou=own, converted=(False,))
+    for row in TABLE7:
+        if any(r.config == row.config and r.converted for r in results):
+            block(
+                f"{row.network}, official weights converted",
+                (row.os, row.aspp, row.mf),
+                (f"{row.paper_madds / 1e9:g}B", f"{row.paper_miou:.2f}"),
                 row.config,
-                f"{row.paper_miou:.2f}",
-                own,
-            )
-        )
-    for row in TABLE7:
-        if row.config in official:
-            lines.append(
-                line(
-                    f"{row.network}, official weights converted",
-                    row.os,
-                    row.aspp,
-                    row.mf,
-                    f"{row.paper_madds / 1e9:g}B",
-                    row.config,
-                    f"{row.paper_miou:.2f}",
-                    official,
-                )
+                miou=official,
+                converted=(True,),
+                float_line=row.config in official,
+                variant_network=f"{row.network}, official weights",
             )
     for config, network in EXTRA.items():
         if config in madds:
             cfg = load_config(config).model
-            lines.append(
-                line(
-                    f"{network} (not in Table 7)",
-                    cfg.output_stride,
-                    cfg.aspp,
-                    False,
-                    "-",
-                    config,
-                    "-",
-                    {**own, **{k: v for k, v in official.items() if k not in own}},
-                )
-            )
+            merged = {**own, **{k: v for k, v in official.items() if k not in own}}
+            arch = (cfg.output_stride, cfg.aspp, False)
+            block(f"{network} (not in Table 7)", arch, ("-", "-"), config, miou=merged, converted=(False, True))
     return "\n".join(lines)
-
-
-# label placement (points) where the default would overlap a neighbour
-LABEL_OFFSETS = {
-    "voc_mnv2_os16_aspp": (5, 6),
-    "voc_mnv1_os16_aspp": (5, -11),
-    "voc_mnv2_os16": (-20, 8),
-    "voc_mnv2_os8_aspp": (-60, 8),
-    "voc_mnv1_os8_aspp": (5, -11),
-    "voc_r101_os8_aspp": (-95, -12),
-}
-COLORS = {"MNet V1": "tab:blue", "MNet V2*": "tab:green", "ResNet-101": "tab:red"}
-
-
-def _label(row: Table7Row) -> str:
-    return f"{row.network} OS{row.os}" + (" ASPP" if row.aspp else "") + (" MF" if row.mf else "")
-
-
-def plot(madds: Mapping[str, int], results: list[Result], latency: Mapping[str, float], path: Path) -> None:
-    """``path`` (PNG): mIoU against MAdds (log axis), and against measured CPU latency when there is any."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    own, official = _by_config(results, False), _by_config(results, True)
-    with_latency = any(row.config in latency and not row.mf for row in TABLE7)
-    fig, axes = plt.subplots(1, 2 if with_latency else 1, figsize=(13 if with_latency else 7.5, 5.5), squeeze=False)
-    ax = axes[0][0]
-    for row in TABLE7:
-        color = COLORS[row.network]
-        ax.scatter(row.paper_madds / 1e9, row.paper_miou, color=color, marker="o" if not row.mf else "s", s=50)
-        ax.annotate(
-            _label(row),
-            (row.paper_madds / 1e9, row.paper_miou),
-            fontsize=7,
-            xytext=LABEL_OFFSETS.get(row.config, (5, 4)),
-            textcoords="offset points",
-        )
-    for values, marker in ((own, "*"), (official, "D")):
-        for config, miou in values.items():
-            color = COLORS[ROWS[config].network] if config in ROWS else "tab:purple"
-            ax.scatter(
-                madds[config] / 1e9,
-                miou,
-                color=color,
-                marker=marker,
-                s=140 if marker == "*" else 60,
-                edgecolors="black",
-                linewidths=0.5,
-            )
-            if config in EXTRA:
-                ax.annotate(
-                    EXTRA[config], (madds[config] / 1e9, miou), fontsize=7, xytext=(5, -10), textcoords="offset points"
-                )
-    for network, color in COLORS.items():
-        ax.scatter([], [], color=color, label=network)
-    ax.scatter([], [], color="gray", marker="o", label="paper, single scale")
-    ax.scatter([], [], color="gray", marker="s", label="paper, MF (12 passes)")
-    ax.scatter([], [], color="gray", marker="*", s=140, edgecolors="black", label="segkit-trained, measured")
-    if official:
-        ax.scatter([], [], color="gray", marker="D", s=60, edgecolors="black", label="official weights, segkit eval")
-    ax.set_xscale("log")
-    ax.set_xlabel("MAdds at 513x513 (billions, log; TF1 convention)")
-    ax.set_ylabel("PASCAL VOC 2012 val mIoU (%)")
-    ax.set_title("MobileNetV2 paper, Table 7: mIoU vs compute")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    if with_latency:
-        ax2 = axes[0][1]
-        for row in TABLE7:
-            if row.config in latency and not row.mf:
-                y = own.get(row.config, row.paper_miou)
-                ax2.scatter(
-                    latency[row.config], y, color=COLORS[row.network], marker="*" if row.config in own else "o", s=100
-                )
-                ax2.annotate(
-                    _label(row), (latency[row.config], y), fontsize=7, xytext=(5, 3), textcoords="offset points"
-                )
-        ax2.set_xlabel("segkit CPU latency, 513x513 batch 1 (ms)")
-        ax2.set_ylabel("mIoU (%) (segkit-trained if measured, else the paper's)")
-        ax2.set_title("mIoU vs measured CPU latency")
-        ax2.grid(True, alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)

@@ -37,6 +37,9 @@ JSON_KEYS = {
     "config",
     "decoder",
     "model",
+    "precision",
+    "runtime",
+    "quantization",
     "miou",
     "pixel_acc",
     "mean_acc",
@@ -277,6 +280,7 @@ def test_tool_test_prints_table_and_writes_json(
     assert "eval" in stderr  # the progress bar
     report = json.loads(out.read_text())
     check_report(report, masks)
+    assert (report["precision"], report["runtime"], report["quantization"]) == ("fp32", "pytorch", None)
     assert report["protocol"] == {
         "scales": [1.0],
         "flip": False,

@@ -38,6 +38,7 @@ LAYERS: dict[str, str] = {
     "segkit.viz": "ops",
     "segkit.optimize": "ops",
     "segkit.runlog": "ops",
+    "segkit.qat": "ops",
     # 4 loading: the checkpoint file format and the one load path
     "segkit.checkpoint": "loading",
     "segkit.loading": "loading",
@@ -50,6 +51,7 @@ LAYERS: dict[str, str] = {
     "segkit.convert": "apps",
     "segkit.complexity": "apps",
     "segkit.tradeoff": "apps",
+    "segkit.tradeoff_plot": "apps",
     "segkit.export": "apps",
     "segkit.runtimes": "apps",
     "segkit.quantize": "apps",

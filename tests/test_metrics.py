@@ -123,6 +123,9 @@ def test_table_and_json():
         "config",
         "decoder",
         "model",
+        "precision",
+        "runtime",
+        "quantization",
         "miou",
         "pixel_acc",
         "mean_acc",
@@ -133,6 +136,7 @@ def test_table_and_json():
     }
     assert data["model"] is None  # segkit test passes the architecture fields (REPORT_MODEL_FIELDS)
     assert data["config"] == "voc_mnv2_os16" and data["decoder"] == "none"
+    assert (data["precision"], data["runtime"], data["quantization"]) == ("fp32", "pytorch", None)  # the defaults
     assert data["per_class_iou"] == {"a": 1.0, "b": 1.0, "c": None}
     assert data["confusion"] == [[1, 0, 0], [0, 1, 0], [0, 0, 0]] and data["num_images"] == 2
     json.dumps(data, allow_nan=False)  # strictly valid JSON

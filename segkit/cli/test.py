@@ -17,12 +17,17 @@ protocol: resize the longer side keeping the aspect ratio, pad bottom/right with
 the prediction back and resize it to the mask with nearest neighbour; '--slide CROP STRIDE', overlapping
 windows with their logits averaged. A forward pass over '--max-pixels' is refused with the fix.
 
+The '--json' report records the config name, the architecture, the precision (fp32 | bf16 | int8 |
+fake-int8) and runtime (pytorch | onnxruntime | openvino | litert) that ran the model, and for an int8
+file its quantization (ptq | qat); 'segkit tradeoff' places the result by them.
+
 Exit status: 0 on success, 2 on a usage or input error (the message says what to fix).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -129,6 +134,39 @@ def load_for_eval(args: argparse.Namespace, device: torch.device) -> tuple[Any, 
     )
 
 
+def report_identity(model: Any, cfg: Config) -> dict[str, Any]:
+    """What a report records about the model: ``config`` (name), ``model`` (architecture fields), ``precision``,
+    ``runtime`` and ``quantization`` (the model's attributes; defaults fp32 / pytorch / None).
+
+    A foreign .tflite file (no segkit metadata, e.g. the official uint8 DeepLab file) is named
+    ``tflite_<stem>`` as ``segkit convert`` names its checkpoint, with the architecture read from its graph,
+    so ``segkit tradeoff`` puts it beside the converted official weights.
+    """
+    precision = str(getattr(model, "precision", None) or "fp32")
+    meta = getattr(model, "metadata", None)
+    quantization = (meta or {}).get("quantization") or getattr(model, "quantization", None)
+    if quantization is None and precision == "fake-int8":
+        quantization = "qat"
+    name, fields = cfg.name, {k: getattr(cfg.model, k) for k in REPORT_MODEL_FIELDS}
+    path = getattr(model, "path", None)
+    if meta is None and isinstance(path, Path) and path.suffix.lower() == ".tflite":
+        name = "tflite_" + re.sub(r"[^A-Za-z0-9_]+", "_", path.stem)
+        try:
+            from segkit.convert.tflite import infer_architecture, load_tflite
+
+            arch = infer_architecture(load_tflite(path)).model_config()
+            fields = {k: getattr(arch, k) for k in REPORT_MODEL_FIELDS}
+        except Exception:  # noqa: BLE001 - no tflite package or a graph convert cannot read: keep the defaults
+            pass
+    return {
+        "config": name,
+        "model": fields,
+        "precision": precision,
+        "runtime": str(getattr(model, "runtime", None) or "pytorch"),
+        "quantization": quantization,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate as ``args`` say; the project's errors propagate (``main`` turns them into one line)."""
     device = resolve_device(args.device)
@@ -147,8 +185,10 @@ def run(args: argparse.Namespace) -> int:
         collate_fn=collate_drop_bad,
     )
     class_names = list(dataset.class_names)
+    ident = report_identity(model, cfg)
+    kind = ", ".join(str(ident[k]) for k in ("precision", "runtime", "quantization") if ident[k])
     print(
-        f"Evaluating {args.model or args.checkpoint} on {cfg.data.dataset} '{split}' ({len(dataset)} images, "
+        f"Evaluating {args.model or args.checkpoint} ({kind}) on {cfg.data.dataset} '{split}' ({len(dataset)} images, "
         f"{dataset.num_classes} classes) protocol {protocol_dict(cfg.eval)} on {device}; {data_line}",
         file=sys.stderr,
     )
@@ -180,9 +220,12 @@ def run(args: argparse.Namespace) -> int:
             metrics,
             class_names,
             protocol,
-            cfg.name,
-            decoder=cfg.model.decoder,
-            model={k: getattr(cfg.model, k) for k in REPORT_MODEL_FIELDS},
+            ident["config"],
+            decoder=ident["model"]["decoder"],
+            model=ident["model"],
+            precision=ident["precision"],
+            runtime=ident["runtime"],
+            quantization=ident["quantization"],
         )
         atomic_write_text(args.json, format_report_json(report))
         print(f"Wrote {args.json}", file=sys.stderr)

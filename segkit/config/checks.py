@@ -15,7 +15,7 @@ def validate_config(cfg: Config) -> None:
         if not cond:
             raise ConfigError(f"{key}: got {value!r}; allowed: {allowed}.")
 
-    m, d, t, e = cfg.model, cfg.data, cfg.train, cfg.eval
+    m, d, t, e, q = cfg.model, cfg.data, cfg.train, cfg.eval, cfg.qat
     need(m.width_mult > 0, "model.width_mult", m.width_mult, "a number > 0 (e.g. 1.0, 0.5)")
     if m.backbone == "resnet101":
         need(
@@ -107,3 +107,13 @@ def validate_config(cfg: Config) -> None:
         value = getattr(e, key)
         need(value is None or value >= 16, f"eval.{key}", value, "null or an integer >= 16")
     need(isinstance(e.antialias, bool), "eval.antialias", e.antialias, "true or false")
+    for key in ("freeze_bn_iter", "freeze_observer_iter"):
+        value = getattr(q, key)
+        need(value is None or value >= 0, f"qat.{key}", value, "null (never) or an iteration >= 0")
+    if t.qat:
+        need(
+            t.amp == "none",
+            "train.amp",
+            t.amp,
+            "'none' with train.qat=true (fake quantization trains in float32)",
+        )

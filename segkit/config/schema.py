@@ -106,6 +106,7 @@ class TrainConfig:
     ckpt_interval: int = 1000
     seed: int = 0
     deterministic: bool = False
+    qat: bool = False  # quantization-aware fine-tuning of train.init_weights (the qat section; segkit.qat)
 
 
 @dataclass
@@ -121,6 +122,17 @@ class EvalConfig:
 
 
 @dataclass
+class QatConfig:
+    """Quantization-aware training (``train.qat: true``). Defaults: TF DeepLab's quantize guide
+    (research/deeplab/g3doc/quantize.md: fine-tune the float model, quantized from step 0) and
+    ``tf.contrib.quantize.create_training_graph`` (BN never frozen, activation ranges always updated)."""
+
+    freeze_bn_iter: int | None = None  # from this iteration on BN uses its running statistics; null: never
+    freeze_observer_iter: int | None = None  # from this iteration on the quantization ranges stay fixed; null: never
+    per_channel: bool = True  # int8 weights per output channel (TFLite's int8 scheme); false: per tensor
+
+
+@dataclass
 class Config:
     """A complete experiment."""
 
@@ -129,6 +141,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    qat: QatConfig = field(default_factory=QatConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -145,4 +158,5 @@ SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "train": TrainConfig,
     "eval": EvalConfig,
+    "qat": QatConfig,
 }

@@ -43,6 +43,7 @@ from segkit.engine.setup import (
     convert_sync_bn,
     load_initial_weights,
     make_loader,
+    prepare_qat,
     stop_workers,
 )
 from segkit.engine.signals import StopFlag
@@ -61,6 +62,7 @@ from segkit.metrics import format_metrics_table
 from segkit.models import build_model, count_parameters
 from segkit.models.build import init_exclude
 from segkit.optim import build_optimizer, build_scheduler
+from segkit.qat import apply_schedule
 from segkit.runlog import RunLogger, plot_curves, read_jsonl
 from segkit.utils.device import resolve_device
 from segkit.utils.io import atomic_write_text
@@ -110,14 +112,15 @@ def build_training(
     model = build_model(cfg)
     if cfg.train.init_weights and load_init_weights:
         load_initial_weights(model, cfg.train.init_weights, log, exclude=init_exclude(cfg))
-    # model hooks (QAT, issue 13): one call here that takes and returns the model to train
-    if dist_info.enabled and cfg.train.sync_bn:
+    model = prepare_qat(model, cfg, device, dist_info, log)  # train.qat: a fake-quantized QatModel
+    if dist_info.enabled and cfg.train.sync_bn and not cfg.train.qat:
         model = convert_sync_bn(model, device.type, log)
     model.to(device)
     if cfg.train.channels_last and device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     criterion = SegmentationLoss(ignore_index=cfg.data.ignore_index, aux_weight=cfg.train.aux_weight)
-    optimizer = build_optimizer(model, cfg.train, fused=True)  # fused: skips a non-finite step on the device
+    # fused: skips a non-finite step on the device; QAT: the float model's modules own the graph's parameters
+    optimizer = build_optimizer(getattr(model, "float_model", model), cfg.train, fused=True)
     scheduler = build_scheduler(optimizer, cfg.train)
     if dist_info.enabled:
         model = nn.parallel.DistributedDataParallel(
@@ -151,6 +154,7 @@ def train_step(tr: Training, batches: Iterator[dict[str, Any]]) -> dict[str, tor
     ``found_inf`` and skips it on the device, as it does every later step until :func:`check_finite`
     (called by ``train``) raises TrainingDiverged. With fp16 the GradScaler skips such steps itself.
     """
+    apply_schedule(tr.model, tr.iteration)  # QAT: freeze BN / observers from their iterations on
     tr.model.train()
     tr.optimizer.zero_grad(set_to_none=True)
     accum = tr.cfg.train.grad_accum

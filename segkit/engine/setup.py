@@ -54,6 +54,30 @@ def load_initial_weights(model: nn.Module, path: str, log: Any = print, *, exclu
     return load_state_into(model, path, log=log, exclude=exclude)
 
 
+def prepare_qat(
+    model: nn.Module, cfg: Config, device: torch.device, dist_info: DistInfo, log: Any = print
+) -> nn.Module:
+    """``train.qat``: the float model (initial weights loaded) as a fake-quantized :class:`segkit.qat.QatModel`
+    on ``device``; any other model unchanged. BN is functional in the exported graph, so no SyncBatchNorm."""
+    if not cfg.train.qat:
+        return model
+    from segkit import qat
+
+    qat.check_config(cfg)
+    if dist_info.enabled and cfg.train.sync_bn:
+        log(
+            "train.qat: BatchNorm is part of the exported graph, so train.sync_bn does not apply; every process "
+            "normalises its own batch (TF DeepLab quantizes with one clone)."
+        )
+    q = cfg.qat
+    log(
+        f"train.qat: exporting and preparing the model for quantization-aware training (int8, weights per "
+        f"{'channel' if q.per_channel else 'tensor'}; freeze BN at {q.freeze_bn_iter}, observers at "
+        f"{q.freeze_observer_iter})."
+    )
+    return qat.prepare(model.to(device), cfg)
+
+
 def convert_sync_bn(model: nn.Module, device_type: str, log: Any = print) -> nn.Module:
     """BatchNorm -> SyncBatchNorm (statistics over all processes). PyTorch supports it on CUDA only."""
     if device_type != "cuda":
@@ -80,7 +104,14 @@ def make_loader(
     )
 
 
-__all__ = ["BN_MIN_BATCH", "check_batch_norm", "convert_sync_bn", "load_initial_weights", "make_loader"]
+__all__ = [
+    "BN_MIN_BATCH",
+    "check_batch_norm",
+    "convert_sync_bn",
+    "load_initial_weights",
+    "make_loader",
+    "prepare_qat",
+]
 
 
 def absolute_data_root(cfg: Config, log: Any) -> Config:

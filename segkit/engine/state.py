@@ -24,6 +24,7 @@ from segkit.config import Config
 from segkit.distributed import DistInfo, host_max, is_initialized
 from segkit.engine.workdir import CheckpointWriteError
 from segkit.losses import SegmentationLoss
+from segkit.qat import fit_observers
 
 
 def format_miou(value: float) -> str:
@@ -82,6 +83,7 @@ class Training:
 
     def load_state_dict(self, state: dict[str, Any], log: Any = print) -> None:
         """Continue from ``state`` (a checkpoint): weights, optimiser, schedule, scaler, iteration, RNG."""
+        fit_observers(self.net, state["model"])  # QAT: per-channel observer buffers take the saved shapes
         load_weights(self.net, state, self.cfg)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

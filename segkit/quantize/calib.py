@@ -65,6 +65,7 @@ def calibration_images(
 
 
 def synthetic_images(model: nn.Module, num: int, input_size: tuple[int, int], seed: int = 0) -> list[dict[str, Tensor]]:
-    """``num`` images of segkit's synthetic shapes (for --verify without data), normalised, fitted."""
+    """``num`` random normal images ``{"image": [1, 3, H, W], "extent": (H, W)}`` (calibration or checks without
+    data: benchmarks, tests; latency does not depend on them, accuracy does)."""
     g = torch.Generator().manual_seed(seed)
     return [{"image": torch.randn(1, 3, *input_size, generator=g), "extent": tuple(input_size)} for _ in range(num)]

@@ -1,9 +1,12 @@
-"""Run an int8 file next to its float model: pixel agreement, mIoU of both where masks exist, file size."""
+"""Run an int8 file next to its float model: pixel agreement, mIoU of both where masks exist, file size.
+
+The file runs through :func:`segkit.runtimes.load_exported`, exactly as ``segkit test/infer --model`` runs it.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,72 +25,16 @@ def file_size(path: str | os.PathLike) -> int:
     return size
 
 
-def _session(path: Path) -> tuple[Callable[[np.ndarray], np.ndarray], dict[str, Any]]:
-    from segkit.export.metadata import read_metadata
-
-    meta = read_metadata(path) or {}
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = min(2, os.cpu_count() or 1)
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        name = sess.get_inputs()[0].name
-        return (lambda x: sess.run(None, {name: x})[0]), meta
-    if suffix == ".xml":
-        import openvino as ov
-
-        compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": min(2, os.cpu_count() or 1)})
-        return (lambda x: compiled(x)[0]), meta
-    if suffix == ".tflite":
-        from ai_edge_litert.interpreter import Interpreter
-
-        it = Interpreter(str(path), num_threads=min(2, os.cpu_count() or 1))
-        it.allocate_tensors()
-        inp, outp = it.get_input_details()[0], it.get_output_details()[0]
-
-        def run(x: np.ndarray) -> np.ndarray:
-            if inp["dtype"] != x.dtype:  # full-integer file with int8 input: quantize the float image
-                scale, zero = inp["quantization"]
-                info = np.iinfo(inp["dtype"])
-                x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(inp["dtype"])
-            it.set_tensor(inp["index"], x)
-            it.invoke()
-            y = it.get_tensor(outp["index"])
-            scale, zero = outp["quantization"]
-            if scale and y.dtype in (np.int8, np.uint8) and meta.get("output") != "labels":
-                y = (y.astype(np.float32) - zero) * scale
-            return y
-
-        return run, meta
-    raise ValueError(f"cannot run {path}: use a .onnx, .xml (OpenVINO) or .tflite file.")
-
-
-class FileModel:
-    """An int8 (or fp32) exported file as a callable: normalised [1, 3, H, W] -> label map [H, W] (numpy)."""
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        self._run, self.metadata = _session(self.path)
-        self.input = self.metadata.get("input", "float")
-        self.output = self.metadata.get("output", "logits")
-        self.layout = self.metadata.get("layout", "nhwc" if self.path.suffix == ".tflite" else "nchw")
-        self.mean = self.metadata.get("mean") or [0.0, 0.0, 0.0]
-        self.std = self.metadata.get("std") or [1.0, 1.0, 1.0]
-
-    def labels(self, image: Tensor) -> np.ndarray:
-        from segkit.quantize.ptq import _as_input
-
-        y = self._run(_as_input(image, self.input, self.mean, self.std, self.layout).numpy())
-        if self.output == "labels":
-            return np.asarray(y).reshape(y.shape[-2:]) if y.ndim == 3 else y[0]
-        return y[0].argmax(-1 if self.layout == "nhwc" else 0)
+def _labels(runner: Any, image: Tensor) -> np.ndarray:
+    out = runner(image)
+    return (out["labels"] if "labels" in out else out["out"].argmax(1))[0].numpy()
 
 
 def run_file(path: str | os.PathLike, image: Tensor) -> np.ndarray:
-    """Label map [H, W] of one normalised [1, 3, H, W] image through an exported file."""
-    return FileModel(path).labels(image)
+    """Label map [H, W] of one normalised [1, 3, H, W] image through an exported file (as ``segkit test --model``)."""
+    from segkit.runtimes import load_exported
+
+    return _labels(load_exported(path, threads=torch.get_num_threads()), image)
 
 
 @dataclass
@@ -132,7 +79,9 @@ def verify_int8(
     """
     import torch.nn.functional as F
 
-    runner = FileModel(path)
+    from segkit.runtimes import load_exported
+
+    runner = load_exported(path, threads=torch.get_num_threads())  # what `segkit test --model` runs
     n = model.segkit_config.model.num_classes
     cm_f, cm_q = np.zeros((n, n), np.int64), np.zeros((n, n), np.int64)
     same = total = 0
@@ -143,7 +92,7 @@ def verify_int8(
         with torch.no_grad():
             out = model(item["image"])
         ref = (out["out"] if isinstance(out, dict) else out)[0].argmax(0).numpy()[:h, :w]
-        got = runner.labels(item["image"])[:h, :w]
+        got = _labels(runner, item["image"])[:h, :w]
         eq = int((ref == got).sum())
         same, total = same + eq, total + ref.size
         per_image.append(eq / ref.size)

@@ -59,8 +59,11 @@ def quantize_model(
     input: str = "float",
     output: str = "logits",  # noqa: A002 - --input
     progress: bool = True,
+    quantization: str = "ptq",
 ) -> dict[str, Any]:
     """Write an int8 file of ``model`` calibrated on ``images`` (from :func:`calibration_images`); returns its metadata.
+
+    A QAT checkpoint's :class:`segkit.qat.QatModel` goes to :func:`quantize_qat` instead.
 
     Args:
         model: a float segkit segmentor (eval mode, carrying ``segkit_config``).
@@ -69,6 +72,7 @@ def quantize_model(
         format: "onnx", "openvino" or "tflite".
         input: "float" (normalised) or "uint8" (RGB NHWC, normalisation in the graph; the official files' input).
         output: "logits" or "labels" (argmax in the graph).
+        quantization: the metadata's "quantization" ("qat": float weights fine-tuned by QAT, recalibrated).
     """
     from segkit.export import ExportWrapper
 
@@ -78,7 +82,7 @@ def quantize_model(
     layout = "nhwc" if format == "tflite" else "nchw"
     wrapper = ExportWrapper(model, input=input, output=output, layout=layout).eval()
     feeds = [_as_input(item["image"], input, wrapper.mean_rgb, wrapper.std_rgb, layout) for item in images]
-    extra = {"precision": "int8", "quantization": "ptq", "num_calib": len(images)}
+    extra = {"precision": "int8", "quantization": quantization, "num_calib": len(images)}
     if format == "tflite":
         return _tflite(model, wrapper, path, feeds, input_size, input, output, extra)
     with tempfile.TemporaryDirectory(prefix="segkit-int8-") as tmp:
@@ -104,7 +108,21 @@ def _onnx(fp32: Path, path: Path, feeds: list[Tensor], meta: dict[str, Any], tmp
 
     pre = tmp / "pre.onnx"
     quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-    name = onnx.load(str(pre), load_external_data=False).graph.input[0].name
+    graph = onnx.load(str(pre), load_external_data=False).graph
+    name = graph.input[0].name
+    # the float tail after the last conv (the logits' upsampling, an in-graph argmax) stays float: quantizing
+    # it re-quantizes the full-size logits (a Q and a DQ over H x W x classes) and made int8 no faster than fp32
+    producer = {o: n for n in graph.node for o in n.output}
+    tail, todo = [], [o.name for o in graph.output]
+    while todo:
+        node = producer.get(todo.pop())
+        if (
+            node is not None
+            and node.op_type not in ("Conv", "ConvTranspose", "MatMul", "Gemm")
+            and node.name not in tail
+        ):
+            tail.append(node.name)
+            todo += list(node.input[:1])
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -123,6 +141,7 @@ def _onnx(fp32: Path, path: Path, feeds: list[Tensor], meta: dict[str, Any], tmp
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
+            nodes_to_exclude=tail,
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
         )
         proto = onnx.load(str(out))
@@ -162,11 +181,80 @@ def save_openvino(ov_model: Any, path: Path, tmp: Path | None = None) -> None:
         shutil.rmtree(stage, ignore_errors=True)
 
 
+def quantize_qat(
+    model: nn.Module,
+    path: str | os.PathLike,
+    images: Sequence[dict[str, Any]] = (),
+    *,
+    format: str = "tflite",  # noqa: A002 - --format
+    input_size: tuple[int, int] = (513, 513),
+    input: str = "float",  # noqa: A002 - --input
+    output: str = "logits",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write the int8 file of a quantization-aware trained :class:`segkit.qat.QatModel`; returns its metadata.
+
+    tflite: ``convert_pt2e`` of the trained fake-quant graph (its learned ranges, no calibration:
+    ``num_calib`` 0) through litert-torch. onnx / openvino have no PT2E path here: they recalibrate the
+    float model holding the QAT-fine-tuned weights on ``images`` (needed; ``quantization`` "qat").
+    """
+    from segkit.export import ExportWrapper
+    from segkit.qat import convert, float_state_dict, pt2e_quantizer
+
+    path = Path(path)
+    cfg = model.segkit_config
+    if format != "tflite":
+        if not images:
+            raise QuantizeError(
+                f"--format {format} recalibrates a QAT checkpoint (only LiteRT takes its trained ranges as they "
+                "are): pass --calib-data ROOT, or use --format tflite."
+            )
+        from segkit.models import build_model
+
+        float_model = build_model(cfg)
+        float_model.load_state_dict(float_state_dict(model.state_dict()))
+        float_model.eval().segkit_config = cfg
+        return quantize_model(
+            float_model,
+            path,
+            images,
+            format=format,
+            input_size=input_size,
+            input=input,
+            output=output,
+            progress=progress,
+            quantization="qat",
+        )
+    _check(format, path, [{}])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = ExportWrapper(_Int8Graph(convert(model), cfg), input=input, output=output, layout="nhwc").eval()
+    example = wrapper.example(tuple(input_size))
+    extra = {"precision": "int8", "quantization": "qat", "num_calib": 0}
+    quantizer = pt2e_quantizer(is_qat=True, per_channel=cfg.qat.per_channel)
+    return write_pt2e_tflite(model, wrapper, quantizer, path, example, input_size, input, output, extra)
+
+
+class _Int8Graph(nn.Module):
+    """A ``convert_pt2e`` graph as a submodule that ``.eval()`` leaves alone (exported graphs refuse it)."""
+
+    def __init__(self, graph: nn.Module, cfg: Any) -> None:
+        super().__init__()
+        self.graph = graph
+        self.segkit_config = cfg
+
+    def train(self, mode: bool = True) -> _Int8Graph:
+        self.training = mode
+        return self
+
+    def forward(self, x: Tensor) -> Any:
+        return self.graph(x)
+
+
 def pt2e_quantizer(is_qat: bool = False) -> Any:
     """litert-torch's PT2E quantizer: symmetric int8, per-channel weights (QAT: fake-quant observers)."""
-    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from segkit.qat import pt2e_quantizer as quantizer
 
-    return PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=is_qat))
+    return quantizer(is_qat=is_qat)
 
 
 def _tflite(

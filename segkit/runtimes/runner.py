@@ -24,8 +24,10 @@ class ExportedModel:
     to its size: smaller ones are padded bottom/right with the mean pixel (0) and cropped back.
 
     Attributes: ``metadata`` (segkit's, or None for a foreign file), ``input_size`` ((H, W) or None),
-    ``input_kind`` ("float" | "uint8"), ``output_kind`` ("logits" | "labels"), ``class_names``,
-    ``palette``, ``mean``, ``std``, ``align_corners``, ``segkit_config``, ``runtime``.
+    ``input_kind`` ("float" | "uint8"), ``input_quant`` ((scale, zero point) a float input is quantized
+    with, for a full-integer file, else None), ``output_kind`` ("logits" | "labels"), ``class_names``,
+    ``palette``, ``mean``, ``std``, ``align_corners``, ``segkit_config``, ``runtime``,
+    ``precision`` ("fp32" | "int8", from the metadata).
     """
 
     def __init__(
@@ -53,8 +55,16 @@ class ExportedModel:
             meta = None
         self.metadata: dict[str, Any] | None = meta
         s = self.session
+        # precision (PLAN contract): the metadata's; a foreign file with a quantized uint8/int8 input is int8
+        self.precision: str = (meta or {}).get("precision") or (
+            "int8" if meta is None and (s.quant or s.input_dtype in (np.uint8, np.int8)) else "fp32"
+        )
         shape = s.input_shape
-        self.input_kind = "uint8" if s.input_dtype == np.uint8 else "float"
+        pixels = s.input_dtype == np.uint8 and (meta or {}).get("input", "uint8") == "uint8"
+        self.input_kind = "uint8" if pixels else "float"
+        # a full-integer file whose float input is quantized (segkit's PT2E .tflite): quantize x with its params
+        integer = np.issubdtype(s.input_dtype, np.integer)
+        self.input_quant: tuple[float, int] | None = s.quant if integer and not pixels else None
         if meta and meta.get("input_layout"):
             self.layout = meta["input_layout"]
         else:
@@ -71,7 +81,7 @@ class ExportedModel:
         self.output_layout = (meta or {}).get("layout") or ("nhwc" if self.runtime == "litert" else "nchw")
         if meta:
             self.mean, self.std = list(meta["mean"]), list(meta["std"])
-        elif s.quant:  # real = scale * (q - zero_point): the normalisation of a uint8 input
+        elif s.quant and pixels:  # real = scale * (q - zero_point): the normalisation of a uint8 input
             self.mean, self.std = [float(s.quant[1])] * 3, [1.0 / s.quant[0]] * 3
         else:
             from segkit.config import TF_MEAN, TF_STD
@@ -112,6 +122,11 @@ class ExportedModel:
             std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1)
             mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1)
             x = (x.float() * std + mean).round_().clamp_(0, 255).to(torch.uint8)
+        elif self.input_quant is not None:
+            scale, zero = self.input_quant
+            info = np.iinfo(self.session.input_dtype)
+            x = (x.float() / scale + zero).round_().clamp_(info.min, info.max)
+            x = x.to(torch.int8 if self.session.input_dtype == np.int8 else torch.uint8)
         else:
             x = x.float()
         if self.layout == "nhwc":
