@@ -54,6 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-calib", type=int, default=200, help="demo: calibration images (train split)")
     p.add_argument("--work", type=Path, help="folder for the files (default: a temporary one)")
     p.add_argument("--reuse", action="store_true", help="keep int8 files already in --work (skip their quantization)")
+    p.add_argument("--reports", type=Path, help="official: write segkit test reports (float, each int8 format) here")
     p.add_argument("--json", type=Path)
     p.add_argument("--markdown", type=Path)
     return p.parse_args(argv)
@@ -121,6 +122,23 @@ def fold_root(work: Path) -> tuple[Path, list[list[str]]]:
     return root, folds
 
 
+def two_fold_report(reports: list[dict]) -> dict:
+    """One ``segkit test`` report of both halves (confusions summed, every metric recomputed from it), so
+    ``segkit tradeoff`` can place the int8 result of all 8 images."""
+    from segkit.metrics import metrics_from_confusion
+    from segkit.report import metrics_to_json
+
+    first = reports[0]
+    confusion = sum(np.asarray(r["confusion"], dtype=np.int64) for r in reports)
+    metrics = metrics_from_confusion(confusion)
+    metrics.num_images = sum(int(r["num_images"]) for r in reports)
+    keep = ("decoder", "model", "precision", "runtime", "quantization")
+    protocol = {**first["protocol"], "split": "val (two folds: each half scored by the file calibrated on the other)"}
+    return metrics_to_json(
+        metrics, list(first["per_class_iou"]), protocol, first["config"], **{k: first.get(k) for k in keep}
+    )
+
+
 def official(args: argparse.Namespace, work: Path) -> dict:
     from segkit.convert import convert_tflite
 
@@ -157,7 +175,7 @@ def official(args: argparse.Namespace, work: Path) -> dict:
     for fmt in args.formats:
         preds: dict[str, np.ndarray] = {}
         confusion = np.zeros_like(fp["confusion"])
-        sizes, seconds = [], []
+        sizes, seconds, reports = [], [], []
         for k in (0, 1):
             out = work / f"official_int8_fold{k}{EXT[fmt]}"
             start = time.perf_counter()
@@ -169,6 +187,7 @@ def official(args: argparse.Namespace, work: Path) -> dict:
             scored = evaluate(["--model", str(out)], root, f"fold{1 - k}", work, f"{fmt}_fold{k}", [])
             preds.update(scored["preds"])
             confusion += scored["confusion"]
+            reports.append(scored["report"])
             sizes.append(file_size(out))
         rows.append(
             {
@@ -182,7 +201,19 @@ def official(args: argparse.Namespace, work: Path) -> dict:
                 "quantize_seconds": float(np.mean(seconds)) if seconds else None,
             }
         )
+        if args.reports:
+            _write_report(args.reports / f"official_{fmt}_int8.json", two_fold_report(reports))
+    if args.reports:
+        _write_report(args.reports / "official_fp32.json", fp["report"])
     return {"what": "official", "images": sum(len(f) for f in folds), "rows": rows}
+
+
+def _write_report(path: Path, report: dict) -> None:
+    from segkit.report import format_report_json
+    from segkit.utils.io import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, format_report_json(report))
 
 
 def demo(args: argparse.Namespace, work: Path) -> dict:
@@ -249,7 +280,7 @@ def to_markdown(result: dict) -> str:
             cells.append(f"{r['delta_points']:+.2f}")
         cells += [f"{100 * r['agreement_float']:.2f}%", f"{r['size_bytes'] / 1e6:.2f}" if r["size_bytes"] else "-"]
         body.append(cells)
-    return "\n".join(lines) + markdown_table(header, body)
+    return "\n".join(lines) + "\n" + markdown_table(header, body)
 
 
 def main(argv: list[str] | None = None) -> int:

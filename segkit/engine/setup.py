@@ -72,10 +72,14 @@ def prepare_qat(
     q = cfg.qat
     log(
         f"train.qat: exporting and preparing the model for quantization-aware training (int8, weights per "
-        f"{'channel' if q.per_channel else 'tensor'}; freeze BN at {q.freeze_bn_iter}, observers at "
-        f"{q.freeze_observer_iter})."
+        f"{'channel' if q.per_channel else 'tensor'}; BN statistics frozen {_from(q.freeze_bn_iter)}, ranges "
+        f"frozen {_from(q.freeze_observer_iter)})."
     )
     return qat.prepare(model.to(device), cfg)
+
+
+def _from(iteration: int | None) -> str:
+    return "never" if iteration is None else f"from iteration {iteration}"
 
 
 def convert_sync_bn(model: nn.Module, device_type: str, log: Any = print) -> nn.Module:

@@ -308,6 +308,9 @@ def write_pt2e_tflite(
         fmt="tflite",
     )
     meta.update(extra, runtime="litert")
+    # an exported graph keeps the root's ``training`` flag of torch.export (True) although its BN and dropout
+    # nodes are in eval form; the flag only makes litert-torch warn "converted in training mode"
+    converted.training = False
     edge = litert_torch.convert(converted, (example,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
     with atomic_path(path) as out:
         edge.export(str(out))
