@@ -37,79 +37,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import segkit
-    from segkit.checkpoint import checkpoint_config, load_checkpoint
-    from segkit.quantize import QuantizeError, calibration_images, quantize_model, verify_int8
-    from segkit.quantize.ptq import quantize_qat
+    from segkit.quantize.command import quantize_checkpoint
 
-    ckpt = load_checkpoint(args.checkpoint)
-    qat = ckpt.get("kind", "segmentor") == "segmentor" and checkpoint_config(ckpt).train.qat
-    del ckpt
-    if args.calib_data is None and not (qat and args.format == "tflite"):
-        raise QuantizeError(
-            f"--calib-data ROOT is required for --format {args.format} of a "
-            + (
-                "quantization-aware training checkpoint: only LiteRT (--format tflite) takes its trained ranges; "
-                "ONNX and OpenVINO recalibrate its fine-tuned float weights on those images."
-                if qat
-                else "float checkpoint: post-training quantization calibrates on its images (a quantization-aware "
-                "training checkpoint converts to --format tflite without them)."
-            )
-        )
-    model = segkit.load_model(args.checkpoint)
-    size = tuple(args.input_size)
-    images = []
-    if args.calib_data is not None and not (qat and args.format == "tflite"):
-        images = calibration_images(
-            model,
-            args.calib_data,
-            split=args.calib_split,
-            num=args.num_calib,
-            input_size=size,
-            dataset=args.dataset,
-            progress=not args.no_progress,
-        )
-    options = dict(format=args.format, input_size=size, input=args.input, output=args.output)
-    if qat:
-        quantize_qat(model, args.out, images, **options, progress=not args.no_progress)
-    else:
-        quantize_model(model, args.out, images, **options, progress=not args.no_progress)
-    if args.verify:
-        check = calibration_images(
-            model,
-            args.verify,
-            split=args.verify_split,
-            num=args.num_verify,
-            input_size=size,
-            dataset=args.dataset,
-            with_masks=True,
-            progress=not args.no_progress,
-        )
-    elif images:
-        check = images[: args.num_verify]
-    else:  # a QAT checkpoint without --calib-data: its own validation images, if they are here
-        check = _own_val_images(model, args, size)
-    report = verify_int8(model, args.out, check)
+    report = quantize_checkpoint(
+        args.checkpoint,
+        args.out,
+        format=args.format,
+        calib_data=args.calib_data,
+        calib_split=args.calib_split,
+        num_calib=args.num_calib,
+        dataset=args.dataset,
+        input_size=tuple(args.input_size),
+        input=args.input,
+        output=args.output,
+        verify=args.verify,
+        verify_split=args.verify_split,
+        num_verify=args.num_verify,
+        progress=not args.no_progress,
+    )
     print(report.line())
-    if qat:
+    if report.reference == "fake-int8":
         print("(QAT checkpoint: the reference is its fake-quantized model in PyTorch, precision fake-int8)")
     return 0 if report.passed() else 1
-
-
-def _own_val_images(model: object, args: argparse.Namespace, size: tuple[int, int]) -> list:
-    """The checkpoint's validation split (its config's data.root) when present, else random images (said so)."""
-    from segkit.data import DatasetError
-    from segkit.quantize import calibration_images
-    from segkit.quantize.calib import synthetic_images
-
-    data = model.segkit_config.data
-    try:
-        return calibration_images(
-            model, data.root, split=data.val_split, num=args.num_verify, input_size=size, progress=not args.no_progress
-        )
-    except (DatasetError, OSError):
-        print(f"No --verify data and {data.root} is absent: verifying on {args.num_verify} random images.")
-        return synthetic_images(model, args.num_verify, size)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,6 +48,7 @@ class Int8Report:
     miou_float: float | None = None
     miou_int8: float | None = None
     per_image: list[float] = field(default_factory=list)
+    reference: str = "fp32"  # what the file was compared with: the float model, or a QAT checkpoint's fake-int8 one
 
     def passed(self, agree_min: float = 0.99) -> bool:
         return self.agreement >= agree_min

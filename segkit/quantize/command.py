@@ -1,0 +1,111 @@
+"""What ``segkit quantize`` does, as one function: a checkpoint -> a verified int8 file.
+
+A float checkpoint is calibrated on ``calib_data`` (post-training quantization). A quantization-aware
+training checkpoint (``train.qat``) converts to LiteRT with its trained ranges, without calibration;
+ONNX and OpenVINO recalibrate its fine-tuned float weights (``calib_data`` needed).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from segkit.quantize.calib import calibration_images, synthetic_images
+from segkit.quantize.check import Int8Report, verify_int8
+from segkit.quantize.ptq import QuantizeError, quantize_model, quantize_qat
+
+
+def is_qat_checkpoint(path: str | os.PathLike) -> bool:
+    """True for a checkpoint of a ``train.qat`` run."""
+    from segkit.checkpoint import checkpoint_config, load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    return ckpt.get("kind", "segmentor") == "segmentor" and bool(checkpoint_config(ckpt).train.qat)
+
+
+def _require_calibration(fmt: str, qat: bool) -> None:
+    raise QuantizeError(
+        f"--calib-data ROOT is required for --format {fmt} of a "
+        + (
+            "quantization-aware training checkpoint: only LiteRT (--format tflite) takes its trained ranges; "
+            "ONNX and OpenVINO recalibrate its fine-tuned float weights on those images."
+            if qat
+            else "float checkpoint: post-training quantization calibrates on its images (a quantization-aware "
+            "training checkpoint converts to --format tflite without them)."
+        )
+    )
+
+
+def quantize_checkpoint(
+    checkpoint: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    format: str,  # noqa: A002 - --format
+    calib_data: str | None = None,
+    calib_split: str = "train",
+    num_calib: int = 200,
+    dataset: str | None = None,
+    input_size: tuple[int, int] = (513, 513),
+    input: str = "float",  # noqa: A002 - --input
+    output: str = "logits",
+    verify: str | None = None,
+    verify_split: str = "val",
+    num_verify: int = 50,
+    progress: bool = True,
+    log: Callable[[str], Any] = print,
+) -> Int8Report:
+    """Write ``out`` from ``checkpoint`` (PTQ, or a QAT checkpoint's conversion) and verify it.
+
+    The reference of the verification is the checkpoint's model: the float model, or for a QAT
+    checkpoint its fake-quantized model. Verification images: ``verify`` (its ``verify_split``, with
+    masks), else the calibration images, else (a QAT checkpoint to tflite) the checkpoint's own
+    validation split when it is here, else random images (said so through ``log``).
+    """
+    from segkit.loading import load_model
+
+    qat = is_qat_checkpoint(checkpoint)
+    needs_images = not (qat and format == "tflite")
+    if calib_data is None and needs_images:
+        _require_calibration(format, qat)
+    model = load_model(checkpoint)
+    size = tuple(input_size)
+    images = []
+    if calib_data is not None and needs_images:
+        images = calibration_images(
+            model, calib_data, split=calib_split, num=num_calib, input_size=size, dataset=dataset, progress=progress
+        )
+    options = dict(format=format, input_size=size, input=input, output=output, progress=progress)
+    (quantize_qat if qat else quantize_model)(model, out, images, **options)
+    if verify:
+        check = calibration_images(
+            model,
+            verify,
+            split=verify_split,
+            num=num_verify,
+            input_size=size,
+            dataset=dataset,
+            with_masks=True,
+            progress=progress,
+        )
+    elif images:
+        check = images[:num_verify]
+    else:
+        check = _own_val_images(model, num_verify, size, progress, log)
+    report = verify_int8(model, out, check)
+    report.reference = "fake-int8" if qat else "fp32"  # a QAT checkpoint loads as its fake-quantized model
+    return report
+
+
+def _own_val_images(
+    model: Any, num: int, size: tuple[int, int], progress: bool, log: Callable[[str], Any]
+) -> list[dict[str, Any]]:
+    """The checkpoint's validation split (its config's data.root) when present, else random images."""
+    from segkit.data import DatasetError
+
+    data = model.segkit_config.data
+    try:
+        return calibration_images(model, data.root, split=data.val_split, num=num, input_size=size, progress=progress)
+    except (DatasetError, OSError):
+        log(f"No --verify data and {data.root} is absent: verifying on {num} random images.")
+        return synthetic_images(model, num, size)
