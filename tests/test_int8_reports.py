@@ -66,7 +66,7 @@ def test_segkit_test_reports_precision_and_runtime(tiny_files, tmp_path, capsys)
 
 
 def test_segkit_test_reports_a_qat_model_as_fake_int8(tiny_files, tmp_path, capsys, monkeypatch):
-    """A model carrying ``precision = "fake-int8"`` (a QAT checkpoint's, PLAN contract) is reported as such."""
+    """A model carrying ``precision = "fake-int8"`` (a QAT checkpoint's) is reported as such."""
     import segkit.cli.test as tool
 
     load = tool.load_eval_model

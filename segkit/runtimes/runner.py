@@ -55,7 +55,7 @@ class ExportedModel:
             meta = None
         self.metadata: dict[str, Any] | None = meta
         s = self.session
-        # precision (PLAN contract): the metadata's; a foreign file with a quantized uint8/int8 input is int8
+        # precision: the metadata's; a foreign file with a quantized uint8/int8 input is int8
         self.precision: str = (meta or {}).get("precision") or (
             "int8" if meta is None and (s.quant or s.input_dtype in (np.uint8, np.int8)) else "fp32"
         )
