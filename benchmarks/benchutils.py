@@ -194,7 +194,7 @@ def prepare_inference(model: nn.Module, *, fast: bool, compile: bool = False) ->
     """Eval mode, or segkit's ``optimize_for_inference`` with ``fast``."""
     if not fast:
         return model.eval()
-    from segkit.optimize import optimize_for_inference
+    from segkit.models.fuse import optimize_for_inference
 
     return optimize_for_inference(model, compile=compile)
 

@@ -93,7 +93,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> dict[str, object]:
     """Measure everything; returns the result dict (also what ``--json`` writes)."""
-    from segkit.complexity import count_complexity
+    from segkit.analysis.complexity import count_complexity
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -125,8 +125,8 @@ def fold_root(work: Path) -> tuple[Path, list[list[str]]]:
 def two_fold_report(reports: list[dict]) -> dict:
     """One ``segkit test`` report of both halves (confusions summed, every metric recomputed from it), so
     ``segkit tradeoff`` can place the int8 result of all 8 images."""
-    from segkit.metrics import metrics_from_confusion
-    from segkit.report import metrics_to_json
+    from segkit.evaluation.metrics import metrics_from_confusion
+    from segkit.evaluation.report import metrics_to_json
 
     first = reports[0]
     confusion = sum(np.asarray(r["confusion"], dtype=np.int64) for r in reports)
@@ -209,7 +209,7 @@ def official(args: argparse.Namespace, work: Path) -> dict:
 
 
 def _write_report(path: Path, report: dict) -> None:
-    from segkit.report import format_report_json
+    from segkit.evaluation.report import format_report_json
     from segkit.utils.io import atomic_write_text
 
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -182,9 +182,9 @@ def images(n: int) -> list[np.ndarray]:
 
 
 def bench_model(spec: dict, args: argparse.Namespace, tmp: Path, bf16: str | None) -> dict:
-    from segkit.complexity import count_complexity
+    from segkit.analysis.complexity import count_complexity
     from segkit.export import export_onnx, export_tflite
-    from segkit.optimize import optimize_for_inference
+    from segkit.models.fuse import optimize_for_inference
     from segkit.runtimes import load_exported
 
     size, t = spec["size"], args.threads
@@ -288,7 +288,7 @@ def bench_model(spec: dict, args: argparse.Namespace, tmp: Path, bf16: str | Non
 
 
 def _bf16_agreement(fast, pics, size, cfg) -> float:
-    from segkit.inference import normalize, predict
+    from segkit.evaluation.predict import normalize, predict
 
     same = total = 0
     for img in pics:

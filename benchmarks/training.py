@@ -119,7 +119,7 @@ def make_step(
 
 def run(args: argparse.Namespace) -> dict[str, object]:
     """Measure every model; returns the result dict (also what ``--json`` writes)."""
-    from segkit.complexity import count_complexity
+    from segkit.analysis.complexity import count_complexity
 
     if args.threads:
         torch.set_num_threads(args.threads)

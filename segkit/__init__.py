@@ -26,9 +26,9 @@ _API = {
     "ConfigError": "segkit.config",
     "load_config": "segkit.config",
     "build_model": "segkit.models",
-    "load_model": "segkit.loading",
-    "load_state_into": "segkit.loading",
-    "optimize_for_inference": "segkit.optimize",
+    "load_model": "segkit.checkpoint.load",
+    "load_state_into": "segkit.checkpoint.load",
+    "optimize_for_inference": "segkit.models.fuse",
 }
 __all__ = sorted(_API)
 

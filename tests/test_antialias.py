@@ -14,11 +14,11 @@ from torch import Tensor, nn
 
 import segkit.cli.infer as INFER_TOOL
 import segkit.cli.test as TEST_TOOL
-from segkit.checkpoint import save_checkpoint
+from segkit.checkpoint.format import save_checkpoint
 from segkit.config import ConfigError, load_config
 from segkit.data.classes import VOC_CLASSES, VOC_PALETTE
-from segkit.evaluate import load_eval_model
-from segkit.inference import normalize, predict, predict_logits
+from segkit.evaluation.evaluator import load_eval_model
+from segkit.evaluation.predict import normalize, predict, predict_logits
 from segkit.models import build_model
 
 
@@ -114,7 +114,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_cli_antialias_reaches_the_protocol_and_the_report(
     checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import segkit.evaluate
+    import segkit.evaluation.evaluator
 
     calls: list[dict] = []
 
@@ -122,7 +122,7 @@ def test_cli_antialias_reaches_the_protocol_and_the_report(
         calls.append(kwargs)
         return predict(*args, **kwargs)
 
-    monkeypatch.setattr(segkit.evaluate, "predict", recording)
+    monkeypatch.setattr(segkit.evaluation.evaluator, "predict", recording)
     monkeypatch.setattr(INFER_TOOL, "predict", recording)
     reports = {}
     for name, extra in (("plain", []), ("aa", ["--antialias"])):

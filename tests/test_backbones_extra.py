@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from segkit.complexity import count_complexity
+from segkit.analysis.complexity import count_complexity
 from segkit.config import ConfigError, ModelConfig, load_config
 from segkit.models import build_backbone, build_model
 from segkit.models.backbones import MobileNetV1, ResNet, resnet101_beta

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from segkit.complexity import count_complexity, format_count, multi_scale_sizes, scale_dimension
+from segkit.analysis.complexity import count_complexity, format_count, multi_scale_sizes, scale_dimension
 from segkit.config import load_config
 from segkit.models import build_model
 

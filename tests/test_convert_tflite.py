@@ -244,7 +244,7 @@ def test_segkit_equals_the_graph_run_in_float(deeplab_graph) -> None:
 def test_deeplab_agrees_with_the_interpreter_on_voc(converted: dict[Path], shared_data: Path) -> None:
     """Protocol of ../shared/data/README.md: resize-longer 513, pad to 513 with the mean pixel, crop, nearest."""
     import segkit
-    from segkit.inference import normalize, predict
+    from segkit.evaluation.predict import normalize, predict
 
     model = segkit.load_model(converted["deeplab"])
     mcfg = model.segkit_config.model
@@ -278,7 +278,7 @@ def test_deeplab_agrees_with_the_interpreter_on_voc(converted: dict[Path], share
 def test_imagenet_classifier_matches_reference(converted: dict[Path], shared_data: Path) -> None:
     """224x224 is an even size: stride-2 convs need TF's asymmetric 'SAME' padding here."""
     import segkit
-    from segkit.loading import load_classifier
+    from segkit.checkpoint.load import load_classifier
     from segkit.models.classifier import MobileNetV2Classifier
 
     model = load_classifier(converted["imagenet"])
@@ -322,7 +322,7 @@ def test_finetuning_from_the_converted_checkpoint(converted: dict[Path]) -> None
     """BN layers are identity-initialised around the folded convs, so the checkpoint trains (BN in train mode)."""
     import segkit
     from segkit.data.synthetic import render_sample
-    from segkit.inference import normalize
+    from segkit.evaluation.predict import normalize
 
     torch.manual_seed(0)
     model = segkit.load_model(converted["deeplab"])
@@ -385,7 +385,7 @@ def test_training_starts_from_the_converted_checkpoint(converted: dict[Path], tm
     import segkit
     from segkit.data import generate_synthetic_voc
     from segkit.engine import train
-    from segkit.runlog import read_jsonl
+    from segkit.engine.runlog import read_jsonl
 
     root = tmp_path / "synthetic"
     generate_synthetic_voc(root, num_train=4, num_val=2, image_size=64, seed=1)

@@ -519,13 +519,13 @@ def test_data_package_does_not_import_models():
         seen.add(name)
         todo += sorted(imports(path))
     assert "segkit.data.base" in seen and "segkit.utils.io" in seen  # the walk leaves segkit.data
-    assert "segkit.viz" not in seen  # label PNGs are data I/O (segkit.data.io); viz draws with them
+    assert "segkit.evaluation.viz" not in seen  # label PNGs are data I/O (segkit.data.io); viz draws with them
 
 
 # -- duplicate ids (issue 11, item 6) ----------------------------------------------------------
 def test_split_listing_an_id_twice_uses_it_once(voc):
     """A repeated id is dropped with one warning naming the split file and the id: never scored twice."""
-    from segkit.evaluate import evaluate
+    from segkit.evaluation.evaluator import evaluate
 
     root, _ = voc
     split = root / VOC2012 / "ImageSets/Segmentation/val.txt"

@@ -11,8 +11,8 @@ import torch
 
 import segkit
 from segkit.data import build_dataset, build_eval_transform, generate_synthetic_voc
-from segkit.evaluate import evaluate
-from segkit.runlog import read_jsonl
+from segkit.engine.runlog import read_jsonl
+from segkit.evaluation.evaluator import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,7 +53,7 @@ def test_torchrun_two_processes_matches_single_process_bookkeeping(tmp_path, tin
     assert setup["world_size"] == 2
     assert setup["sync_bn_layers"] == 0 and "SyncBatchNorm runs on CUDA only" in proc.stdout + proc.stderr
     assert sum(r["kind"] == "train" for r in records) == 3  # only rank 0 writes
-    from segkit.checkpoint import load_checkpoint
+    from segkit.checkpoint.format import load_checkpoint
 
     rng = load_checkpoint(work / "latest.pth")["rng"]
     assert len(rng) == 2 and not torch.equal(rng[0]["torch"], rng[1]["torch"])  # every rank's own RNG state

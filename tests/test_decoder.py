@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segkit.complexity import count_config
+from segkit.analysis.complexity import count_config
 from segkit.config import ConfigError, load_config
 from segkit.models import build_model, count_parameters
 from segkit.models.backbones import MobileNetV2
+from segkit.models.fuse import optimize_for_inference
 from segkit.models.heads import DeepLabV3PlusDecoder
-from segkit.optimize import optimize_for_inference
 
 # TF DeepLab's DECODER_END_POINTS for mobilenet_v2: decoder stride -> (end point, channels at width 1.0)
 END_POINTS = {
@@ -262,7 +262,7 @@ def test_complexity_rows_equal_an_independent_count() -> None:
 
 
 def test_extra_complexity_rows_list_the_decoder_configs() -> None:
-    from segkit.complexity import extra_rows
+    from segkit.analysis.complexity import extra_rows
 
     rows = {r["config"]: r for r in extra_rows()}
     assert set(rows) == {"voc_mnv2_os16_plus", "voc_mnv2_os16_aspp_plus"}
@@ -292,8 +292,8 @@ def test_last_layer_key_and_note() -> None:
 
 @pytest.mark.parametrize("init_last_layer", [True, False])
 def test_init_from_a_checkpoint_without_decoder(tmp_path, init_last_layer: bool) -> None:
-    from segkit.checkpoint import save_checkpoint
-    from segkit.loading import load_state_into
+    from segkit.checkpoint.format import save_checkpoint
+    from segkit.checkpoint.load import load_state_into
     from segkit.models.build import init_exclude
 
     plain_cfg = load_config("voc_mnv2_os16")
@@ -329,7 +329,7 @@ def test_init_from_a_checkpoint_without_decoder(tmp_path, init_last_layer: bool)
 def test_json_report_carries_the_decoder(synth_root, tmp_path) -> None:
     import json
 
-    from segkit.checkpoint import save_checkpoint
+    from segkit.checkpoint.format import save_checkpoint
     from segkit.cli.test import main as test_main
 
     cfg = load_config(
@@ -365,7 +365,7 @@ def test_onnx_export_keeps_predictions(tmp_path) -> None:
 def test_tradeoff_never_puts_a_decoder_result_on_a_table7_row(tmp_path) -> None:
     import json
 
-    from segkit.tradeoff import CONFIG_NAMES, load_results, tradeoff_markdown
+    from segkit.analysis.tradeoff import CONFIG_NAMES, load_results, tradeoff_markdown
 
     single = {"scales": [1.0], "flip": False}
     files = {

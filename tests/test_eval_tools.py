@@ -1,4 +1,4 @@
-"""segkit.evaluate, tools/test.py and tools/infer.py on a tiny VOC-layout tree the tests write themselves."""
+"""segkit.evaluation.evaluator, tools/test.py and tools/infer.py on a tiny VOC-layout tree the tests write themselves."""
 
 from __future__ import annotations
 
@@ -20,15 +20,15 @@ from torch import Tensor, nn
 import segkit.cli.infer as INFER_TOOL
 import segkit.cli.test as TEST_TOOL
 import segkit.cli.train as TRAIN_TOOL
-from segkit.checkpoint import save_checkpoint
+from segkit.checkpoint.format import save_checkpoint
 from segkit.cli.common import error_message
 from segkit.config import EvalConfig, load_config
 from segkit.data.base import BadSampleWarning
 from segkit.data.classes import VOC_CLASSES, VOC_PALETTE
-from segkit.evaluate import evaluate, load_eval_model
-from segkit.inference import normalize, predict
+from segkit.evaluation.evaluator import evaluate, load_eval_model
+from segkit.evaluation.predict import normalize, predict
+from segkit.evaluation.report import format_report_json
 from segkit.models import build_model
-from segkit.report import format_report_json
 
 REPO = Path(__file__).resolve().parents[1]
 VOC_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "voc_sample"
@@ -133,7 +133,7 @@ def check_report(report: dict[str, Any], masks: dict[str, np.ndarray]) -> np.nda
     return cm
 
 
-# -- segkit.evaluate --------------------------------------------------------------------------------
+# -- segkit.evaluation.evaluator --------------------------------------------------------------------------------
 
 
 class Oracle(nn.Module):

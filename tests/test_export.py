@@ -31,7 +31,7 @@ def _tiny_model(cfg):
 @pytest.fixture(scope="session")
 def tiny(tiny_cfg, synth_root, tmp_path_factory):
     """(model, checkpoint path, out dir): demo config at width 0.35 on the synthetic set, saved as a checkpoint."""
-    from segkit.checkpoint import save_checkpoint
+    from segkit.checkpoint.format import save_checkpoint
 
     cfg = tiny_cfg(synth_root, **{"data.num_workers": 0, "eval.pad_to": None})
     model = _tiny_model(cfg)
@@ -299,7 +299,7 @@ def test_cli_test_and_infer_with_model_agree_with_checkpoint(tiny, onnx_files, t
 
 
 def test_runtime_flag_on_a_checkpoint_exports_and_caches(tiny, synth_root, tmp_path, monkeypatch):
-    from segkit.runtimes import cached_export, load_for_tools
+    from segkit.export import cached_export, load_for_tools
 
     monkeypatch.setenv("SEGKIT_CACHE", str(tmp_path))
     _, ckpt, _ = tiny

@@ -1,4 +1,4 @@
-"""Prediction protocols (segkit.inference): resize-longer / pad-to / crop-back, nearest resize, MF averaging."""
+"""Prediction protocols (segkit.evaluation.predict): resize-longer / pad-to / crop-back, nearest resize, MF averaging."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segkit.config import load_config
-from segkit.inference import (
+from segkit.evaluation.predict import (
     MAX_PIXELS,
     MAX_SCALE,
     MF_SCALES,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from segkit.analysis.plot import points
+from segkit.analysis.tradeoff import CONFIG_NAMES, load_results, load_runtime_latency, tradeoff_markdown
 from segkit.cli.tradeoff import main as tradeoff_main
-from segkit.tradeoff import CONFIG_NAMES, load_results, load_runtime_latency, tradeoff_markdown
-from segkit.tradeoff_plot import points
 
 SINGLE = {"scales": [1.0], "flip": False}
 FLOAT_ROW = "| MNet V2* | 16 |  |  | 2.75B | 5.00B | 75.32 | 70.00 |"
@@ -23,10 +23,10 @@ def tiny_files(tmp_path_factory, synth_root, tiny_cfg) -> dict[str, Path]:
     pytest.importorskip("onnxruntime")
     import torch
 
-    from segkit.checkpoint import save_checkpoint
+    from segkit.checkpoint.format import save_checkpoint
+    from segkit.checkpoint.load import load_model
     from segkit.cli.quantize import main as quantize_main
     from segkit.export import export_onnx
-    from segkit.loading import load_model
     from segkit.models import build_model
 
     torch.manual_seed(0)

@@ -1,10 +1,10 @@
 """Imports inside ``segkit/`` flow one way: every module sits in one layer and imports only its own or lower layers.
 
-How to place a new module: add its dotted name (or a package prefix that covers it) to ``LAYERS`` below with the
-layer it belongs to (README "How segkit is organised" lists them, lowest first). The longest matching prefix wins,
-so ``segkit.models.backbones`` may be placed apart from ``segkit.models``. A module that no entry covers fails
-``test_every_module_is_placed`` on purpose: decide where it goes. If it needs something from a higher layer, the code
-is in the wrong place (move the shared part down) rather than the map being wrong.
+Each subpackage of ``segkit`` is one layer, named after it; ``LAYER_ORDER`` lists them lowest first, in the order of
+the pipeline (docs/design.md draws it). A new module goes into the subpackage whose job it does; a new subpackage
+is added to ``LAYER_ORDER`` where it belongs, and ``test_every_module_is_placed`` fails until it is. If a module
+needs something from a higher layer, the code is in the wrong place (move the shared part down) rather than the
+order being wrong.
 
 The test reads the source with ``ast`` (no imports run): ``import x``, ``from x import y`` (y resolved to a module
 where it is one) and relative imports, at module level, inside functions and under ``TYPE_CHECKING`` alike.
@@ -19,47 +19,29 @@ from pathlib import Path
 
 SEGKIT = Path(__file__).resolve().parents[1] / "segkit"
 
-LAYER_ORDER = ["utils", "config", "data+models", "ops", "loading", "evaluate", "engine", "apps", "package", "cli"]
+LAYER_ORDER = [
+    "errors",
+    "utils",
+    "config",
+    "data",
+    "models",
+    "evaluation",
+    "checkpoint",
+    "engine",
+    "convert",
+    "runtimes",
+    "export",
+    "quantize",
+    "analysis",
+    "package",
+    "cli",
+]
 
-LAYERS: dict[str, str] = {
-    # 0 utils: no segkit imports beyond utils
-    "segkit.utils": "utils",
-    "segkit.distributed": "utils",
-    # 1 config (+ the YAMLs in segkit/configs)
-    "segkit.config": "config",
-    # 2 data and models (same layer; models.backbones additionally checked below)
-    "segkit.data": "data+models",
-    "segkit.models": "data+models",
-    # 3 ops: losses, optimisers, metrics, inference, drawing, deploy-time fusing, run logs
-    "segkit.losses": "ops",
-    "segkit.optim": "ops",
-    "segkit.metrics": "ops",
-    "segkit.inference": "ops",
-    "segkit.viz": "ops",
-    "segkit.optimize": "ops",
-    "segkit.runlog": "ops",
-    "segkit.qat": "ops",
-    # 4 loading: the checkpoint file format and the one load path
-    "segkit.checkpoint": "loading",
-    "segkit.loading": "loading",
-    # 5 evaluate: the evaluation loop and its report
-    "segkit.evaluate": "evaluate",
-    "segkit.report": "evaluate",
-    # 6 engine: the training loop, run state, signals, work-dir lock
-    "segkit.engine": "engine",
-    # 7 apps: tools built on everything below
-    "segkit.convert": "apps",
-    "segkit.complexity": "apps",
-    "segkit.tradeoff": "apps",
-    "segkit.tradeoff_plot": "apps",
-    "segkit.export": "apps",
-    "segkit.runtimes": "apps",
-    "segkit.quantize": "apps",
-    # 8 cli: argparse only
-    "segkit.cli": "cli",
-}
+# One entry per subpackage, in the order of the pipeline: config -> data -> model -> (loss, loop) -> evaluation ->
+# checkpoint -> export -> quantize. The layer of a subpackage is its name.
+LAYERS: dict[str, str] = {f"segkit.{layer}": layer for layer in LAYER_ORDER if layer != "package"}
 # ``segkit`` itself (segkit/__init__.py) is the lazy public API: it imports nothing at load time, and its names come
-# from layers up to apps, so only the cli may use ``from segkit import ...``; library modules import the defining module.
+# from layers below it, so only the cli may use ``from segkit import ...``; library modules import the defining module.
 PACKAGE = "segkit"
 
 
@@ -130,7 +112,7 @@ def test_scan_sees_imports():
         m.startswith("segkit.models.backbones") for m in GRAPH["segkit.models.build"]
     )
     assert any(m.startswith("segkit.models") for m in GRAPH["segkit.models.build"])
-    assert "segkit.config" in GRAPH["segkit.models.build"] or "segkit.config" in GRAPH["segkit.complexity"]
+    assert "segkit.config" in GRAPH["segkit.models.build"]
     tree = ast.parse("def f():\n    from ..config import Config\n")
     node = tree.body[0].body[0]
     assert _resolve("segkit.models.build", node) == "segkit.config"
@@ -227,7 +209,7 @@ def test_importing_backbones_loads_no_config_or_data():
     code = "import sys, segkit.models.backbones; print('\\n'.join(m for m in sys.modules if m.startswith('segkit')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
     loaded = out.split()
-    heavy = [m for m in loaded if layer_of(m) not in ("utils", "data+models", "package") or m.startswith("segkit.data")]
+    heavy = [m for m in loaded if layer_of(m) not in ("utils", "models", "package")]
     assert not heavy, f"import segkit.models.backbones also loaded {', '.join(heavy)}"
 
 
@@ -239,3 +221,12 @@ def test_public_api_names_come_from_lower_layers():
         assert module in MODULES, f"segkit.{name} points at {module}, which does not exist"
         assert LAYER_ORDER.index(layer_of(module)) < LAYER_ORDER.index("package"), (name, module)
         assert callable(getattr(segkit, name)) or isinstance(getattr(segkit, name), type)
+
+
+def test_nothing_loose_at_the_top_of_the_package():
+    """Every module lives in the subpackage of its role; the top holds only the lazy public API and the error base."""
+    loose = sorted(p.name for p in SEGKIT.glob("*.py") if p.name not in ("__init__.py", "errors.py"))
+    assert not loose, f"modules loose at the top of segkit/: {', '.join(loose)}; move each into its role's subpackage"
+    packages = sorted(p.name for p in SEGKIT.iterdir() if (p / "__init__.py").exists())
+    unplaced = [name for name in packages if name not in LAYER_ORDER]
+    assert not unplaced, f"subpackages missing from LAYER_ORDER: {', '.join(unplaced)}"

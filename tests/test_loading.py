@@ -1,4 +1,4 @@
-"""segkit.loading (load_model, load_state_into), segkit.checkpoint's file reading and segkit.utils.io's file modes."""
+"""segkit.checkpoint.load (load_model, load_state_into), segkit.checkpoint.format's file reading and segkit.utils.io's file modes."""
 
 from __future__ import annotations
 
@@ -12,9 +12,16 @@ import torchvision
 
 import segkit
 import segkit.cli.test as test_tool
-from segkit.checkpoint import CheckpointError, read_torch_file, save_checkpoint
+from segkit.checkpoint.format import CheckpointError, read_torch_file, save_checkpoint
+from segkit.checkpoint.load import (
+    LoadReport,
+    bare_state_dict,
+    load_classifier,
+    load_eval_model,
+    load_model,
+    load_state_into,
+)
 from segkit.config import ConfigError, load_config
-from segkit.loading import LoadReport, bare_state_dict, load_classifier, load_eval_model, load_model, load_state_into
 from segkit.models import build_classifier, build_model
 from segkit.models.classifier import MobileNetV2Classifier
 from segkit.utils.io import atomic_torch_save, atomic_write_text

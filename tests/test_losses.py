@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from segkit.losses import SegmentationLoss
+from segkit.engine.losses import SegmentationLoss
 
 
 def test_aux_loss_is_added_with_its_weight() -> None:

@@ -11,8 +11,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from segkit.metrics import ConfusionMatrix, format_metrics_table, metrics_from_confusion
-from segkit.report import metrics_to_json
+from segkit.evaluation.metrics import ConfusionMatrix, format_metrics_table, metrics_from_confusion
+from segkit.evaluation.report import metrics_to_json
 
 T = torch.tensor
 

@@ -8,7 +8,7 @@ from torch import nn
 
 import segkit
 from segkit.config import TrainConfig
-from segkit.optim import build_optimizer, build_param_groups, build_scheduler, classify_parameter, poly_lr_factor
+from segkit.engine.optim import build_optimizer, build_param_groups, build_scheduler, classify_parameter, poly_lr_factor
 
 
 def test_poly_schedule_values() -> None:

@@ -1,4 +1,4 @@
-"""segkit.optimize: BN folding and channels_last give the same predictions as eval mode."""
+"""segkit.models.fuse: BN folding and channels_last give the same predictions as eval mode."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from torch import nn
 from segkit.config import load_config
 from segkit.models import build_model
 from segkit.models.backbones.resnet import ResNet
-from segkit.optimize import fold_batchnorm, optimize_for_inference
+from segkit.models.fuse import fold_batchnorm, optimize_for_inference
 
 
 def _randomize_bn(model: nn.Module) -> nn.Module:

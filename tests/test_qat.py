@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import segkit
-from segkit.checkpoint import load_checkpoint, save_checkpoint
+from segkit.checkpoint.format import load_checkpoint, save_checkpoint
 from segkit.config import ConfigError
 from segkit.models import build_model
 
@@ -115,7 +115,7 @@ def test_qat_run_writes_observers_and_resumes_bit_identically(synth_root, float_
 
 
 def test_load_model_gives_the_fake_quant_model_in_eval_mode(qat_run, qat_model) -> None:
-    from segkit.qat import QatModel
+    from segkit.models.qat import QatModel
 
     model = qat_model
     assert isinstance(model, QatModel) and not model.training
@@ -145,9 +145,9 @@ def test_quantize_qat_checkpoint_to_tflite_without_calibration(
     qat_run, qat_model, synth_root, tmp_path, capsys
 ) -> None:
     from segkit.cli.quantize import main
-    from segkit.export.metadata import read_metadata
     from segkit.quantize import calibration_images
     from segkit.runtimes import load_exported
+    from segkit.runtimes.metadata import read_metadata
 
     out = tmp_path / "qat.tflite"
     argv = ["--checkpoint", str(qat_run / "best.pth"), "--format", "tflite", "--out", str(out)]
@@ -194,7 +194,7 @@ def test_qat_errors_are_one_line(synth_root, float_ckpt, qat_run, tmp_path, caps
 def test_missing_deploy_extra_is_a_config_error(monkeypatch) -> None:
     import sys
 
-    from segkit.qat import require_deploy
+    from segkit.models.qat import require_deploy
 
     monkeypatch.setitem(sys.modules, "torchao.quantization.pt2e.quantize_pt2e", None)
     with pytest.raises(ConfigError, match=r"pip install 'segkit\[deploy\]'"):

@@ -14,7 +14,7 @@ pytest.importorskip("onnxruntime")
 def tiny_ckpt(tmp_path_factory, synth_root, tiny_cfg) -> Path:
     import torch
 
-    from segkit.checkpoint import save_checkpoint
+    from segkit.checkpoint.format import save_checkpoint
     from segkit.models import build_model
 
     torch.manual_seed(0)
@@ -27,7 +27,7 @@ def tiny_ckpt(tmp_path_factory, synth_root, tiny_cfg) -> Path:
 @pytest.mark.parametrize("fmt,ext", [("onnx", ".onnx"), ("openvino", ".xml"), ("tflite", ".tflite")])
 def test_ptq_cli_writes_verified_int8(tiny_ckpt, synth_root, tmp_path, capsys, fmt, ext):
     from segkit.cli.quantize import main
-    from segkit.export.metadata import read_metadata
+    from segkit.runtimes.metadata import read_metadata
 
     if fmt == "openvino":
         pytest.importorskip("nncf")

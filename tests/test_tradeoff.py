@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from segkit.analysis.tradeoff import load_results, match_config
 from segkit.cli.tradeoff import main
-from segkit.tradeoff import load_results, match_config
 
 MNV2 = {"backbone": "mobilenet_v2", "width_mult": 1.0, "output_stride": 16, "aspp": False, "decoder": "none"}
 SINGLE = {"scales": [1.0], "flip": False}

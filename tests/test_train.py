@@ -14,12 +14,12 @@ import torch
 import torchvision
 
 import segkit
-from segkit.checkpoint import CheckpointError, load_checkpoint
+from segkit.checkpoint.format import CheckpointError, load_checkpoint
 from segkit.data import generate_synthetic_voc
 from segkit.data.samplers import TrainSampler
 from segkit.engine import TrainingDiverged, train
+from segkit.engine.runlog import read_jsonl
 from segkit.engine.setup import load_initial_weights
-from segkit.runlog import read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -122,7 +122,7 @@ def test_crash_during_checkpoint_save_keeps_previous(synth_root, tmp_path, monke
 def test_nan_loss_stops_without_overwriting(synth_root, tmp_path, monkeypatch, tiny_cfg) -> None:
     train(tiny_cfg(synth_root, iterations=2), work_dir=tmp_path, progress=False)
     good = (tmp_path / "latest.pth").read_bytes()
-    from segkit.losses import SegmentationLoss
+    from segkit.engine.losses import SegmentationLoss
 
     original = SegmentationLoss.forward
     calls = {"n": 0}
@@ -236,7 +236,7 @@ def test_sigterm_saves_and_says_how_to_resume(synth_root, tmp_path, tiny_overrid
 
 
 def test_nan_gradients_with_a_finite_loss_stop_the_run(synth_root, tmp_path, monkeypatch, tiny_cfg) -> None:
-    from segkit.losses import SegmentationLoss
+    from segkit.engine.losses import SegmentationLoss
 
     original = SegmentationLoss.forward
 
@@ -282,8 +282,8 @@ def test_best_checkpoint_is_the_best_validation_miou(synth_root, tmp_path, tiny_
 
 
 def test_gradient_accumulation_takes_one_step_over_several_batches(synth_root, tmp_path, tiny_cfg) -> None:
-    from segkit.distributed import DistInfo
     from segkit.engine import build_training, train_step
+    from segkit.utils.distributed import DistInfo
 
     cfg = tiny_cfg(synth_root, **{"train.grad_accum": 3})
     tr = build_training(cfg, tmp_path, torch.device("cpu"), DistInfo(), log=lambda m: None)
@@ -312,8 +312,8 @@ def test_gradient_accumulation_takes_one_step_over_several_batches(synth_root, t
 
 
 def test_small_batch_bn_warning(synth_root, tmp_path, tiny_cfg) -> None:
-    from segkit.distributed import DistInfo
     from segkit.engine import build_training
+    from segkit.utils.distributed import DistInfo
 
     with pytest.warns(UserWarning, match=r"BatchNorm is trained with 4 images per step \(< 12\)"):
         build_training(tiny_cfg(synth_root), tmp_path, torch.device("cpu"), DistInfo(), log=lambda m: None)
@@ -331,7 +331,7 @@ def test_small_batch_bn_warning(synth_root, tmp_path, tiny_cfg) -> None:
 
 
 def test_checkpoint_with_another_class_count_is_a_clear_error(synth_root, tmp_path, tiny_cfg) -> None:
-    from segkit.checkpoint import load_weights
+    from segkit.checkpoint.format import load_weights
 
     train(tiny_cfg(synth_root, iterations=1), work_dir=tmp_path, progress=False)
     cfg = tiny_cfg(synth_root, **{"model.num_classes": 3})

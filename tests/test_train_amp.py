@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from segkit.checkpoint import load_checkpoint
+from segkit.checkpoint.format import load_checkpoint
 from segkit.engine import train
-from segkit.runlog import read_jsonl
+from segkit.engine.runlog import read_jsonl
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA-only path: needs a GPU (CI has none)")
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from segkit.checkpoint import load_checkpoint
+from segkit.checkpoint.format import load_checkpoint
 from segkit.config import ConfigError
 from segkit.data import generate_synthetic_voc
-from segkit.distributed import DistInfo
 from segkit.engine import CheckpointWriteError, WorkDirError, build_training, check_finite, train, train_step
+from segkit.engine.runlog import read_jsonl
 from segkit.engine.workdir import WorkDirLock
-from segkit.runlog import read_jsonl
+from segkit.utils.distributed import DistInfo
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from segkit.checkpoint import load_checkpoint
-from segkit.runlog import read_jsonl
+from segkit.checkpoint.format import load_checkpoint
+from segkit.engine.runlog import read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 needs_gloo = pytest.mark.skipif(

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from segkit.data.classes import VOC_CLASSES, VOC_PALETTE, voc_colormap
-from segkit.viz import colorize, overlay, save_label_png, save_overlay
+from segkit.evaluation.viz import colorize, overlay, save_label_png, save_overlay
 
 
 def test_voc_palette_is_the_standard_colormap():

@@ -8,10 +8,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from segkit.checkpoint import CheckpointError
+from segkit.checkpoint.format import CheckpointError
 from segkit.config import ConfigError
 from segkit.data import DatasetError
-from segkit.inference import MAX_PIXELS, MAX_SCALE, MF_SCALES, MIN_SCALE, InferenceError
+from segkit.evaluation.predict import MAX_PIXELS, MAX_SCALE, MF_SCALES, MIN_SCALE, InferenceError
 from segkit.utils.device import DeviceError, resolve_device
 
 __all__ = [

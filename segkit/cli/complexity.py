@@ -3,7 +3,7 @@
     segkit complexity --table7 [--input-size 513] [--json OUT.json] [--markdown OUT.md]
     segkit complexity --config voc_mnv2_os8 [--set k=v ...] [--input-size 513] [--multi-scale]
 
-Both MAdds conventions of `segkit.complexity` are shown: `pytorch` (what segkit computes) and `tf1` (TF1's
+Both MAdds conventions of `segkit.analysis.complexity` are shown: `pytorch` (what segkit computes) and `tf1` (TF1's
 atrous overhead, how the paper counted). MF rows are 12 passes: scales 0.5 .. 1.75 at
 `int((size - 1) * scale + 1)` (the official DeepLab rounding: 257 .. 897 for 513), each also flipped.
 `--table7` also prints segkit's configurations outside Table 7 (the DeepLabV3+ decoder ones).
@@ -52,7 +52,14 @@ def _write(path: Path | None, text: str) -> None:
 
 
 def _table7(args: argparse.Namespace) -> int:
-    from segkit.complexity import MF_SCALES, extra_rows, format_count, multi_scale_sizes, table7, table7_markdown
+    from segkit.analysis.complexity import (
+        MF_SCALES,
+        extra_rows,
+        format_count,
+        multi_scale_sizes,
+        table7,
+        table7_markdown,
+    )
 
     rows = table7(args.input_size)
     markdown = table7_markdown(rows)
@@ -78,7 +85,7 @@ def _table7(args: argparse.Namespace) -> int:
 
 
 def _one_config(args: argparse.Namespace) -> int:
-    from segkit.complexity import count_config, format_count
+    from segkit.analysis.complexity import count_config, format_count
     from segkit.config import load_config
 
     cfg = load_config(args.config, args.set)

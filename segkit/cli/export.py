@@ -22,11 +22,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from segkit.checkpoint.load import load_model
 from segkit.cli.common import ERRORS, run_main
 from segkit.export import OPSET, ExportError, export_onnx, export_tflite, verification_images, verify
 from segkit.export.onnx import EXPORTERS
 from segkit.export.verify import AGREE_MIN, REL_MAX
-from segkit.loading import load_model
 from segkit.runtimes import ExportedModelError
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from segkit.checkpoint.load import load_eval_model
 from segkit.cli.common import (
     add_model_source_arguments,
     add_protocol_arguments,
@@ -40,9 +41,8 @@ from segkit.config import Config, parse_override
 from segkit.data import DatasetError
 from segkit.data.base import read_image
 from segkit.data.classes import VOC_CLASSES, VOC_PALETTE
-from segkit.inference import normalize, predict, resize_label, resized_extent
-from segkit.loading import load_eval_model
-from segkit.viz import save_label_png, save_overlay
+from segkit.evaluation.predict import normalize, predict, resize_label, resized_extent
+from segkit.evaluation.viz import save_label_png, save_overlay
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 
@@ -101,7 +101,7 @@ def load_for_infer(args: argparse.Namespace, device: torch.device) -> tuple[Any,
     overrides = dict(parse_override(item) for item in args.set)
     overrides.update(protocol_overrides(args))
     if args.model is not None or args.runtime is not None:  # an exported file (segkit.runtimes)
-        from segkit.runtimes import load_for_tools
+        from segkit.export import load_for_tools
 
         return load_for_tools(
             args.model, args.runtime, checkpoint=args.checkpoint, config=args.config, overrides=overrides

@@ -4,7 +4,7 @@
 
 The model is built from the config exactly as `segkit.build_model` builds it and counted on the `meta`
 device (shapes only, instant); `--device cpu` runs a real forward pass instead. MAdds are shown in both
-conventions of `segkit.complexity` (`pytorch` and TF1's atrous `tf1`).
+conventions of `segkit.analysis.complexity` (`pytorch` and TF1's atrous `tf1`).
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
+    from segkit.analysis.complexity import count_complexity, format_table
     from segkit.cli.common import resolve_device
-    from segkit.complexity import count_complexity, format_table
     from segkit.config import load_config
     from segkit.models import build_model
 

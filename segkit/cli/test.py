@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from segkit.checkpoint.load import load_eval_model
 from segkit.cli.common import (
     add_model_source_arguments,
     add_protocol_arguments,
@@ -46,10 +47,9 @@ from segkit.cli.common import (
 )
 from segkit.config import Config, parse_override
 from segkit.data import build_dataset, build_eval_transform, collate_drop_bad
-from segkit.evaluate import evaluate, protocol_dict
-from segkit.loading import load_eval_model
-from segkit.metrics import format_metrics_table
-from segkit.report import REPORT_MODEL_FIELDS, format_report_json, metrics_to_json
+from segkit.evaluation.evaluator import evaluate, protocol_dict
+from segkit.evaluation.metrics import format_metrics_table
+from segkit.evaluation.report import REPORT_MODEL_FIELDS, format_report_json, metrics_to_json
 from segkit.utils.io import atomic_write_text
 
 COCO_DEFAULT_SPLIT = "val2017"
@@ -124,7 +124,7 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def load_for_eval(args: argparse.Namespace, device: torch.device) -> tuple[Any, Config]:
     """``(model, cfg)``: the model (any callable returning ``{"out": logits}``) and the effective config."""
     if args.model is not None or args.runtime is not None:  # an exported file (segkit.runtimes)
-        from segkit.runtimes import load_for_tools
+        from segkit.export import load_for_tools
 
         return load_for_tools(
             args.model, args.runtime, checkpoint=args.checkpoint, config=args.config, overrides=cli_overrides(args)

@@ -45,9 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from segkit.complexity import TABLE7, extra_rows, table7
-    from segkit.tradeoff import load_latency, load_results, load_runtime_latency, tradeoff_markdown
-    from segkit.tradeoff_plot import plot
+    from segkit.analysis.complexity import TABLE7, extra_rows, table7
+    from segkit.analysis.plot import plot
+    from segkit.analysis.tradeoff import load_latency, load_results, load_runtime_latency, tradeoff_markdown
     from segkit.utils.io import atomic_write_text
 
     results, notes = load_results(args.results) if args.results else ([], [])

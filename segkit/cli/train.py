@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    from segkit.checkpoint import CheckpointError
+    from segkit.checkpoint.format import CheckpointError
     from segkit.config import ConfigError, load_config
     from segkit.data import DatasetError
     from segkit.engine import CheckpointWriteError, TrainingDiverged, WorkDirError, exit_code, train

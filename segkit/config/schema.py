@@ -106,7 +106,7 @@ class TrainConfig:
     ckpt_interval: int = 1000
     seed: int = 0
     deterministic: bool = False
-    qat: bool = False  # quantization-aware fine-tuning of train.init_weights (the qat section; segkit.qat)
+    qat: bool = False  # quantization-aware fine-tuning of train.init_weights (the qat section; segkit.models.qat)
 
 
 @dataclass
@@ -117,7 +117,7 @@ class EvalConfig:
     flip: bool = False
     resize_longer: int | None = None
     pad_to: int | None = None
-    slide: list[int] | None = None  # [crop, stride]: sliding-window inference (segkit.inference); None: off
+    slide: list[int] | None = None  # [crop, stride]: sliding-window inference (segkit.evaluation.predict); None: off
     antialias: bool = False  # low-pass input resizes that shrink (resize_longer, scales < 1), as PIL
 
 

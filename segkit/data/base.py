@@ -105,7 +105,7 @@ class SegmentationDataset(Dataset):
 
     - ``"replace"`` (training): the next good sample, so every batch stays full.
     - ``"drop"`` (evaluation): the placeholder ``{"id": id, "bad_reason": reason}``, which
-      :func:`collate_drop_bad` and :func:`segkit.evaluate.evaluate` leave out, so no image is counted
+      :func:`collate_drop_bad` and :func:`segkit.evaluation.evaluator.evaluate` leave out, so no image is counted
       twice and the reasons reach the main process even from DataLoader workers.
 
     With DataLoader workers each worker keeps its own ``bad_samples`` list; the warnings are printed
@@ -326,7 +326,7 @@ class SegmentationDataset(Dataset):
 
         Args:
             more: ``(id, reason)`` pairs found elsewhere, e.g. ``SegMetrics.bad_samples`` from
-                :func:`segkit.evaluate.evaluate`, which also sees the samples DataLoader workers skipped.
+                :func:`segkit.evaluation.evaluator.evaluate`, which also sees the samples DataLoader workers skipped.
                 Each id is listed once.
         """
         return format_bad_samples(self.source, [*self.bad_samples, *more])

@@ -77,7 +77,7 @@ def build_dataset(
             sets without ``classes.txt``).
         skip_mode: with ``data.skip_bad_samples``, ``"replace"`` a bad sample by the next good one
             (training) or ``"drop"`` it (evaluation: load with ``collate_fn=collate_drop_bad``, or batch
-            size 1, and :func:`segkit.evaluate.evaluate` leaves it out, so no image counts twice).
+            size 1, and :func:`segkit.evaluation.evaluator.evaluate` leaves it out, so no image counts twice).
 
     Raises:
         KeyError: unknown ``data_cfg.dataset`` (the message lists the valid names).

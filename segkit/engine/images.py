@@ -9,9 +9,9 @@ from torch.utils.data import Dataset
 
 from segkit.config import Config
 from segkit.data import is_bad_sample
-from segkit.inference import denormalize, predict
-from segkit.runlog import RunLogger
-from segkit.viz import colorize
+from segkit.engine.runlog import RunLogger
+from segkit.evaluation.predict import denormalize, predict
+from segkit.evaluation.viz import colorize
 
 
 @torch.no_grad()

@@ -26,17 +26,10 @@ from tqdm import tqdm
 from segkit.config import Config, ConfigError
 from segkit.data import build_dataset, build_eval_transform, build_train_transform
 from segkit.data.samplers import ShardSampler, TrainSampler
-from segkit.distributed import (
-    DistInfo,
-    all_reduce_max_,
-    all_reduce_mean,
-    barrier,
-    broadcast_object,
-    cleanup,
-    host_max,
-    init_distributed,
-)
 from segkit.engine.images import log_prediction_images
+from segkit.engine.losses import SegmentationLoss
+from segkit.engine.optim import build_optimizer, build_scheduler
+from segkit.engine.runlog import RunLogger, plot_curves, read_jsonl
 from segkit.engine.setup import (
     absolute_data_root,
     check_batch_norm,
@@ -56,15 +49,22 @@ from segkit.engine.state import (
     seed_everything,
 )
 from segkit.engine.workdir import WorkDirError, open_work_dir
-from segkit.evaluate import evaluate
-from segkit.losses import SegmentationLoss
-from segkit.metrics import format_metrics_table
+from segkit.evaluation.evaluator import evaluate
+from segkit.evaluation.metrics import format_metrics_table
 from segkit.models import build_model, count_parameters
 from segkit.models.build import init_exclude
-from segkit.optim import build_optimizer, build_scheduler
-from segkit.qat import apply_schedule
-from segkit.runlog import RunLogger, plot_curves, read_jsonl
+from segkit.models.qat import apply_schedule
 from segkit.utils.device import resolve_device
+from segkit.utils.distributed import (
+    DistInfo,
+    all_reduce_max_,
+    all_reduce_mean,
+    barrier,
+    broadcast_object,
+    cleanup,
+    host_max,
+    init_distributed,
+)
 from segkit.utils.io import atomic_write_text
 
 

@@ -12,11 +12,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from segkit.checkpoint.load import LoadReport, load_state_into
 from segkit.config import Config, ConfigError
 from segkit.data.samplers import SeededSamples
-from segkit.distributed import DistInfo
 from segkit.engine.signals import ignore_stop_signals
-from segkit.loading import LoadReport, load_state_into
+from segkit.utils.distributed import DistInfo
 
 BN_MIN_BATCH = 12  # the official recipe: fine-tuning BN needs more than 12 images per step
 
@@ -50,18 +50,18 @@ def check_batch_norm(cfg: Config, device: torch.device, dist_info: DistInfo) -> 
 
 
 def load_initial_weights(model: nn.Module, path: str, log: Any = print, *, exclude: Sequence[str] = ()) -> LoadReport:
-    """``train.init_weights``: load the file's tensors whose name and shape match (``segkit.loading``)."""
+    """``train.init_weights``: load the file's tensors whose name and shape match (``segkit.checkpoint.load``)."""
     return load_state_into(model, path, log=log, exclude=exclude)
 
 
 def prepare_qat(
     model: nn.Module, cfg: Config, device: torch.device, dist_info: DistInfo, log: Any = print
 ) -> nn.Module:
-    """``train.qat``: the float model (initial weights loaded) as a fake-quantized :class:`segkit.qat.QatModel`
+    """``train.qat``: the float model (initial weights loaded) as a fake-quantized :class:`segkit.models.qat.QatModel`
     on ``device``; any other model unchanged. BN is functional in the exported graph, so no SyncBatchNorm."""
     if not cfg.train.qat:
         return model
-    from segkit import qat
+    from segkit.models import qat
 
     qat.check_config(cfg)
     if dist_info.enabled and cfg.train.sync_bn:

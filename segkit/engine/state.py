@@ -19,12 +19,12 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Dataset
 
-from segkit.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
+from segkit.checkpoint.format import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from segkit.config import Config
-from segkit.distributed import DistInfo, host_max, is_initialized
+from segkit.engine.losses import SegmentationLoss
 from segkit.engine.workdir import CheckpointWriteError
-from segkit.losses import SegmentationLoss
-from segkit.qat import fit_observers
+from segkit.models.qat import fit_observers
+from segkit.utils.distributed import DistInfo, host_max, is_initialized
 
 
 def format_miou(value: float) -> str:

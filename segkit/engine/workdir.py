@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from segkit.checkpoint import CheckpointError, load_checkpoint
+from segkit.checkpoint.format import CheckpointError, load_checkpoint
 
 CHECKPOINTS = ("latest.pth", "best.pth")
 LOCK_NAME = ".lock"

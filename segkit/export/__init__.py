@@ -7,26 +7,29 @@
 The graph holds what the options ask for: ``input="uint8"`` puts the normalisation inside (RGB uint8
 NHWC in), ``output="labels"`` the argmax (the upsampling to the input size is always inside: it is
 part of the segmentor). Resizing and padding an image to a static input size happen on the host
-(:mod:`segkit.inference`'s fixed-input protocol), in float, for checkpoints and exported files alike.
+(:mod:`segkit.evaluation.predict`'s fixed-input protocol), in float, for checkpoints and exported files alike.
 """
 
 from __future__ import annotations
 
+from segkit.export.cache import cached_export, load_for_tools
 from segkit.export.errors import ExportError
-from segkit.export.metadata import model_metadata, read_metadata, write_tflite_metadata
 from segkit.export.onnx import OPSET, export_onnx
 from segkit.export.tflite import export_tflite
 from segkit.export.verify import VerifyReport, verification_images, verify
 from segkit.export.wrapper import ExportWrapper
+from segkit.runtimes.metadata import model_metadata, read_metadata, write_tflite_metadata
 
 __all__ = [
     "OPSET",
     "ExportError",
     "ExportWrapper",
     "VerifyReport",
+    "cached_export",
     "export_model",
     "export_onnx",
     "export_tflite",
+    "load_for_tools",
     "model_metadata",
     "read_metadata",
     "verification_images",

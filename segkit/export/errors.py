@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from segkit.inference import InferenceError
+from segkit.evaluation.predict import InferenceError
 
 
 class ExportError(InferenceError):

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from segkit.export.errors import ExportError, export_failure, torch_export
-from segkit.export.metadata import add_onnx_metadata
 from segkit.export.wrapper import prepare_export
+from segkit.runtimes.metadata import add_onnx_metadata
 
 OPSET = 18  # the dynamo exporter's native opset; ONNX Runtime >= 1.14, OpenVINO >= 2023.0
 EXPORTERS = ("torchscript", "dynamo")

@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from segkit.export.errors import ExportError, export_failure
-from segkit.export.metadata import write_tflite_metadata
 from segkit.export.onnx import check_size
 from segkit.export.wrapper import prepare_export
+from segkit.runtimes.metadata import write_tflite_metadata
 
 DYNAMIC_REFUSED = (
     "LiteRT export needs a static input size (litert-torch converts static shapes only); "

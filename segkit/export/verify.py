@@ -99,7 +99,7 @@ def verify(
     A static file sees every image resized and padded to its size; a dynamic one sees the images as
     they are. ``model`` is the PyTorch model the file was exported from (eval mode).
     """
-    from segkit.inference import normalize
+    from segkit.evaluation.predict import normalize
     from segkit.runtimes.runner import load_exported
 
     runner = load_exported(path, runtime, threads=threads)

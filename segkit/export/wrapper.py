@@ -98,7 +98,7 @@ def prepare_export(
     metadata: dict | None,
 ) -> tuple[nn.Module, Tensor, dict]:
     """The module to export (``module`` or an :class:`ExportWrapper`), its example input and the file's metadata."""
-    from segkit.export.metadata import model_metadata
+    from segkit.runtimes.metadata import model_metadata
 
     wrapper = module if module is not None else ExportWrapper(model, input=input, output=output, layout=layout)
     wrapper.eval()

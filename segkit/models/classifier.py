@@ -12,7 +12,7 @@ classifier checkpoint initialises a segmentation backbone with
 
 This module reads no config: ``build_classifier(cfg)`` lives in :mod:`segkit.models.build`
 (also ``segkit.models.build_classifier``); loading a classifier checkpoint is ``segkit.load_model`` or
-``segkit.loading.load_classifier``.
+``segkit.checkpoint.load.load_classifier``.
 """
 
 from __future__ import annotations

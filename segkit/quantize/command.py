@@ -18,7 +18,7 @@ from segkit.quantize.ptq import QuantizeError, quantize_model, quantize_qat
 
 def is_qat_checkpoint(path: str | os.PathLike) -> bool:
     """True for a checkpoint of a ``train.qat`` run."""
-    from segkit.checkpoint import checkpoint_config, load_checkpoint
+    from segkit.checkpoint.format import checkpoint_config, load_checkpoint
 
     ckpt = load_checkpoint(path)
     return ckpt.get("kind", "segmentor") == "segmentor" and bool(checkpoint_config(ckpt).train.qat)
@@ -62,7 +62,7 @@ def quantize_checkpoint(
     masks), else the calibration images, else (a QAT checkpoint to tflite) the checkpoint's own
     validation split when it is here, else random images (said so through ``log``).
     """
-    from segkit.loading import load_model
+    from segkit.checkpoint.load import load_model
 
     qat = is_qat_checkpoint(checkpoint)
     needs_images = not (qat and format == "tflite")

@@ -63,7 +63,7 @@ def quantize_model(
 ) -> dict[str, Any]:
     """Write an int8 file of ``model`` calibrated on ``images`` (from :func:`calibration_images`); returns its metadata.
 
-    A QAT checkpoint's :class:`segkit.qat.QatModel` goes to :func:`quantize_qat` instead.
+    A QAT checkpoint's :class:`segkit.models.qat.QatModel` goes to :func:`quantize_qat` instead.
 
     Args:
         model: a float segkit segmentor (eval mode, carrying ``segkit_config``).
@@ -104,7 +104,7 @@ def _onnx(fp32: Path, path: Path, feeds: list[Tensor], meta: dict[str, Any], tmp
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from segkit.export.metadata import add_onnx_metadata
+    from segkit.runtimes.metadata import add_onnx_metadata
 
     pre = tmp / "pre.onnx"
     quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
@@ -192,14 +192,14 @@ def quantize_qat(
     output: str = "logits",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Write the int8 file of a quantization-aware trained :class:`segkit.qat.QatModel`; returns its metadata.
+    """Write the int8 file of a quantization-aware trained :class:`segkit.models.qat.QatModel`; returns its metadata.
 
     tflite: ``convert_pt2e`` of the trained fake-quant graph (its learned ranges, no calibration:
     ``num_calib`` 0) through litert-torch. onnx / openvino have no PT2E path here: they recalibrate the
     float model holding the QAT-fine-tuned weights on ``images`` (needed; ``quantization`` "qat").
     """
     from segkit.export import ExportWrapper
-    from segkit.qat import convert, float_state_dict, pt2e_quantizer
+    from segkit.models.qat import convert, float_state_dict, pt2e_quantizer
 
     path = Path(path)
     cfg = model.segkit_config
@@ -252,7 +252,7 @@ class _Int8Graph(nn.Module):
 
 def pt2e_quantizer(is_qat: bool = False) -> Any:
     """litert-torch's PT2E quantizer: symmetric int8, per-channel weights (QAT: fake-quant observers)."""
-    from segkit.qat import pt2e_quantizer as quantizer
+    from segkit.models.qat import pt2e_quantizer as quantizer
 
     return quantizer(is_qat=is_qat)
 
@@ -294,7 +294,7 @@ def write_pt2e_tflite(
     import litert_torch
     from litert_torch.quantize.quant_config import QuantConfig
 
-    from segkit.export.metadata import model_metadata, write_tflite_metadata
+    from segkit.runtimes.metadata import model_metadata, write_tflite_metadata
 
     meta = model_metadata(
         model,

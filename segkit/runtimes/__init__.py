@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from segkit.runtimes.backends import BY_EXTENSION, RUNTIMES
 from segkit.runtimes.backends import RuntimeError_ as ExportedModelError
-from segkit.runtimes.cache import cached_export, load_for_tools
 from segkit.runtimes.runner import ExportedModel, load_exported
 
 __all__ = [
@@ -17,7 +16,5 @@ __all__ = [
     "RUNTIMES",
     "ExportedModel",
     "ExportedModelError",
-    "cached_export",
     "load_exported",
-    "load_for_tools",
 ]

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from segkit.inference import InferenceError
+from segkit.evaluation.predict import InferenceError
 
 RUNTIMES = ("onnxruntime", "openvino", "litert")
 BY_EXTENSION = {".onnx": "onnxruntime", ".xml": "openvino", ".tflite": "litert"}

@@ -33,7 +33,7 @@ class ExportedModel:
     def __init__(
         self, path: str | os.PathLike, runtime: str | None = None, *, threads: int | None = None, precision: str = "f32"
     ) -> None:
-        from segkit.export.metadata import read_metadata
+        from segkit.runtimes.metadata import read_metadata
 
         self.path = Path(path)
         if not self.path.is_file():

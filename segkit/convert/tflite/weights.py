@@ -184,7 +184,7 @@ def convert_tflite(
         palette = VOC_PALETTE[:21].tolist()
         arch.notes.append("21 classes: assumed PASCAL VOC's class names and palette.")
     if out is not None:
-        from segkit.checkpoint import save_checkpoint
+        from segkit.checkpoint.format import save_checkpoint
 
         save_checkpoint(
             out,

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from segkit.complexity import TABLE7, Table7Row
-from segkit.tradeoff import EXTRA, ROWS, LatencyKey, Result, main_results, variant_results
+from segkit.analysis.complexity import TABLE7, Table7Row
+from segkit.analysis.tradeoff import EXTRA, ROWS, LatencyKey, Result, main_results, variant_results
 from segkit.utils.io import atomic_path
 
 __all__ = ["Point", "plot", "points"]

@@ -6,7 +6,7 @@
   (``train.init_weights``): torchvision ImageNet ``mobilenet_v2`` files, converted checkpoints of both
   kinds and segkit checkpoints.
 
-Every file is read with ``torch.load(weights_only=True)`` (:func:`segkit.checkpoint.read_torch_file`).
+Every file is read with ``torch.load(weights_only=True)`` (:func:`segkit.checkpoint.format.read_torch_file`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from segkit.checkpoint import (
+from segkit.checkpoint.format import (
     FORMAT,
     CheckpointError,
     checkpoint_config,
@@ -78,7 +78,7 @@ def load_model(
     """Build the model a file describes, load its weights strictly and return it in eval mode.
 
     A quantization-aware training checkpoint (``train.qat: true`` in its config) gives a
-    :class:`segkit.qat.QatModel` (fake int8, ``precision`` "fake-int8"), or with ``qat=False`` the plain
+    :class:`segkit.models.qat.QatModel` (fake int8, ``precision`` "fake-int8"), or with ``qat=False`` the plain
     float model holding the QAT-fine-tuned weights (the observers dropped; what a recalibrating format
     starts from).
 
@@ -140,7 +140,7 @@ def load_model(
         load_weights(model, ckpt, cfg)
     model = model.to("cpu" if device is None else device).eval()
     if fast and not cfg.train.qat:
-        from segkit.optimize import optimize_for_inference
+        from segkit.models.fuse import optimize_for_inference
 
         model = optimize_for_inference(model, inplace=True)
     model.segkit_config = cfg
@@ -153,7 +153,7 @@ def _qat_model(model: nn.Module, ckpt: dict[str, Any], cfg: Config, qat: bool) -
     """A QAT checkpoint's fake-quant model (``qat``) or its float model with the fine-tuned weights."""
     import dataclasses
 
-    from segkit import qat as qat_ops
+    from segkit.models import qat as qat_ops
 
     if not qat:
         load_weights(model, {**ckpt, "model": qat_ops.float_state_dict(ckpt["model"])}, cfg)

@@ -1,7 +1,7 @@
 """The mIoU vs MAdds trade-off of the paper's Table 7, with segkit's own measurements placed beside it.
 
 Evaluation results are ``segkit test --json`` files (``{"miou": ..., ...}``; a fraction in 0..1 or a
-percentage). A file is placed on a Table 7 row (or on one of :data:`segkit.complexity.EXTRA_ROWS`):
+percentage). A file is placed on a Table 7 row (or on one of :data:`segkit.analysis.complexity.EXTRA_ROWS`):
 
 1. by its ``config`` field when that is a known config name (or a mapping with ``name``), otherwise by its
    file name or folder name starting with the config name, the longest match winning
@@ -14,7 +14,7 @@ A result is placed by (row, precision, runtime, quantization), the report's ``pr
 ``quantization`` fields (default fp32 / pytorch / none; a second result for one such place is noted and the last
 read kept): the float result stays on its row; an int8 (or fake-int8, bf16, other-runtime) result gets a row
 and marker of its own beside it, with the latency of its runtime from ``benchmarks/runtimes.py --json``
-(:func:`load_runtime_latency`). The figure: :mod:`segkit.tradeoff_plot`.
+(:func:`load_runtime_latency`). The figure: :mod:`segkit.analysis.plot`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segkit.complexity import EXTRA_ROWS, TABLE7, Table7Row
+from segkit.analysis.complexity import EXTRA_ROWS, TABLE7, Table7Row
 from segkit.config import ConfigError, load_config
 
 __all__ = [

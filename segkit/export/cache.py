@@ -35,8 +35,8 @@ def cached_export(
     file at ``input_size`` (the protocol's pad_to). The cache key holds the checkpoint's path, size and
     modification time, the model overrides and the segkit version, so a new checkpoint is re-exported.
     """
-    from segkit.export.metadata import segkit_version
-    from segkit.loading import load_model
+    from segkit.checkpoint.load import load_model
+    from segkit.runtimes.metadata import segkit_version
 
     ckpt = Path(checkpoint)
     if not ckpt.is_file():
@@ -98,7 +98,7 @@ def load_for_tools(
     if model_path is None:
         size = overrides.get("eval.pad_to") or overrides.get("eval.resize_longer")
         if runtime == "litert" and not size:
-            from segkit.loading import load_model
+            from segkit.checkpoint.load import load_model
 
             eval_cfg = load_model(checkpoint, config=config, device="cpu").segkit_config.eval
             size = eval_cfg.pad_to or eval_cfg.resize_longer

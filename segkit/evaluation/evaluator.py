@@ -7,7 +7,7 @@
 
 Predictions are never kept: each batch updates a confusion matrix on the device (all-reduced across
 processes under ``torch.distributed``) and is handed to an optional ``on_batch`` callback (e.g.
-:class:`segkit.report.PredictionWriter`, which ``save_pred_dir`` sets up). ``model`` is any callable
+:class:`segkit.evaluation.report.PredictionWriter`, which ``save_pred_dir`` sets up). ``model`` is any callable
 returning ``{"out": logits}`` or logits (a segkit model, or a runtime's runner).
 """
 
@@ -25,11 +25,10 @@ from tqdm import tqdm
 
 from segkit.data.base import BAD_REASON
 from segkit.data.classes import VOC_PALETTE
-from segkit.inference import MAX_PIXELS, predict
-from segkit.loading import load_eval_model
-from segkit.metrics import ConfusionMatrix, SegMetrics
+from segkit.evaluation.metrics import ConfusionMatrix, SegMetrics
+from segkit.evaluation.predict import MAX_PIXELS, predict
 
-__all__ = ["EvalProtocol", "evaluate", "load_eval_model", "protocol_dict"]
+__all__ = ["EvalProtocol", "evaluate", "protocol_dict"]
 
 OnBatch = Callable[[Tensor, Tensor, Tensor, Sequence[str]], None]  # (images, preds, masks, ids)
 
@@ -116,8 +115,8 @@ def _prediction_writer(
     mean: Any,
     std: Any,
 ) -> OnBatch:
-    """A :class:`segkit.report.PredictionWriter` with the defaults :func:`evaluate` documents."""
-    from segkit.report import PredictionWriter
+    """A :class:`segkit.evaluation.report.PredictionWriter` with the defaults :func:`evaluate` documents."""
+    from segkit.evaluation.report import PredictionWriter
 
     own = getattr(model, "module", model)
     cfg = getattr(own, "segkit_config", None)
@@ -175,14 +174,14 @@ def evaluate(
         protocol: scales, flip, resize_longer, pad_to and slide (e.g. ``cfg.eval``); None = whole image, one scale.
         class_names: for the overlays' legends (default: the data set's, else ``class <i>``).
         save_pred_dir: write ``<id>.png`` and ``<id>_overlay.jpg`` (ground truth | prediction) per image here
-            (:class:`segkit.report.PredictionWriter`).
+            (:class:`segkit.evaluation.report.PredictionWriter`).
         palette: class colours for saved predictions (default: the data set's, the model's, else VOC).
         mean: input normalisation mean (0..255) to recover the image for overlays (default: the model's
             ``segkit_config``, as set by ``load_model``); needed only with ``save_pred_dir``.
         std: input normalisation std, like ``mean``.
         progress: show a progress bar (rank 0 only).
         on_batch: called as ``on_batch(images, preds, masks, ids)`` after each scored batch.
-        max_pixels: pixel budget of one forward pass (:data:`segkit.inference.MAX_PIXELS`); None: no limit.
+        max_pixels: pixel budget of one forward pass (:data:`segkit.evaluation.predict.MAX_PIXELS`); None: no limit.
 
     Returns:
         The metrics of the whole data set (``SegMetrics``), with ``num_images`` (the images scored) and

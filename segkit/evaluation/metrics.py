@@ -25,7 +25,7 @@ class SegMetrics:
     pixel_acc: float  # correct / labelled pixels
     mean_acc: float  # mean per-class recall over classes present in GT
     confusion: np.ndarray  # [K, K] int64, rows = GT, cols = prediction
-    num_images: int = 0  # images scored (set by segkit.evaluate.evaluate; bad samples left out)
+    num_images: int = 0  # images scored (set by segkit.evaluation.evaluator.evaluate; bad samples left out)
     bad_samples: list[tuple[str, str]] = field(default_factory=list)  # (id, reason) skipped by evaluate
 
 

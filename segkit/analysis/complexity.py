@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from segkit.config import Config, load_config
-from segkit.inference import MF_SCALES  # the paper's MF scales, defined once
+from segkit.evaluation.predict import MF_SCALES  # the paper's MF scales, defined once
 from segkit.models.build import build_model, count_parameters
 
 __all__ = [

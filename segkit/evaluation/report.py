@@ -3,7 +3,7 @@
 ``metrics_to_json`` + ``format_report_json`` give ``segkit test --json``'s file;
 ``PredictionWriter`` writes ``<id>.png`` (palette label map) and ``<id>_overlay.jpg``
 (ground truth | prediction over the image) for ``segkit test --save-pred``, and plugs into
-:func:`segkit.evaluate.evaluate` as its ``on_batch`` callback.
+:func:`segkit.evaluation.evaluator.evaluate` as its ``on_batch`` callback.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from segkit.inference import denormalize
-from segkit.metrics import SegMetrics
+from segkit.evaluation.metrics import SegMetrics
+from segkit.evaluation.predict import denormalize
+from segkit.evaluation.viz import overlay, save_label_png, side_by_side
 from segkit.utils.io import atomic_path
-from segkit.viz import overlay, save_label_png, side_by_side
 
 __all__ = [
     "PRECISIONS",
@@ -124,7 +124,7 @@ def save_prediction(
 
 
 class PredictionWriter:
-    """``on_batch`` callback of :func:`segkit.evaluate.evaluate` writing :func:`save_prediction` per image.
+    """``on_batch`` callback of :func:`segkit.evaluation.evaluator.evaluate` writing :func:`save_prediction` per image.
 
     Args:
         out_dir: folder for the pictures (created).

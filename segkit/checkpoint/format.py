@@ -7,7 +7,7 @@ Every checkpoint is self-describing, so evaluation and inference need no ``--con
      "model": state_dict, ...training state (optimizer, scheduler, iteration, RNG, ...)}
 
 Written atomically; read with ``torch.load(weights_only=True)`` so a file never runs code. Building a
-model from a file is :mod:`segkit.loading`'s job.
+model from a file is :mod:`segkit.checkpoint.load`'s job.
 """
 
 from __future__ import annotations

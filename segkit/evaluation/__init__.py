@@ -1,0 +1,8 @@
+"""Evaluation: predict with a protocol, score with a confusion matrix, report and draw the results.
+
+- :mod:`~segkit.evaluation.predict`: the prediction protocols (whole image, fixed input, sliding window, MS+flip).
+- :mod:`~segkit.evaluation.metrics`: the confusion matrix and mIoU.
+- :mod:`~segkit.evaluation.evaluator`: stream a data set through a protocol (``evaluate``).
+- :mod:`~segkit.evaluation.report`: the JSON report and the prediction writer.
+- :mod:`~segkit.evaluation.viz`: coloured masks, overlays, side-by-side pictures.
+"""
