@@ -15,9 +15,9 @@ from torch import Tensor, nn
 import segkit.cli.infer as INFER_TOOL
 import segkit.cli.test as TEST_TOOL
 from segkit.checkpoint.format import save_checkpoint
+from segkit.checkpoint.load import load_eval_model
 from segkit.config import ConfigError, load_config
 from segkit.data.classes import VOC_CLASSES, VOC_PALETTE
-from segkit.evaluation.evaluator import load_eval_model
 from segkit.evaluation.predict import normalize, predict, predict_logits
 from segkit.models import build_model
 

@@ -21,11 +21,12 @@ import segkit.cli.infer as INFER_TOOL
 import segkit.cli.test as TEST_TOOL
 import segkit.cli.train as TRAIN_TOOL
 from segkit.checkpoint.format import save_checkpoint
+from segkit.checkpoint.load import load_eval_model
 from segkit.cli.common import error_message
 from segkit.config import EvalConfig, load_config
 from segkit.data.base import BadSampleWarning
 from segkit.data.classes import VOC_CLASSES, VOC_PALETTE
-from segkit.evaluation.evaluator import evaluate, load_eval_model
+from segkit.evaluation.evaluator import evaluate
 from segkit.evaluation.predict import normalize, predict
 from segkit.evaluation.report import format_report_json
 from segkit.models import build_model

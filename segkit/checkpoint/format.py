@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from segkit.config import Config, ConfigError, config_from_dict
+from segkit.errors import SegkitError
 from segkit.utils.io import atomic_torch_save
 
 FORMAT = "segkit"
@@ -42,7 +43,7 @@ __all__ = [
 ]
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(SegkitError, RuntimeError):
     """A checkpoint is missing, unreadable, or does not fit the model it is loaded into."""
 
 

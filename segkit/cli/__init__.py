@@ -12,6 +12,8 @@ import importlib
 import importlib.util
 import sys
 
+from segkit.errors import SegkitError
+
 # subcommand -> (module, one-line description shown by ``segkit --help``)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("segkit.cli.train", "train a segmentor (or an ImageNet classifier) from a config"),
@@ -91,6 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     saved, sys.argv = sys.argv, [f"segkit {name}", *argv[1:]]
     try:
         code = module.main(argv[1:])
+    except SegkitError as exc:  # the one place a user's mistake becomes one line and exit 2 (see segkit.errors)
+        from segkit.cli.common import error_message
+
+        print(f"error: {error_message(exc)}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"segkit {name}: interrupted", file=sys.stderr)
+        return 130
     finally:
         sys.argv = saved
     return int(code or 0)

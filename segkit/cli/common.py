@@ -8,11 +8,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from segkit.checkpoint.format import CheckpointError
-from segkit.config import ConfigError
-from segkit.data import DatasetError
-from segkit.evaluation.predict import MAX_PIXELS, MAX_SCALE, MF_SCALES, MIN_SCALE, InferenceError
-from segkit.utils.device import DeviceError, resolve_device
+from segkit.errors import USER_ERROR, SegkitError
+from segkit.evaluation.predict import MAX_PIXELS, MAX_SCALE, MF_SCALES, MIN_SCALE
+from segkit.utils.device import resolve_device
 
 __all__ = [
     "ERRORS",
@@ -28,7 +26,7 @@ __all__ = [
 ]
 
 # The project's errors: each message already says what is wrong and how to fix it.
-ERRORS: tuple[type[BaseException], ...] = (CheckpointError, ConfigError, DatasetError, DeviceError, InferenceError)
+ERRORS: tuple[type[BaseException], ...] = (SegkitError,)
 
 
 def error_message(exc: BaseException) -> str:
@@ -43,12 +41,13 @@ def error_message(exc: BaseException) -> str:
 def run_main(
     fn: Callable[..., int], *args: Any, errors: tuple[type[BaseException], ...] = ERRORS, **kwargs: Any
 ) -> int:
-    """``fn(*args, **kwargs)``; one of the project's ``errors`` becomes ``error: <message>`` on stderr and exit 2."""
+    """``fn(*args, **kwargs)``; one of the project's ``errors`` becomes ``error: <message>`` on stderr and its exit
+    code (2 for a user error)."""
     try:
         return fn(*args, **kwargs)
     except errors as exc:
         print(f"error: {error_message(exc)}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", USER_ERROR)
 
 
 def scales_arg(text: str) -> list[float]:

@@ -65,11 +65,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    from segkit.checkpoint.format import CheckpointError
-    from segkit.config import ConfigError, load_config
-    from segkit.data import DatasetError
-    from segkit.engine import CheckpointWriteError, TrainingDiverged, WorkDirError, exit_code, train
-    from segkit.utils.device import DeviceError
+    from segkit.config import load_config
+    from segkit.engine import exit_code, train
+    from segkit.errors import SegkitError
 
     overrides = list(args.set)
     if args.data_root:
@@ -91,12 +89,9 @@ def main(argv: list[str] | None = None) -> int:
                 progress=not args.no_progress,
                 overwrite=args.overwrite,
             )
-        except (ConfigError, DatasetError, CheckpointError, DeviceError, WorkDirError) as exc:
+        except SegkitError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            return 2
-        except (TrainingDiverged, CheckpointWriteError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+            return exc.exit_code
     return exit_code(result)
 
 

@@ -8,13 +8,15 @@ from typing import Any, Literal
 
 import yaml
 
+from segkit.errors import SegkitError
+
 IMAGENET_MEAN = [123.675, 116.28, 103.53]
 IMAGENET_STD = [58.395, 57.12, 57.375]
 TF_MEAN = [127.5, 127.5, 127.5]  # TF MobileNet preprocessing: x / 127.5 - 1 -> [-1, 1]
 TF_STD = [127.5, 127.5, 127.5]
 
 
-class ConfigError(ValueError):
+class ConfigError(SegkitError, ValueError):
     """A config file or override is invalid; the message says what and how to fix it."""
 
 

@@ -27,6 +27,7 @@ from segkit.data.io import (
     read_mask,
     read_split_file,
 )
+from segkit.errors import SegkitWarning
 
 __all__ = [  # the readers are re-exported for code that imported them from here
     "BAD_REASON",
@@ -52,11 +53,11 @@ SKIP_MODES: tuple[str, ...] = ("replace", "drop")
 BAD_REASON = "bad_reason"  # key of the placeholder a 'drop' data set returns for a bad sample
 
 
-class BadSampleWarning(UserWarning):
+class BadSampleWarning(SegkitWarning):
     """A sample was skipped because ``skip_bad_samples`` is on."""
 
 
-class DuplicateIdWarning(UserWarning):
+class DuplicateIdWarning(SegkitWarning):
     """A split list names an id more than once; the data set uses it once."""
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from segkit.errors import SegkitError
 from segkit.utils.io import atomic_path
 
 __all__ = [
@@ -35,7 +36,7 @@ __all__ = [
 _READ_ERRORS = (OSError, UnidentifiedImageError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
-class DatasetError(RuntimeError):
+class DatasetError(SegkitError, RuntimeError):
     """A data set is missing, incomplete or inconsistent; the message names the file and the fix.
 
     Attributes:

@@ -49,6 +49,7 @@ from segkit.engine.state import (
     seed_everything,
 )
 from segkit.engine.workdir import WorkDirError, open_work_dir
+from segkit.errors import SegkitError
 from segkit.evaluation.evaluator import evaluate
 from segkit.evaluation.metrics import format_metrics_table
 from segkit.models import build_model, count_parameters
@@ -68,8 +69,10 @@ from segkit.utils.distributed import (
 from segkit.utils.io import atomic_write_text
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(SegkitError, RuntimeError):
     """The loss or the gradients became NaN/Inf; the weights were not updated with that step."""
+
+    exit_code = 1  # the run failed; its message says which setting to change
 
 
 def build_training(

@@ -21,17 +21,20 @@ from pathlib import Path
 from typing import Any
 
 from segkit.checkpoint.format import CheckpointError, load_checkpoint
+from segkit.errors import SegkitError
 
 CHECKPOINTS = ("latest.pth", "best.pth")
 LOCK_NAME = ".lock"
 
 
-class WorkDirError(RuntimeError):
+class WorkDirError(SegkitError, RuntimeError):
     """The work dir cannot be used for this run; the message says why and what to do."""
 
 
-class CheckpointWriteError(OSError):
+class CheckpointWriteError(SegkitError, OSError):
     """A checkpoint could not be written; the message names the last good checkpoint."""
+
+    exit_code = 1  # the disk failed the run, not the user's input
 
 
 def check_writable(work_dir: Path) -> None:

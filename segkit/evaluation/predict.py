@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from segkit.errors import SegkitError
+
 __all__ = [
     "MAX_PIXELS",
     "MAX_SCALE",
@@ -54,7 +56,7 @@ MIN_SCALE, MAX_SCALE = 0.125, 4.0  # the range of accepted input scales
 MAX_PIXELS = 2048 * 2048
 
 
-class InferenceError(ValueError):
+class InferenceError(SegkitError, ValueError):
     """A prediction request that cannot run as asked (too large, bad scales); the message names the fix."""
 
 

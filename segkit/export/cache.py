@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from segkit.runtimes.backends import RuntimeError_
+from segkit.runtimes.backends import ExportedModelError
 from segkit.runtimes.runner import ExportedModel, load_exported
 
 
@@ -40,12 +40,12 @@ def cached_export(
 
     ckpt = Path(checkpoint)
     if not ckpt.is_file():
-        raise RuntimeError_(f"checkpoint not found: {ckpt}; pass a segkit .pth file.")
+        raise ExportedModelError(f"checkpoint not found: {ckpt}; pass a segkit .pth file.")
     model_overrides = {k: v for k, v in (overrides or {}).items() if k.startswith("model.")}
     stat = ckpt.stat()
     fmt = "tflite" if runtime == "litert" else "onnx"
     if fmt == "tflite" and not input_size:
-        raise RuntimeError_(
+        raise ExportedModelError(
             "--runtime litert on a checkpoint needs a static size: add --pad-to N (and "
             "--resize-longer N), or use --runtime onnxruntime / openvino."
         )

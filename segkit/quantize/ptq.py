@@ -19,13 +19,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from segkit.errors import SegkitError
 from segkit.utils.io import atomic_path
 
 FORMATS = ("onnx", "openvino", "tflite")
 EXTENSIONS = {"onnx": ".onnx", "openvino": ".xml", "tflite": ".tflite"}
 
 
-class QuantizeError(ValueError):
+class QuantizeError(SegkitError, ValueError):
     """A quantization request that cannot work; the message says what to change."""
 
 

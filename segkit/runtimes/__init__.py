@@ -7,8 +7,7 @@ logits = model(x)["out"]                       # x: normalised float images [N, 
 
 from __future__ import annotations
 
-from segkit.runtimes.backends import BY_EXTENSION, RUNTIMES
-from segkit.runtimes.backends import RuntimeError_ as ExportedModelError
+from segkit.runtimes.backends import BY_EXTENSION, RUNTIMES, ExportedModelError
 from segkit.runtimes.runner import ExportedModel, load_exported
 
 __all__ = [

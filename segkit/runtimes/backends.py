@@ -16,12 +16,12 @@ ACCEPTS = {"onnxruntime": (".onnx",), "openvino": (".onnx", ".xml"), "litert": (
 PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "litert": "ai-edge-litert"}
 
 
-class RuntimeError_(InferenceError):
+class ExportedModelError(InferenceError):
     """A file cannot be loaded or run in a runtime; the one-line message says what to change."""
 
 
-def _missing(runtime: str, exc: ImportError) -> RuntimeError_:
-    return RuntimeError_(
+def _missing(runtime: str, exc: ImportError) -> ExportedModelError:
+    return ExportedModelError(
         f"--runtime {runtime} needs the '{PACKAGES[runtime]}' package ({exc}); pip install 'segkit[deploy]'."
     )
 
@@ -106,7 +106,7 @@ class LiteRtSession(Session):
             self.interp.allocate_tensors()
         except RuntimeError as exc:
             text = " ".join(str(exc).split())
-            raise RuntimeError_(
+            raise ExportedModelError(
                 f"the LiteRT interpreter cannot run {path}: {text}. The file uses an op or shape "
                 "the interpreter lacks; re-export it with segkit (segkit export --format tflite), "
                 "or use --format onnx."
@@ -132,9 +132,9 @@ class LiteRtSession(Session):
 def open_session(path: Path, runtime: str, threads: int | None, precision: str = "f32") -> Session:
     """The session of ``runtime`` for ``path`` (checked: the runtime reads that kind of file)."""
     if runtime not in RUNTIMES:
-        raise RuntimeError_(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}.")
+        raise ExportedModelError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}.")
     if path.suffix.lower() not in ACCEPTS[runtime]:
-        raise RuntimeError_(
+        raise ExportedModelError(
             f"--runtime {runtime} reads {' or '.join(ACCEPTS[runtime])} files, not {path.name}; "
             f"use --runtime {BY_EXTENSION.get(path.suffix.lower(), 'onnxruntime')} or export to "
             f"{ACCEPTS[runtime][0]}."

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from segkit.runtimes.backends import BY_EXTENSION, RuntimeError_, open_session
+from segkit.runtimes.backends import BY_EXTENSION, ExportedModelError, open_session
 
 
 class ExportedModel:
@@ -37,13 +37,13 @@ class ExportedModel:
 
         self.path = Path(path)
         if not self.path.is_file():
-            raise RuntimeError_(
+            raise ExportedModelError(
                 f"exported model not found: {self.path}; pass a .onnx, .tflite or OpenVINO .xml file "
                 "(segkit export writes them)."
             )
         suffix = self.path.suffix.lower()
         if suffix not in BY_EXTENSION:
-            raise RuntimeError_(
+            raise ExportedModelError(
                 f"{self.path.name}: --model takes a .onnx, .tflite or OpenVINO .xml file; for a segkit "
                 ".pth checkpoint use --checkpoint."
             )
@@ -142,7 +142,7 @@ class ExportedModel:
         if self.input_size is not None and (h, w) != self.input_size:
             H, W = self.input_size
             if h > H or w > W:
-                raise RuntimeError_(
+                raise ExportedModelError(
                     f"{self.path.name} has a fixed {H}x{W} input; got {h}x{w}. Resize first "
                     f"(--resize-longer {min(H, W)} --pad-to {min(H, W)}, implied when not given)."
                 )
@@ -158,7 +158,7 @@ class ExportedModel:
     def __call__(self, x: Tensor) -> dict[str, Tensor]:
         if not torch.is_tensor(x) or x.ndim != 4 or x.shape[1] != 3:
             shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
-            raise RuntimeError_(f"expected normalised float images [N, 3, H, W], got {shape}.")
+            raise ExportedModelError(f"expected normalised float images [N, 3, H, W], got {shape}.")
         batch = [x[i : i + 1] for i in range(x.shape[0])] if self.static_batch or x.shape[0] == 1 else [x]
         outs = torch.cat([self._run_one(b) for b in batch], 0).to(x.device)
         if self.output_kind == "labels":

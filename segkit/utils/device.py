@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from segkit.errors import SegkitError
 
-class DeviceError(ValueError):
+
+class DeviceError(SegkitError, ValueError):
     """A requested device does not exist or is not available; the message names the fix."""
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from segkit.convert.tflite.reader import TFLiteGraph, TFLiteOp
+from segkit.errors import SegkitError
 from segkit.models.backbones.mobilenetv2 import INVERTED_RESIDUAL_SETTING
 
 __all__ = ["BackboneLayer", "ConvSpec", "GraphMatcher", "TFLiteConversionError", "op_desc", "tensor_desc"]
@@ -25,7 +26,7 @@ PASSTHROUGH_OPS = ("QUANTIZE", "DEQUANTIZE", "CAST")
 TAIL_OPS = ("RESIZE_BILINEAR", "ARG_MAX", "SOFTMAX", "RESHAPE", "SQUEEZE", "SLICE", "STRIDED_SLICE", *PASSTHROUGH_OPS)
 
 
-class TFLiteConversionError(ValueError):
+class TFLiteConversionError(SegkitError, ValueError):
     """The TFLite graph cannot be mapped onto segkit's architecture; the message names the op/tensor."""
 
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from segkit.errors import SegkitError
+
 __all__ = ["QuantParams", "TFLiteFormatError", "TFLiteGraph", "TFLiteOp", "TFLiteTensor", "load_tflite"]
 
 INSTALL_HINT = "pip install 'segkit[tflite]'  (or: pip install tflite)"
@@ -44,7 +46,7 @@ _PADDING = {0: "SAME", 1: "VALID"}
 _ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
 
 
-class TFLiteFormatError(ValueError):
+class TFLiteFormatError(SegkitError, ValueError):
     """The file is not a TFLite model this reader understands; the message names the file and the problem."""
 
 
