@@ -18,7 +18,7 @@ from segkit import config as config_module
 from segkit.config import load_config
 from segkit.models.build import build_classifier, build_model
 
-RECORDED = json.loads((Path(__file__).parent / "data" / "state_dict_keys.json").read_text())
+RECORDED = json.loads((Path(__file__).resolve().parents[1] / "data" / "state_dict_keys.json").read_text())
 SHIPPED = sorted(p.stem for p in Path(config_module.CONFIG_DIR).glob("*.yaml"))
 
 

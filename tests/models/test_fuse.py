@@ -104,7 +104,7 @@ def test_inference_benchmark_smoke(tmp_path, capsys):
     import sys
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "inference.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "inference.py"
     spec = importlib.util.spec_from_file_location("segkit_bench_inference", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -145,7 +145,7 @@ def _load_benchmark(name: str):
     import sys
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"segkit_bench_{name}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module

@@ -21,7 +21,7 @@ from segkit.engine import TrainingDiverged, train
 from segkit.engine.runlog import read_jsonl
 from segkit.engine.setup import load_initial_weights
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_sampler_resumes_the_same_stream() -> None:

@@ -490,7 +490,7 @@ def test_coco_overlap_rule_is_per_class():
 
 def test_data_package_does_not_import_models():
     """Follow segkit imports from segkit/data (statically): segkit.models is never reached."""
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
 
     def imports(path: Path) -> set[str]:
         names = set()

@@ -20,7 +20,7 @@ import pytest
 
 from segkit.config import CONFIG_DIR
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SKIP = shutil.ignore_patterns(
     ".venv",
     ".git",

@@ -15,7 +15,7 @@ import pytest
 
 from segkit.cli import COMMANDS, main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PRESENT = [name for name, (module, _) in COMMANDS.items() if importlib.util.find_spec(module) is not None]
 
 

@@ -31,8 +31,8 @@ from segkit.evaluation.predict import normalize, predict
 from segkit.evaluation.report import format_report_json
 from segkit.models import build_model
 
-REPO = Path(__file__).resolve().parents[1]
-VOC_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "voc_sample"
+REPO = Path(__file__).resolve().parents[2]
+VOC_SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "voc_sample"
 SIZES = {"img_a": (40, 56), "img_b": (48, 36), "img_c": (33, 47)}  # id -> (H, W)
 JSON_KEYS = {
     "config",

@@ -15,7 +15,7 @@ import torch
 from segkit.checkpoint.format import load_checkpoint
 from segkit.engine.runlog import read_jsonl
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 needs_gloo = pytest.mark.skipif(
     not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
     reason="torch.distributed with the gloo backend is not available in this torch build",

@@ -15,7 +15,7 @@ from segkit.analysis.complexity import count_complexity, format_count, multi_sca
 from segkit.config import load_config
 from segkit.models import build_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_tool(name: str):

@@ -14,7 +14,7 @@ from segkit.data import build_dataset, build_eval_transform, generate_synthetic_
 from segkit.engine.runlog import read_jsonl
 from segkit.evaluation.evaluator import evaluate
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.skipif(

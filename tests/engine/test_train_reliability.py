@@ -19,7 +19,7 @@ from segkit.engine.runlog import read_jsonl
 from segkit.engine.workdir import WorkDirLock
 from segkit.utils.distributed import DistInfo
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _cli(args: list[str], cwd: Path = REPO, **kwargs) -> subprocess.CompletedProcess:

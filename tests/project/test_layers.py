@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SEGKIT = Path(__file__).resolve().parents[1] / "segkit"
+SEGKIT = Path(__file__).resolve().parents[2] / "segkit"
 
 LAYER_ORDER = [
     "errors",
