@@ -1,4 +1,5 @@
-"""What every ``segkit`` subcommand shares: one-line errors, ``--device``, and the prediction-protocol flags."""
+"""What every ``segkit`` subcommand shares, defined once: one-line errors, ``--config/--set``, ``--device``, the model
+source (``--checkpoint``/``--model``/``--runtime``) and the prediction-protocol flags."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ from typing import Any
 
 from segkit.errors import USER_ERROR, SegkitError
 from segkit.evaluation.predict import MAX_PIXELS, MAX_SCALE, MF_SCALES, MIN_SCALE
+from segkit.runtimes.backends import RUNTIMES
 from segkit.utils.device import resolve_device
 
 __all__ = [
     "ERRORS",
+    "add_config_arguments",
+    "add_device_argument",
+    "add_model_source_arguments",
     "add_protocol_arguments",
     "error_message",
     "max_pixels",
@@ -48,6 +53,31 @@ def run_main(
     except errors as exc:
         print(f"error: {error_message(exc)}", file=sys.stderr)
         return getattr(exc, "exit_code", USER_ERROR)
+
+
+def add_config_arguments(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    *,
+    required: bool = False,
+    config_help: str = "config name (see `segkit train --help`; e.g. voc_mnv2_os16) or a YAML path",
+    set_example: str = "model.output_stride=8",
+) -> None:
+    """``--config NAME|PATH`` and ``--set KEY=VALUE ...`` (repeatable; later items win)."""
+    parser.add_argument("--config", required=required, help=config_help)
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        action="extend",
+        metavar="KEY=VALUE",
+        help=f"config overrides, e.g. --set {set_example} (repeatable)",
+    )
+
+
+def add_device_argument(parser: argparse.ArgumentParser, *, default: str | None = None, extra: str = "") -> None:
+    """``--device``: cpu, cuda or cuda:N; ``default`` None means CUDA when available (:func:`resolve_device`)."""
+    shown = "cuda when available, else cpu" if default is None else default
+    parser.add_argument("--device", default=default, help=f"cpu, cuda or cuda:N{extra} (default: {shown})")
 
 
 def scales_arg(text: str) -> list[float]:
@@ -179,7 +209,7 @@ def add_model_source_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--runtime",
-        choices=["onnxruntime", "openvino", "litert"],
+        choices=RUNTIMES,
         help="run --model in this runtime (default by extension: .onnx onnxruntime, .xml openvino, "
         ".tflite litert); with --checkpoint: export it once (cached) and run it there",
     )
