@@ -1,13 +1,14 @@
 # Fresh-machine entry points. Each target creates the virtual environment itself (.venv).
 #   make demo  - set up, train MobileNetV2 + DeepLabV3 on the synthetic VOC-format set, evaluate, draw predictions
-#   make test  - set up and run the test suite
+#   make test  - set up and run the whole test suite (what .ci/run runs)
+#   make test-fast - set up and run the tests not marked slow (no training runs, subprocesses, wheels, benchmarks)
 #   make lint  - ruff check + ruff format --check (what .ci/run runs before the tests)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 WORK_DIR ?= work_dirs/demo_mnv2_os16
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test test-fast lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +23,14 @@ demo: setup
 	$(PY) tools/train.py --config demo_mnv2_os16 --work-dir $(WORK_DIR) --overwrite
 	$(PY) tools/test.py --checkpoint $(WORK_DIR)/best.pth --json $(WORK_DIR)/eval_val.json --save-pred $(WORK_DIR)/predictions
 
+# pytest's exit status 5 ("no tests ran": a wrong testpaths, a -m that selects nothing) fails the target, said in words.
+NO_TESTS = { rc=$$?; [ $$rc -ne 5 ] || echo "make $@: pytest ran no tests (exit status 5): that is a failure" >&2; exit $$rc; }
+
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q || $(NO_TESTS)
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" || $(NO_TESTS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -1,6 +1,6 @@
 """Shared pieces of the benchmarks: the compared models, interleaved timing, memory, GEMM rate, machine info.
 
-Not part of the ``segkit`` package; imported by ``benchmarks/inference.py`` and ``benchmarks/training.py``.
+Not part of the ``segkit`` package; imported as ``benchmarks.benchutils`` by the benchmark scripts.
 """
 
 from __future__ import annotations
@@ -18,12 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run from a checkout without installing segkit
-    sys.path.insert(0, str(ROOT))
+import torch
+from torch import nn
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 # the four MobileNetV2 Table 7 configs, then the DeepLabV3+ decoder ones (extra points beside Table 7)
 SEGKIT_CONFIGS = (
@@ -142,8 +140,8 @@ def peak_rss_mb_subprocess(name: str, batch: int, size: int, *, fast: bool, trai
     other models (and kept by the allocator) out of the figure. ``None`` where /proc is unavailable.
     """
     code = (
-        f"import sys, json; sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(Path(__file__).parent)!r});"
-        "from benchutils import measure_peak_rss_mb;"
+        f"import sys, json; sys.path.insert(0, {str(ROOT)!r});"
+        "from benchmarks.benchutils import measure_peak_rss_mb;"
         f"print(json.dumps(measure_peak_rss_mb({name!r}, {batch}, {size}, fast={fast}, train={train})))"
     )
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}

@@ -34,11 +34,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if not __package__:  # run as a file (python benchmarks/<name>.py): the checkout's benchmarks package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from benchutils import machine_info, markdown_table, write_outputs  # noqa: E402
+
+from benchmarks.benchutils import machine_info, markdown_table, write_outputs  # noqa: E402
 
 VOC_SIZE = (500, 375)  # (W, H): the typical PASCAL VOC image
 DEFAULT_WORKERS = (1, 2, 4, 8, 16)

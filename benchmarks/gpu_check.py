@@ -43,6 +43,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+if not __package__:  # run as a file (python benchmarks/gpu_check.py): the checkout's benchmarks package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 STAGES = ("env", "data", "cuda_tests", "ddp_syncbn", "resume", "training", "throughput", "dataloader", "compile")
@@ -313,8 +316,7 @@ def stage_env(ctx: Ctx) -> dict[str, Any]:
 
 
 def stage_data(ctx: Ctx) -> dict[str, Any]:
-    sys.path.insert(0, str(BENCH))
-    from dataloader import write_voc_tree
+    from benchmarks.dataloader import write_voc_tree
 
     start = time.monotonic()
     marker = ctx.data / "gpu_check_data.json"
@@ -338,7 +340,7 @@ def _cuda_test_selection() -> tuple[list[str], str]:
         return ["tests", "-m", "cuda"], "pytest -m cuda"
     pattern = re.compile(r"skipif\(\s*not torch\.cuda\.is_available\(\)|mark\.cuda|needs_cuda|requires_cuda")
     files = sorted(
-        str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_*.py") if pattern.search(p.read_text())
+        str(p.relative_to(ROOT)) for p in (ROOT / "tests").rglob("test_*.py") if pattern.search(p.read_text())
     )
     return files, "test files that skip without CUDA: " + ", ".join(files)
 

@@ -29,11 +29,13 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if not __package__:  # run as a file (python benchmarks/<name>.py): the checkout's benchmarks package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-from benchutils import machine_info, markdown_table, write_outputs  # noqa: E402
 from PIL import Image  # noqa: E402
+
+from benchmarks.benchutils import machine_info, markdown_table, write_outputs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

@@ -32,11 +32,13 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if not __package__:  # run as a file (python benchmarks/<name>.py): the checkout's benchmarks package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from benchutils import interleaved, machine_info, markdown_table, median, paired_median_ratio, write_outputs  # noqa: E402
+
+from benchmarks.benchutils import interleaved, machine_info, markdown_table, median, paired_median_ratio, write_outputs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

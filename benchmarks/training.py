@@ -24,10 +24,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if not __package__:  # run as a file (python benchmarks/<name>.py): the checkout's benchmarks package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from benchutils import (  # noqa: E402
+
+from benchmarks.benchutils import (  # noqa: E402
     PEERS,
     SEGKIT_CONFIGS,
     bench_main,

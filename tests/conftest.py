@@ -1,17 +1,25 @@
-"""Shared test fixtures and paths."""
+"""Shared test fixtures and paths. Helpers that are not fixtures live in tests/helpers/ (importable)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
+from .helpers.threads import one_torch_thread
+from .helpers.tiny_run import make_synth_root, save_tiny_checkpoint
+from .helpers.tiny_run import tiny_cfg as _tiny_cfg
+from .helpers.tiny_run import tiny_overrides as _tiny_overrides  # re-exported: the old name, kept for now
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+__all__ = ["REPO_ROOT", "SHARED_DATA", "_tiny_overrides"]
 
 
 @pytest.fixture(scope="session")
@@ -22,34 +30,15 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-# -- tiny training runs (tests/test_train*.py, tests/test_ddp.py) -----------------------------------------
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One torch intra-op thread for a whole test module (``pytestmark = pytest.mark.usefixtures("one_thread")``),
+    its module-scoped fixtures included: small CPU workloads slow down 10-30x when 2 threads compete for busy cores."""
+    with one_torch_thread():
+        yield
 
 
-def _tiny_overrides(root: Path, iterations: int = 4, **extra: object) -> list[str]:
-    """``--set`` items of a tiny, deterministic training run on the synthetic set at ``root``."""
-    import json
-
-    values = {
-        "data.root": str(root),
-        "data.synthetic_num_train": 16,
-        "data.synthetic_num_val": 4,
-        "data.synthetic_image_size": 64,
-        "data.crop_size": 48,
-        "data.num_workers": 0,
-        "model.width_mult": 0.35,
-        "train.iterations": iterations,
-        "train.batch_size": 4,
-        "train.log_interval": 1,
-        "train.val_interval": 1000,
-        "train.ckpt_interval": 1000,
-        "train.deterministic": True,
-        "train.warmup_iters": 0,
-        "train.lr": 0.02,
-        "train.optimizer": "sgd",
-        "train.weight_decay": 4e-5,
-    }
-    values.update(extra)
-    return [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in values.items()]
+# -- tiny training runs (tests/helpers/tiny_run.py; tests/engine/test_train*.py, tests/engine/test_ddp.py) --------
 
 
 @pytest.fixture(scope="session")
@@ -61,18 +50,16 @@ def tiny_overrides():
 @pytest.fixture(scope="session")
 def tiny_cfg():
     """``tiny_cfg(root, iterations=4, **{"key": value})`` -> the demo config of a tiny run."""
-    import segkit
-
-    return lambda root, iterations=4, **extra: segkit.load_config(
-        "demo_mnv2_os16", _tiny_overrides(root, iterations, **extra)
-    )
+    return _tiny_cfg
 
 
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory) -> Path:
     """A synthetic VOC-format set: 16 train and 4 val images of 64x64 (shared read-only by the tests)."""
-    from segkit.data import generate_synthetic_voc
+    return make_synth_root(tmp_path_factory.mktemp("synthetic"))
 
-    root = tmp_path_factory.mktemp("synthetic")
-    generate_synthetic_voc(root, num_train=16, num_val=4, image_size=64, seed=0)
-    return root
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory, synth_root) -> Path:
+    """A randomly initialised tiny model (``tiny_cfg(synth_root)``, seed 0, eval mode) saved as a checkpoint."""
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("tiny_ckpt") / "tiny.pth", synth_root)

@@ -1,6 +1,6 @@
 """Model complexity: trainable parameters and conv/linear multiply-adds (MAdds).
 
-Counts the way the MobileNetV2 paper's Table 7 does (see README.md, "Model complexity"):
+Counts the way the MobileNetV2 paper's Table 7 does:
 
 - **Params**: trainable parameters (conv weights, BN scale/shift, biases; no running stats).
 - **MAdds**: multiply-adds of ``Conv2d`` and ``Linear`` layers only, measured with forward
@@ -52,7 +52,10 @@ __all__ = [
     "count_complexity",
     "count_config",
     "count_trainable_parameters",
+    "config_markdown",
+    "config_row",
     "extra_rows",
+    "extra_rows_markdown",
     "format_count",
     "format_table",
     "multi_scale_sizes",
@@ -376,6 +379,46 @@ def extra_rows(input_size: int = 513) -> list[dict[str, object]]:
             }
         )
     return rows
+
+
+def extra_rows_markdown(rows: list[dict[str, object]]) -> str:
+    """Markdown table of :func:`extra_rows`' rows."""
+    lines = [
+        "| Network | config | OS | ASPP | decoder | Params | MAdds pytorch | MAdds tf1 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['network']} | {r['config']} | {r['os']} | {'yes' if r['aspp'] else ''} | {r['decoder']} "
+        f"| {format_count(r['params'])} | {format_count(r['madds_pytorch'])} | {format_count(r['madds_tf1'])} |"
+        for r in rows
+    ]
+    return "\n".join(lines)
+
+
+def config_row(cfg: Config, report: ComplexityReport) -> dict[str, object]:
+    """One config's figures (what ``segkit complexity --config ... --json`` writes): ``config, backbone, os, aspp,
+    decoder, input_sizes, params, madds_pytorch, madds_tf1``."""
+    m = cfg.model
+    return {
+        "config": cfg.name,
+        "backbone": m.backbone,
+        "os": m.output_stride,
+        "aspp": m.aspp,
+        "decoder": m.decoder,
+        "input_sizes": [h for h, _ in report.input_sizes],
+        "params": report.params,
+        "madds_pytorch": report.madds_pytorch,
+        "madds_tf1": report.madds_tf1,
+    }
+
+
+def config_markdown(row: dict[str, object]) -> str:
+    """Markdown table of one :func:`config_row`."""
+    return (
+        f"| config | params | MAdds pytorch | MAdds tf1 |\n|---|---|---|---|\n"
+        f"| {row['config']} | {format_count(row['params'])} | {format_count(row['madds_pytorch'])} "
+        f"| {format_count(row['madds_tf1'])} |"
+    )
 
 
 def _rel(measured: float, paper: float) -> float:

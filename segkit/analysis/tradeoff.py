@@ -13,8 +13,19 @@ Results of converted official weights are drawn and tabulated apart from models 
 A result is placed by (row, precision, runtime, quantization), the report's ``precision``, ``runtime`` and
 ``quantization`` fields (default fp32 / pytorch / none; a second result for one such place is noted and the last
 read kept): the float result stays on its row; an int8 (or fake-int8, bf16, other-runtime) result gets a row
-and marker of its own beside it, with the latency of its runtime from ``benchmarks/runtimes.py --json``
-(:func:`load_runtime_latency`). The figure: :mod:`segkit.analysis.plot`.
+and marker of its own beside it, with the latency of its runtime (:func:`load_runtime_latency`). The figure:
+:mod:`segkit.analysis.plot`; the whole ``segkit tradeoff`` command: :func:`segkit.analysis.command.tradeoff_report`.
+
+The other inputs are JSON files with these keys (other keys are ignored):
+
+- latency (:func:`load_latency`): ``{"rows": [{"config": NAME, "latency_ms": MS}, ...]}`` or the list of rows
+  alone: the CPU latency of each config's float PyTorch model at 513x513, batch 1;
+- runtime latency (:func:`load_runtime_latency`): ``{"models": [{"config" or "model": NAME, "input_size": 513,
+  "rows": [{"row": NAME, "latency_ms": MS, "runtime": R, "precision": P}, ...]}, ...]}``; ``runtime`` and
+  ``precision`` are optional (read from the row name, e.g. "ONNX Runtime int8");
+- MAdds (:func:`load_madds`): what ``segkit complexity --table7 --json`` writes, the list of the eight Table 7
+  rows in order, each with ``madds_tf1``; or ``{"rows": [...], "extra_rows": [{"config": NAME, "madds_tf1": N},
+  ...]}``.
 """
 
 from __future__ import annotations
@@ -26,13 +37,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segkit.analysis.complexity import EXTRA_ROWS, TABLE7, Table7Row
+from segkit.analysis.complexity import EXTRA_ROWS, TABLE7, Table7Row, extra_rows, table7
+from segkit.analysis.errors import AnalysisError
 from segkit.config import ConfigError, load_config
 
 __all__ = [
+    "LATENCY_FORMAT",
+    "MADDS_FORMAT",
+    "RUNTIMES_FORMAT",
     "LatencyKey",
     "Result",
     "load_latency",
+    "load_madds",
     "load_results",
     "load_runtime_latency",
     "match_config",
@@ -48,6 +64,10 @@ RUNTIME_NAMES = {"pytorch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino"
 PRECISION_ORDER = ("fp32", "bf16", "fake-int8", "int8")
 # (row config, converted official weights, precision, runtime, the official int8 file itself rather than segkit's)
 LatencyKey = tuple[str, bool, str, str, bool]
+# the JSON each input file holds, as the error messages describe it (see the module docstring)
+LATENCY_FORMAT = '{"rows": [{"config": NAME, "latency_ms": MS}, ...]}'
+RUNTIMES_FORMAT = '{"models": [{"config": NAME, "input_size": 513, "rows": [{"row": NAME, "latency_ms": MS}, ...]}]}'
+MADDS_FORMAT = "segkit complexity --table7 --json FILE"
 
 
 @dataclass(frozen=True)
@@ -201,7 +221,7 @@ def load_results(results_dir: Path) -> tuple[list[Result], list[str]]:
 
 
 def load_latency(path: Path | None) -> dict[str, float]:
-    """``{config: latency in ms}`` from a ``benchmarks/inference.py --json`` file."""
+    """``{config: latency in ms}`` from a latency file (:data:`LATENCY_FORMAT`); ``{}`` when there is none."""
     if path is None or not path.is_file():
         return {}
     data = json.loads(path.read_text())
@@ -224,8 +244,8 @@ def _runtime_of(row: Mapping[str, Any]) -> tuple[str, str, bool]:
 
 
 def load_runtime_latency(path: Path | None, input_size: int = 513) -> dict[LatencyKey, float]:
-    """``{(row config, converted, precision, runtime, official file): latency in ms}`` (:data:`LatencyKey`) from
-    ``benchmarks/runtimes.py --json``.
+    """``{(row config, converted, precision, runtime, official file): latency in ms}`` (:data:`LatencyKey`) from a
+    runtime latency file (:data:`RUNTIMES_FORMAT`); ``{}`` when there is none.
 
     A model entry is placed by its ``config`` key or its ``model`` name (a Table 7 / extra config; a name
     starting with ``official`` or ``tflite_`` is the official weights on :data:`OFFICIAL_ROW`); entries at another
@@ -240,7 +260,7 @@ def load_runtime_latency(path: Path | None, input_size: int = 513) -> dict[Laten
         return {}
     data = json.loads(path.read_text())
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):
-        raise ValueError("it holds no 'models' list (not benchmarks/runtimes.py output)")
+        raise ValueError("it holds no 'models' list")
     out: dict[LatencyKey, float] = {}
     for entry in data["models"]:
         if not isinstance(entry, dict) or entry.get("input_size") != input_size:
@@ -257,6 +277,38 @@ def load_runtime_latency(path: Path | None, input_size: int = 513) -> dict[Laten
                 key = (*place, *_runtime_of(row))
                 out[key] = min(out.get(key, float("inf")), float(row["latency_ms"]))
     return out
+
+
+def load_madds(path: Path | None, input_size: int = 513) -> dict[str, int]:
+    """``{config: MAdds (tf1)}`` of every Table 7 row and extra config: from ``path`` (:data:`MADDS_FORMAT`; extra
+    rows it lacks are measured) or, without one, measured at ``input_size`` (a few seconds).
+
+    Raises:
+        AnalysisError: ``path`` is no readable JSON or does not hold the eight Table 7 rows with ``madds_tf1``.
+    """
+    if path is None:
+        rows, extras = table7(input_size), extra_rows(input_size)
+    else:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise AnalysisError(
+                f"--complexity-json {path}: not readable JSON ({exc}); produce it with {MADDS_FORMAT}."
+            ) from exc
+        rows = data.get("rows", data) if isinstance(data, dict) else data
+        extras = data.get("extra_rows") if isinstance(data, dict) else None
+        extras = extra_rows(input_size) if extras is None else extras
+    if (
+        not isinstance(rows, list)
+        or len(rows) != len(TABLE7)
+        or not all(isinstance(r, dict) and "madds_tf1" in r for r in rows)
+    ):
+        raise AnalysisError(
+            f"{path} does not hold the {len(TABLE7)} rows of Table 7 with 'madds_tf1'; produce it with {MADDS_FORMAT}."
+        )
+    madds = {row.config: r["madds_tf1"] for row, r in zip(TABLE7, rows)}
+    madds.update({r["config"]: r["madds_tf1"] for r in extras if isinstance(r, dict) and "config" in r})
+    return madds
 
 
 def main_results(results: list[Result], converted: bool) -> dict[str, Result]:

@@ -1,5 +1,6 @@
 """What every ``segkit`` subcommand shares, defined once: one-line errors, ``--config/--set``, ``--device``, the model
-source (``--checkpoint``/``--model``/``--runtime``) and the prediction-protocol flags."""
+source (``--checkpoint``/``--model``/``--runtime``) and the prediction-protocol flags. (The data root a command reads
+is :func:`segkit.data.resolve_data_root`'s.)"""
 
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ __all__ = [
     "max_pixels",
     "pixels_arg",
     "protocol_overrides",
-    "resolve_data_root",
     "resolve_device",
     "run_main",
     "scales_arg",
@@ -164,17 +164,6 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
 def max_pixels(args: argparse.Namespace) -> int | None:
     """The ``--max-pixels`` budget (None: no limit)."""
     return args.max_pixels if args.max_pixels > 0 else None
-
-
-def resolve_data_root(cfg: Any) -> str:
-    """Make a relative ``data.root`` absolute (against the current folder) in place; a line saying what is read."""
-    from pathlib import Path
-
-    root = Path(cfg.data.root)
-    if root.is_absolute():
-        return f"data from {root}"
-    cfg.data.root = str(root.resolve())
-    return f"data from {cfg.data.root} (data.root '{root}' is relative: read from the current folder {Path.cwd()})"
 
 
 def protocol_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -10,7 +10,7 @@ checkpoint works with `segkit test`, `segkit infer` and segkit.load_model, and a
 for training; a classifier checkpoint (kind "classifier", torchvision-style ``features.*`` +
 ``classifier.1.*``) initialises a backbone via ``train.init_weights`` or loads with
 ``segkit.models.classifier.load_classifier``. Needs the optional ``tflite`` package
-(``pip install 'segkit[tflite]'``). ``python tools/convert_tflite.py`` runs the same command.
+(``pip install 'segkit[tflite]'``).
 
 Exit status: 0 on success, 2 on a usage or input error (the message says what to fix).
 """
@@ -21,9 +21,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from segkit.convert.tflite import TFLiteConversionError, TFLiteFormatError, convert_tflite, load_tflite
+from segkit.cli.common import ERRORS, run_main
+from segkit.convert.tflite import convert_tflite, load_tflite
 
 _SUMMARY, _, _DETAILS = __doc__.partition("\n\n")
+# besides segkit's errors, reading a .tflite file raises these two (the message says what to install or pass)
+_READ_ERRORS = (ImportError, FileNotFoundError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,11 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_labels(path: Path) -> list[str]:
-    """Non-empty lines of a labels file."""
-    if not path.is_file():
-        raise FileNotFoundError(f"labels file not found: {path}")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+def run(args: argparse.Namespace) -> int:
+    if args.print_graph:
+        print(load_tflite(args.model).summary(show_tensors=True))
+        if args.out is None:
+            return 0
+    conversion = convert_tflite(args.model, args.out, labels_file=args.labels)
+    print(conversion.architecture.summary())
+    print(f"Wrote {conversion.architecture.kind} checkpoint {args.out}", file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,16 +63,4 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.out is None and not args.print_graph:
         parser.error("give OUT.pth (the checkpoint to write), or --print-graph to only list the ops")
-    try:
-        if args.print_graph:
-            print(load_tflite(args.model).summary(show_tensors=True))
-            if args.out is None:
-                return 0
-        labels = read_labels(args.labels) if args.labels is not None else None
-        conversion = convert_tflite(args.model, args.out, class_names=labels)
-    except (ImportError, FileNotFoundError, TFLiteFormatError, TFLiteConversionError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(conversion.architecture.summary())
-    print(f"Wrote {conversion.architecture.kind} checkpoint {args.out}", file=sys.stderr)
-    return 0
+    return run_main(run, args, errors=(*ERRORS, *_READ_ERRORS))

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import argparse
 
+from segkit.cli.common import run_main
+from segkit.export import INPUTS, OUTPUTS
+from segkit.quantize import FORMATS, quantize_checkpoint
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -22,13 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-split", default="train", help="split of the calibration images (default: train)")
     p.add_argument("--num-calib", type=int, default=200, help="calibration images (default: 200)")
     p.add_argument("--dataset", default=None, help="data-set kind of --calib-data/--verify (default: the config's)")
-    p.add_argument("--format", required=True, choices=("onnx", "openvino", "tflite"))
+    p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--out", required=True, help="output file (.onnx, .xml with .bin, .tflite)")
     p.add_argument("--input-size", type=int, nargs=2, default=(513, 513), metavar=("H", "W"))
-    p.add_argument(
-        "--input", choices=("float", "uint8"), default="float", help="uint8: RGB NHWC in (like the official files)"
-    )
-    p.add_argument("--output", choices=("logits", "labels"), default="logits")
+    p.add_argument("--input", choices=INPUTS, default="float", help="uint8: RGB NHWC in (like the official files)")
+    p.add_argument("--output", choices=OUTPUTS, default="logits")
     p.add_argument("--verify", default=None, help="data-set root to verify on (val split); default: calibration images")
     p.add_argument("--verify-split", default="val")
     p.add_argument("--num-verify", type=int, default=50)
@@ -37,8 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from segkit.quantize.command import quantize_checkpoint
-
     report = quantize_checkpoint(
         args.checkpoint,
         args.out,
@@ -63,8 +63,4 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``segkit quantize ...``; returns the exit code."""
-    from segkit.cli.common import ERRORS, run_main
-    from segkit.quantize import QuantizeError
-
-    args = build_parser().parse_args(argv)
-    return run_main(_run, args, errors=(*ERRORS, QuantizeError))
+    return run_main(_run, build_parser().parse_args(argv))

@@ -27,54 +27,27 @@ Exit status: 0 on success, 2 on a usage or input error (the message says what to
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch.utils.data import DataLoader
-
-from segkit.checkpoint.load import load_eval_model
-from segkit.cli.common import (
-    add_model_source_arguments,
-    add_protocol_arguments,
-    max_pixels,
-    protocol_overrides,
-    resolve_data_root,
-    resolve_device,
-    run_main,
-)
-from segkit.config import Config, parse_override
-from segkit.data import build_dataset, build_eval_transform, collate_drop_bad
-from segkit.evaluation.evaluator import evaluate, protocol_dict
+from segkit.cli import common
+from segkit.config import parse_override
+from segkit.data import DATASETS
+from segkit.evaluation.command import COCO_DEFAULT_SPLIT
 from segkit.evaluation.metrics import format_metrics_table
-from segkit.evaluation.report import REPORT_MODEL_FIELDS, format_report_json, metrics_to_json
-from segkit.utils.io import atomic_write_text
-
-COCO_DEFAULT_SPLIT = "val2017"
-
-
-def default_split(cfg: Config) -> str:
-    """The split to evaluate without ``--split``: ``data.val_split``, except for COCO when that split has
-    no annotation file (a VOC checkpoint's ``val``), then ``val2017``."""
-    split = cfg.data.val_split
-    if cfg.data.dataset == "coco" and not (Path(cfg.data.root) / "annotations" / f"instances_{split}.json").is_file():
-        return COCO_DEFAULT_SPLIT
-    return split
+from segkit.export.run import ModelSource, evaluate_checkpoint
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_source_arguments(parser)
+    common.add_model_source_arguments(parser)
     parser.add_argument(
         "--data-root",
         help="data set root (VOC: the folder holding VOCdevkit/VOC2012); default: the checkpoint's data.root",
     )
     parser.add_argument(
-        "--dataset",
-        choices=["voc", "folder", "coco", "synthetic"],
-        help="data set kind; default: the checkpoint's data.dataset",
+        "--dataset", choices=list(DATASETS), help="data set kind; default: the checkpoint's data.dataset"
     )
     parser.add_argument(
         "--split",
@@ -88,23 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="write <id>.png (palette label map) and <id>_overlay.jpg (ground truth | prediction)",
     )
-    parser.add_argument("--config", help="config name or YAML path, only for a bare state dict")
-    parser.add_argument(
-        "--set",
-        nargs="+",
-        default=[],
-        action="extend",
-        metavar="KEY=VALUE",
-        help="config overrides, e.g. --set data.skip_bad_samples=true",
+    common.add_config_arguments(
+        parser,
+        config_help="config name or YAML path, only for a bare state dict",
+        set_example="data.skip_bad_samples=true",
     )
-    parser.add_argument(
-        "--device",
-        default="cuda" if torch.cuda.is_available() else "cpu",
-        help="cpu, cuda or cuda:N (default: cuda when available)",
-    )
+    common.add_device_argument(parser)
     parser.add_argument("--num-workers", type=int, metavar="N", help="data loading workers; default: data.num_workers")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    add_protocol_arguments(parser)
+    common.add_protocol_arguments(parser)
     return parser
 
 
@@ -117,127 +82,42 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["data.dataset"] = args.dataset
     if args.num_workers is not None:
         overrides["data.num_workers"] = args.num_workers
-    overrides.update(protocol_overrides(args))
+    overrides.update(common.protocol_overrides(args))
     return overrides
 
 
-def load_for_eval(args: argparse.Namespace, device: torch.device) -> tuple[Any, Config]:
-    """``(model, cfg)``: the model (any callable returning ``{"out": logits}``) and the effective config."""
-    if args.model is not None or args.runtime is not None:  # an exported file (segkit.runtimes)
-        from segkit.export import load_for_tools
-
-        return load_for_tools(
-            args.model, args.runtime, checkpoint=args.checkpoint, config=args.config, overrides=cli_overrides(args)
-        )
-    return load_eval_model(
-        args.checkpoint, config=args.config, overrides=cli_overrides(args), device=device, fast=args.fast
-    )
-
-
-def report_identity(model: Any, cfg: Config) -> dict[str, Any]:
-    """What a report records about the model: ``config`` (name), ``model`` (architecture fields), ``precision``,
-    ``runtime`` and ``quantization`` (the model's attributes; defaults fp32 / pytorch / None).
-
-    A foreign .tflite file (no segkit metadata, e.g. the official uint8 DeepLab file) is named
-    ``tflite_<stem>`` as ``segkit convert`` names its checkpoint, with the architecture read from its graph,
-    so ``segkit tradeoff`` puts it beside the converted official weights.
-    """
-    precision = str(getattr(model, "precision", None) or "fp32")
-    meta = getattr(model, "metadata", None)
-    quantization = (meta or {}).get("quantization") or getattr(model, "quantization", None)
-    if quantization is None and precision == "fake-int8":
-        quantization = "qat"
-    name, fields = cfg.name, {k: getattr(cfg.model, k) for k in REPORT_MODEL_FIELDS}
-    path = getattr(model, "path", None)
-    if meta is None and isinstance(path, Path) and path.suffix.lower() == ".tflite":
-        name = "tflite_" + re.sub(r"[^A-Za-z0-9_]+", "_", path.stem)
-        try:
-            from segkit.convert.tflite import infer_architecture, load_tflite
-
-            arch = infer_architecture(load_tflite(path)).model_config()
-            fields = {k: getattr(arch, k) for k in REPORT_MODEL_FIELDS}
-        except Exception:  # noqa: BLE001 - no tflite package or a graph convert cannot read: keep the defaults
-            pass
-    return {
-        "config": name,
-        "model": fields,
-        "precision": precision,
-        "runtime": str(getattr(model, "runtime", None) or "pytorch"),
-        "quantization": quantization,
-    }
-
-
 def run(args: argparse.Namespace) -> int:
-    """Evaluate as ``args`` say; the project's errors propagate (``main`` turns them into one line)."""
-    device = resolve_device(args.device)
-    model, cfg = load_for_eval(args, device)
-    data_line = resolve_data_root(cfg)
-    split = args.split or default_split(cfg)
-    transform = build_eval_transform(cfg.model.input_mean, cfg.model.input_std)
-    # "drop": with data.skip_bad_samples a bad sample is left out, not replaced (no image counts twice)
-    dataset = build_dataset(cfg.data, split, transform, num_classes=cfg.model.num_classes, skip_mode="drop")
-    loader = DataLoader(
-        dataset,
-        batch_size=1,
-        shuffle=False,
-        num_workers=cfg.data.num_workers,
-        pin_memory=device.type == "cuda",
-        collate_fn=collate_drop_bad,
-    )
-    class_names = list(dataset.class_names)
-    ident = report_identity(model, cfg)
-    kind = ", ".join(str(ident[k]) for k in ("precision", "runtime", "quantization") if ident[k])
-    print(
-        f"Evaluating {args.model or args.checkpoint} ({kind}) on {cfg.data.dataset} '{split}' ({len(dataset)} images, "
-        f"{dataset.num_classes} classes) protocol {protocol_dict(cfg.eval)} on {device}; {data_line}",
-        file=sys.stderr,
-    )
-    metrics = evaluate(
-        model,
-        loader,
-        dataset.num_classes,
-        ignore_index=dataset.ignore_index,
-        device=device,
-        protocol=cfg.eval,
-        class_names=class_names,
-        save_pred_dir=args.save_pred,
-        palette=dataset.palette,
+    """Evaluate as ``args`` say and print the results; the project's errors propagate (``main`` prints them)."""
+    source = ModelSource(args.checkpoint, args.model, args.runtime, args.config, cli_overrides(args), args.fast)
+    result = evaluate_checkpoint(
+        source,
+        split=args.split,
+        device=args.device,
+        json_path=args.json,
+        save_pred=args.save_pred,
         progress=not args.no_progress,
-        max_pixels=max_pixels(args),
+        max_pixels=common.max_pixels(args),
     )
-    bad_report = dataset.bad_samples_report(metrics.bad_samples)
-    if metrics.num_images == 0:
+    bad = result.bad_samples_report
+    if result.metrics.num_images == 0:
         print(
-            f"{bad_report}\nerror: every sample of {cfg.data.dataset} '{split}' failed to load (listed above); "
+            f"{bad}\nerror: every sample of {result.dataset} '{result.split}' failed to load (listed above); "
             "nothing was evaluated. Fix the data (segkit prepare-data verify lists the problems).",
             file=sys.stderr,
         )
         return 2
-    print(format_metrics_table(metrics, class_names))
+    print(format_metrics_table(result.metrics, result.class_names))
     if args.json is not None:
-        protocol = {**protocol_dict(cfg.eval), "dataset": cfg.data.dataset, "split": split}
-        report = metrics_to_json(
-            metrics,
-            class_names,
-            protocol,
-            ident["config"],
-            decoder=ident["model"]["decoder"],
-            model=ident["model"],
-            precision=ident["precision"],
-            runtime=ident["runtime"],
-            quantization=ident["quantization"],
-        )
-        atomic_write_text(args.json, format_report_json(report))
         print(f"Wrote {args.json}", file=sys.stderr)
     if args.save_pred is not None:
         print(f"Wrote predictions and overlays to {args.save_pred}", file=sys.stderr)
-    if bad_report:
+    if bad:
         print(
-            f"{bad_report}\nScored {metrics.num_images} images; the bad samples above were left out.", file=sys.stderr
+            f"{bad}\nScored {result.metrics.num_images} images; the bad samples above were left out.", file=sys.stderr
         )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
-    return run_main(run, build_parser().parse_args(argv))
+    return common.run_main(run, build_parser().parse_args(argv))

@@ -14,12 +14,14 @@ from segkit.config.checks import validate_config
 from segkit.config.files import (
     CONFIG_DIR,
     apply_overrides,
+    available_configs,
     config_from_dict,
     load_config,
     parse_override,
     resolve_config_path,
 )
 from segkit.config.schema import (
+    DATASET_NAMES,
     IMAGENET_MEAN,
     IMAGENET_STD,
     MAX_FROZEN_STAGES,
@@ -36,6 +38,7 @@ from segkit.config.schema import (
 
 __all__ = [
     "CONFIG_DIR",
+    "DATASET_NAMES",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "MAX_FROZEN_STAGES",
@@ -49,6 +52,7 @@ __all__ = [
     "ModelConfig",
     "TrainConfig",
     "apply_overrides",
+    "available_configs",
     "config_from_dict",
     "load_config",
     "parse_override",

@@ -82,6 +82,8 @@ def validate_config(cfg: Config) -> None:
     need(d.scale_step >= 0, "data.scale_step", d.scale_step, "0 (continuous) or a positive step")
     need(0 <= d.ignore_index <= 255, "data.ignore_index", d.ignore_index, "0..255")
     need(d.num_workers >= 0, "data.num_workers", d.num_workers, "an integer >= 0")
+    for key, low in (("synthetic_num_train", 1), ("synthetic_num_val", 1), ("synthetic_image_size", 32)):
+        need(getattr(d, key) >= low, f"data.{key}", getattr(d, key), f"an integer >= {low}")
     need(t.iterations >= 1, "train.iterations", t.iterations, "an integer >= 1")
     need(t.batch_size >= 1, "train.batch_size", t.batch_size, "an integer >= 1")
     need(t.lr > 0, "train.lr", t.lr, "a number > 0")

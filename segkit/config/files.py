@@ -135,6 +135,11 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
     return cfg
 
 
+def available_configs() -> list[str]:
+    """Names of the shipped configs (``configs/*.yaml``), sorted: what ``--config NAME`` accepts besides a path."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
 def resolve_config_path(name_or_path: str | Path) -> Path:
     """Find a config by path, or by name in ``configs/`` (``voc_mnv2_os16`` -> ``configs/voc_mnv2_os16.yaml``)."""
     path = Path(name_or_path)
@@ -148,7 +153,7 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     candidate = CONFIG_DIR / f"{path.name}.yaml" if path.suffix == "" else CONFIG_DIR / path.name
     if candidate.is_file():
         return candidate
-    known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    known = available_configs()
     raise ConfigError(
         f"Config '{name_or_path}' not found (looked for the file itself and for {candidate}).{_closest(path.stem, known)} "
         f"Available configs: {', '.join(known)}."

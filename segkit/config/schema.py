@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -14,6 +15,11 @@ IMAGENET_MEAN = [123.675, 116.28, 103.53]
 IMAGENET_STD = [58.395, 57.12, 57.375]
 TF_MEAN = [127.5, 127.5, 127.5]  # TF MobileNet preprocessing: x / 127.5 - 1 -> [-1, 1]
 TF_STD = [127.5, 127.5, 127.5]
+
+# The data sets ``data.dataset`` names: defined once here (the lowest layer that needs them); segkit.data.build.DATASETS
+# builds exactly these, and every command's --dataset choices are this tuple.
+DatasetName = Literal["voc", "coco", "folder", "synthetic"]
+DATASET_NAMES: tuple[str, ...] = typing.get_args(DatasetName)
 
 
 class ConfigError(SegkitError, ValueError):
@@ -58,7 +64,7 @@ class ModelConfig:
 class DataConfig:
     """Data set and augmentation."""
 
-    dataset: Literal["voc", "coco", "folder", "synthetic"] = "voc"
+    dataset: DatasetName = "voc"
     root: str = "data"  # voc: holds VOCdevkit/VOC2012; coco: annotations/ + images; folder: images/ + masks/
     train_split: str = "train_aug"
     val_split: str = "val"

@@ -17,6 +17,7 @@ from segkit.convert.tflite import (
     convert_tflite,
     infer_architecture,
     load_tflite,
+    read_labels,
     run_graph,
 )
 
@@ -30,5 +31,6 @@ __all__ = [
     "convert_tflite",
     "infer_architecture",
     "load_tflite",
+    "read_labels",
     "run_graph",
 ]

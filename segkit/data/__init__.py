@@ -1,15 +1,18 @@
 """Data sets (VOC, SBD train_aug, COCO->VOC, own folders, synthetic), data I/O, checks and joint transforms.
 
 ``io`` reads images, masks and split lists and writes label PNGs; ``verify`` checks any data set
-through its own loading; ``prepare`` downloads and extracts the public data sets.
+through its own loading; ``prepare`` downloads and extracts the public data sets; ``command`` is what
+``segkit prepare-data`` does, one function per subcommand. ``DATASET_NAMES`` (defined with the config
+schema, which validates ``data.dataset``) are the names ``build_dataset`` builds.
 
 This package never imports ``segkit.models``.
 """
 
 from __future__ import annotations
 
+from segkit.config import DATASET_NAMES
 from segkit.data.base import BadSampleWarning, DuplicateIdWarning, SegmentationDataset, collate_drop_bad, is_bad_sample
-from segkit.data.build import DATASETS, build_dataset
+from segkit.data.build import DATASETS, build_dataset, resolve_data_root
 from segkit.data.classes import VOC_CLASSES, VOC_PALETTE, read_classes_file
 from segkit.data.coco import COCOSegmentation
 from segkit.data.folder import FolderDataset
@@ -22,6 +25,7 @@ __all__ = [
     "BadSampleWarning",
     "COCOSegmentation",
     "DATASETS",
+    "DATASET_NAMES",
     "DatasetError",
     "DuplicateIdWarning",
     "FolderDataset",
@@ -42,5 +46,6 @@ __all__ = [
     "read_image",
     "read_mask",
     "read_split_file",
+    "resolve_data_root",
     "save_label_png",
 ]

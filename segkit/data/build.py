@@ -1,11 +1,13 @@
-"""``build_dataset``: the data set named by ``data.dataset``, for one split."""
+"""``build_dataset``: the data set named by ``data.dataset``, for one split; ``resolve_data_root``: the folder it
+is read from."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from segkit.config import DataConfig
+from segkit.config import DATASET_NAMES, Config, DataConfig
 from segkit.data.base import DatasetError, SegmentationDataset, SkipMode
 from segkit.data.coco import COCOSegmentation
 from segkit.data.folder import FolderDataset
@@ -51,12 +53,33 @@ def _synthetic(cfg: DataConfig, split: str, transform: Transform | None, num_cla
     )
 
 
+# One builder per name of segkit.config.DATASET_NAMES (data.dataset's values), in that order.
 DATASETS: dict[str, Builder] = {
     "voc": _voc,
     "coco": _coco,
     "folder": _folder,
     "synthetic": _synthetic,
 }
+if tuple(DATASETS) != DATASET_NAMES:  # pragma: no cover - a data set added in one place only
+    raise RuntimeError(f"segkit.data.build.DATASETS {tuple(DATASETS)} != segkit.config.DATASET_NAMES {DATASET_NAMES}")
+
+
+def resolve_data_root(cfg: Config) -> str:
+    """Make ``cfg.data.root`` absolute, in place, and return a line saying which folder the data is read from.
+
+    ``~`` is expanded; a relative root is read from the current folder, and the line says so::
+
+        data from /home/me/data (data.root 'data' is relative: read from the current folder /home/me)
+
+    An absolute root keeps a saved config (a checkpoint's, a run's ``config.yaml``) pointing at the same data
+    from any folder.
+    """
+    given = cfg.data.root
+    root = Path(given).expanduser()
+    cfg.data.root = str(root if root.is_absolute() else root.resolve())
+    if root.is_absolute():
+        return f"data from {cfg.data.root}"
+    return f"data from {cfg.data.root} (data.root '{given}' is relative: read from the current folder {Path.cwd()})"
 
 
 def build_dataset(

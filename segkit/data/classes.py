@@ -36,16 +36,6 @@ VOC_PALETTE: np.ndarray = voc_colormap(256)
 VOC_PALETTE.setflags(write=False)
 
 
-def full_palette(palette: np.ndarray) -> np.ndarray:
-    """Extend a [K, 3] palette to 256 rows (missing rows from the VOC colour map)."""
-    palette = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
-    if len(palette) > 256:
-        raise ValueError(f"A palette holds at most 256 colours, got {len(palette)}.")
-    out = VOC_PALETTE.copy()
-    out[: len(palette)] = palette
-    return out
-
-
 def read_classes_file(path: str | os.PathLike) -> tuple[list[str], np.ndarray | None]:
     """Parse a ``classes.txt``: one class per line, ``name`` or ``name r g b``.
 

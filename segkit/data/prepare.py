@@ -134,7 +134,7 @@ def voc_ready_for_sbd(root: Path) -> None:
         if not split_file(root, split).is_file():
             raise DatasetError(
                 f"VOC split list {split_file(root, split)} not found; train_aug is built from VOC's train and val "
-                f"lists. Re-extract VOC (`python tools/prepare_data.py voc --download --root {root}`) first."
+                f"lists. Re-extract VOC (`segkit prepare-data voc --download --root {root}`) first."
             )
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from segkit.config import ConfigError
 from segkit.data.base import SkipMode
 from segkit.data.classes import VOC_PALETTE, format_classes_file
 from segkit.data.io import DatasetError, label_image
@@ -163,10 +164,17 @@ def generate_synthetic_voc(
 
     Returns:
         ``root``, ready for :class:`~segkit.data.voc.VOCSegmentation`.
+
+    Raises:
+        ConfigError: a count below 1 or an image side below 32.
+        DatasetError: ``root/VOCdevkit`` exists and is not a synthetic set.
     """
     for name, value, low in (("num_train", num_train, 1), ("num_val", num_val, 1), ("image_size", image_size, 32)):
         if value < low:
-            raise ValueError(f"synthetic {name} must be >= {low}, got {value}.")
+            raise ConfigError(
+                f"synthetic {name} must be >= {low}, got {value} (data.synthetic_{name}, or prepare-data synthetic "
+                f"--{name.replace('_', '-')})."
+            )
     root = Path(root)
     wanted = _manifest(num_train, num_val, image_size, seed)
     if read_manifest(root) == wanted:

@@ -51,7 +51,7 @@ def parse_expected_counts(text: str, dataset: str = "voc") -> dict[str, int]:
     """``auto`` -> VOC's official sizes for ``voc``, none otherwise; ``voc``, ``off``, ``train=1464,val=1449``.
 
     Raises:
-        ValueError: any other text.
+        DatasetError: any other text (``problem="usage"``).
     """
     if text == "voc" or (text == "auto" and dataset == "voc"):
         return dict(VOC_SPLIT_SIZES)
@@ -61,7 +61,9 @@ def parse_expected_counts(text: str, dataset: str = "voc") -> dict[str, int]:
     for item in text.split(","):
         name, _, value = item.partition("=")
         if not name.strip() or not value.strip().isdigit():
-            raise ValueError(f"--expect-counts: expected 'auto', 'voc', 'off' or 'split=N,...', got {text!r}.")
+            raise DatasetError(
+                f"--expect-counts: expected 'auto', 'voc', 'off' or 'split=N,...', got {text!r}.", problem="usage"
+            )
         counts[name.strip()] = int(value)
     return counts
 
@@ -73,7 +75,7 @@ def _build(data: DataConfig, split: str, num_classes: int | None) -> Segmentatio
         if manifest is None:
             raise DatasetError(
                 f"No synthetic set under {data.root} (no VOCdevkit/synthetic_manifest.json); generate it with "
-                f"`python tools/prepare_data.py synthetic --root {data.root}` (or train once with its config).",
+                f"`segkit prepare-data synthetic --root {data.root}` (or train once with its config).",
                 problem="missing data",
             )
         data = dataclasses.replace(

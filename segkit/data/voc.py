@@ -4,7 +4,7 @@ Layout under ``root``::
 
     VOCdevkit/VOC2012/JPEGImages/<id>.jpg
     VOCdevkit/VOC2012/SegmentationClass/<id>.png         # train / val / trainval masks
-    VOCdevkit/VOC2012/SegmentationClassAug/<id>.png      # train_aug masks (tools/prepare_data.py sbd)
+    VOCdevkit/VOC2012/SegmentationClassAug/<id>.png      # train_aug masks (segkit prepare-data sbd)
     VOCdevkit/VOC2012/ImageSets/Segmentation/{train,val,trainval,train_aug}.txt
     VOCdevkit/VOC2012/classes.txt                        # optional: other class names / colours
 """
@@ -28,7 +28,7 @@ TRAIN_AUG = "train_aug"
 # Sizes of the official lists (train_aug = VOC train + SBD train/val - VOC val).
 VOC_SPLIT_SIZES: dict[str, int] = {"train": 1464, "val": 1449, "trainval": 2913, TRAIN_AUG: 10582}
 
-_NO_DOWNLOAD_HINT = "To try segkit without any download, train with `--config demo_mnv2_os16` (synthetic data)."
+_NO_DOWNLOAD_HINT = "To try segkit without any download: `segkit train --config demo_mnv2_os16` (synthetic data)."
 
 
 def voc_dir(root: str | os.PathLike) -> Path:
@@ -51,7 +51,7 @@ def voc_not_found_error(root: str | os.PathLike) -> DatasetError:
     return DatasetError(
         f"PASCAL VOC 2012 not found: expected {voc_dir(root)} holding JPEGImages/, SegmentationClass/ and "
         f"ImageSets/Segmentation/ (data.root is '{root}'). Get it with "
-        f"`python tools/prepare_data.py voc --download --root {root}` (about 2 GB), or by hand: download "
+        f"`segkit prepare-data voc --download --root {root}` (about 2 GB), or by hand: download "
         f"{VOC_URL} and extract it into {root}. {_NO_DOWNLOAD_HINT}",
         problem="missing data",
     )
@@ -94,7 +94,7 @@ class VOCSegmentation(SegmentationDataset):
         self.mask_dir = base / mask_dirname(split)
         if not self.mask_dir.is_dir():
             hint = (
-                f"run `python tools/prepare_data.py sbd --download --root {root}` to build it"
+                f"run `segkit prepare-data sbd --download --root {root}` to build it"
                 if split == TRAIN_AUG
                 else "re-extract the VOC archive"
             )
@@ -130,7 +130,7 @@ class VOCSegmentation(SegmentationDataset):
         if self.split == TRAIN_AUG:
             return DatasetError(
                 f"Split list {list_path} not found: the train_aug split (10,582 images) needs the SBD "
-                f"annotations. Build it with the 'sbd' subcommand: `python tools/prepare_data.py sbd --download "
+                f"annotations. Build it with the 'sbd' subcommand: `segkit prepare-data sbd --download "
                 f"--root {self.root}` (or --sbd-dir PATH for an extracted SBD), or train on data.train_split=train. "
                 f"{_NO_DOWNLOAD_HINT}",
                 problem="missing split list",

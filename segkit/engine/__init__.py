@@ -1,4 +1,5 @@
-"""The training engine: the loop (``loop``), resumable state (``state``), signals, the work dir.
+"""The training engine: the loop (``loop``), resumable state (``state``), signals, the work dir, and ``segkit train``
+as one function (``command``).
 
 from segkit.engine import train
 result = train(segkit.load_config("demo_mnv2_os16"), work_dir="work_dirs/demo")
@@ -6,6 +7,7 @@ result = train(segkit.load_config("demo_mnv2_os16"), work_dir="work_dirs/demo")
 
 from __future__ import annotations
 
+from segkit.engine.command import train_command, training_config
 from segkit.engine.loop import TrainingDiverged, build_training, check_finite, exit_code, train, train_step, validate
 from segkit.engine.state import Training
 from segkit.engine.workdir import CheckpointWriteError, WorkDirError
@@ -19,6 +21,8 @@ __all__ = [
     "check_finite",
     "exit_code",
     "train",
+    "train_command",
     "train_step",
+    "training_config",
     "validate",
 ]

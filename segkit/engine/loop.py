@@ -1,11 +1,12 @@
 """Training: config -> data -> model -> loss -> SGD/poly loop -> validation -> checkpoints.
 
 The loop is four visible functions, read top to bottom: ``build_training`` (data sets, model,
-optimiser), ``train_step`` (one optimiser step), ``validate`` and ``train``. One process on CPU/GPU,
-or many under ``torchrun`` (DDP, gloo on CPU, NCCL on CUDA). Iteration-based and resumable exactly
-(see :mod:`segkit.engine.state`). ``train_step`` never waits for the device: the step's losses stay
-on it, a non-finite step is skipped on it, and ``train`` reads both once per logging interval, before
-every validation and checkpoint.
+optimiser), ``train_step`` (one optimiser step), ``validate`` and ``train``, whose ``_run`` is the
+loop itself (a step, then logging, validation and checkpoints when due; named helpers below it).
+One process on CPU/GPU, or many under ``torchrun`` (DDP, gloo on CPU, NCCL on CUDA).
+Iteration-based and resumable exactly (see :mod:`segkit.engine.state`). ``train_step`` never waits
+for the device: the step's losses stay on it, a non-finite step is skipped on it, and ``train``
+reads both once per logging interval, before every validation and checkpoint.
 """
 
 from __future__ import annotations
@@ -160,14 +161,20 @@ def train_step(tr: Training, batches: Iterator[dict[str, Any]]) -> dict[str, tor
     apply_schedule(tr.model, tr.iteration)  # QAT: freeze BN / observers from their iterations on
     tr.model.train()
     tr.optimizer.zero_grad(set_to_none=True)
+    totals = _forward_backward(tr, batches)
+    skip = _record_health(tr, totals)
+    _optimizer_step(tr, skip)
+    tr.scheduler.step()
+    tr.iteration += 1
+    return totals
+
+
+def _forward_backward(tr: Training, batches: Iterator[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Accumulate the gradients of ``grad_accum`` micro-batches; returns their mean losses (on the device)."""
     accum = tr.cfg.train.grad_accum
     totals: dict[str, torch.Tensor] = {}
     for micro in range(accum):
-        batch = next(batches)
-        images = batch["image"].to(tr.device, non_blocking=True)
-        masks = batch["mask"].to(tr.device, non_blocking=True)
-        if tr.cfg.train.channels_last and tr.device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
+        images, masks = _next_batch(tr, batches)
         sync = micro == accum - 1 or not tr.dist.enabled  # DDP all-reduces gradients on the last micro-batch
         with (
             nullcontext() if sync else tr.model.no_sync(),
@@ -178,7 +185,21 @@ def train_step(tr: Training, batches: Iterator[dict[str, Any]]) -> dict[str, tor
         tr.scaler.scale(loss / accum).backward()
         for key, value in {"loss": loss, **parts}.items():
             totals[key] = totals.get(key, 0.0) + value.detach().float() / accum
-    skip = _record_health(tr, totals)
+    return totals
+
+
+def _next_batch(tr: Training, batches: Iterator[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next (images, masks) on the device (images channels-last when configured on CUDA)."""
+    batch = next(batches)
+    images = batch["image"].to(tr.device, non_blocking=True)
+    masks = batch["mask"].to(tr.device, non_blocking=True)
+    if tr.cfg.train.channels_last and tr.device.type == "cuda":
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, masks
+
+
+def _optimizer_step(tr: Training, skip: torch.Tensor) -> None:
+    """Step the optimiser unless ``skip`` (1.0, on the device) says a step was not finite; update the scaler."""
     if tr.scaler.is_enabled():
         tr.scaler.step(tr.optimizer)
     elif tr.optimizer._step_supports_amp_scaling:
@@ -188,9 +209,6 @@ def train_step(tr: Training, batches: Iterator[dict[str, Any]]) -> dict[str, tor
     elif not skip.item():  # an optimiser without fused kernels: one synchronisation
         tr.optimizer.step()
     tr.scaler.update()
-    tr.scheduler.step()
-    tr.iteration += 1
-    return totals
 
 
 def _record_health(tr: Training, totals: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -324,102 +342,163 @@ def train(
 
 def _run(tr: Training, *, resumed: bool, progress: bool, log: Any) -> dict[str, Any]:
     """The loop itself: steps, logs, validations, checkpoints and stopping on a signal."""
-    cfg, t, work_dir, dist_info = tr.cfg, tr.cfg.train, tr.work_dir, tr.dist
-    logger = RunLogger(work_dir, enabled=dist_info.is_main, resume_from=tr.iteration if resumed else None)
-    logger.log(
-        "setup",
-        tr.iteration,
-        {
-            "world_size": dist_info.world_size,
-            "device": str(tr.device),
-            "train_samples": len(tr.train_set),
-            "val_samples": len(tr.val_set),
-            "data_root": cfg.data.root,
-            "params": count_parameters(tr.net),
-            "sync_bn_layers": sum(isinstance(m, nn.SyncBatchNorm) for m in tr.net.modules()),
-            "amp": str(tr.amp_dtype).replace("torch.", "") if tr.amp_dtype else "none",
-        },
-    )
+    logger = _open_run_log(tr, resumed)
     stop = StopFlag().install()  # before the loader forks its workers (they inherit it, then ignore signals)
-    sampler = TrainSampler(
-        len(tr.train_set),
-        seed=t.seed,
-        rank=dist_info.rank,
-        world_size=dist_info.world_size,
-        start=tr.iteration * t.batch_size * t.grad_accum,
-    )
-    batches = iter(
-        make_loader(tr.train_set, cfg, sampler=sampler, batch_size=t.batch_size, device=tr.device, train=True)
-    )
+    batches = _train_batches(tr)
+    bar = _progress_bar(tr, progress)
+    speed = _Throughput(tr)
     last_miou, signum = float("nan"), 0
-    bar = tqdm(
-        total=t.iterations,
-        initial=tr.iteration,
-        desc=cfg.name,
-        unit="it",
-        dynamic_ncols=True,
-        disable=not (progress and dist_info.is_main),
-    )
-    images_per_step = t.batch_size * t.grad_accum * dist_info.world_size
-    clock, clock_iteration = time.perf_counter(), tr.iteration
     try:
-        while tr.iteration < t.iterations:
+        while tr.iteration < tr.cfg.train.iterations:
             values = train_step(tr, batches)
             bar.update(1)
-            is_last = tr.iteration == t.iterations
-            logging = tr.iteration % t.log_interval == 0 or tr.iteration == 1
-            validating = tr.iteration % t.val_interval == 0 or is_last
-            saving = tr.iteration % t.ckpt_interval == 0 or is_last
+            logging, validating, saving = _due(tr)
             signum = host_max(stop.signum or 0)  # every rank stops after the same step
             if not (logging or validating or saving or signum):
                 continue
             _check_finite_or_explain(tr)  # the host waits for the device here, not in train_step
             if logging:
-                now = time.perf_counter()
-                speed = images_per_step * (tr.iteration - clock_iteration) / max(now - clock, 1e-9)
-                names = list(values)
-                means = all_reduce_mean(torch.stack([values[k] for k in names])).tolist()
-                record = {**dict(zip(names, means)), "lr": _base_lr(tr), "images_per_s": speed}
-                bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}", img_s=f"{speed:.1f}")
-                logger.log("train", tr.iteration, record)
+                _log_train(tr, values, logger, bar, speed.images_per_s(tr.iteration))
             if validating:
-                last_miou = validate(tr, logger, log)
-                if last_miou > tr.best_miou:
-                    tr.best_miou = last_miou
-                    save_run_checkpoint(tr, "best.pth")
+                last_miou = _validate_and_keep_best(tr, logger, log)
             if saving or signum:
                 save_run_checkpoint(tr, "latest.pth")
-            clock, clock_iteration = time.perf_counter(), tr.iteration
+            speed.restart(tr.iteration)
             if signum:
-                launcher = f"torchrun --nproc_per_node {dist_info.world_size}" if dist_info.enabled else "python"
-                log(
-                    f"Stopped by signal at iteration {tr.iteration}; saved {work_dir / 'latest.pth'}. Resume with:\n"
-                    f"  {launcher} tools/train.py --config {work_dir / 'config.yaml'} --work-dir {work_dir} --resume"
-                )
+                _log_resume_hint(tr, log)
                 break
         barrier()
     finally:
-        stop_workers(batches)
-        bar.close()
-        stop.restore()
-        logger.close()
-        if dist_info.is_main and logger.jsonl_path.exists():
-            plot_curves(read_jsonl(logger.jsonl_path), work_dir / "curves.png")
-    skipped = tr.train_set.bad_samples_report()
-    if skipped:
-        log(f"Training skipped bad samples (seen by the main process; DataLoader workers warn as they go):\n{skipped}")
-    if not signum:
-        log(
-            f"Done: {tr.iteration} iterations, best val mIoU {format_miou(tr.best_miou)}. Checkpoints, logs and "
-            f"curves.png in {work_dir}."
-        )
+        _close_run(tr, batches, bar, stop, logger)
+    _log_end(tr, stopped=bool(signum), log=log)
     return {
         "iteration": tr.iteration,
         "best_miou": tr.best_miou,
         "last_miou": last_miou,
-        "work_dir": str(work_dir),
+        "work_dir": str(tr.work_dir),
         "stopped_by_signal": signum or None,
     }
+
+
+def _open_run_log(tr: Training, resumed: bool) -> RunLogger:
+    """The run's metrics log (appended to on resume), opened with a ``setup`` record."""
+    logger = RunLogger(tr.work_dir, enabled=tr.dist.is_main, resume_from=tr.iteration if resumed else None)
+    logger.log(
+        "setup",
+        tr.iteration,
+        {
+            "world_size": tr.dist.world_size,
+            "device": str(tr.device),
+            "train_samples": len(tr.train_set),
+            "val_samples": len(tr.val_set),
+            "data_root": tr.cfg.data.root,
+            "params": count_parameters(tr.net),
+            "sync_bn_layers": sum(isinstance(m, nn.SyncBatchNorm) for m in tr.net.modules()),
+            "amp": str(tr.amp_dtype).replace("torch.", "") if tr.amp_dtype else "none",
+        },
+    )
+    return logger
+
+
+def _train_batches(tr: Training) -> Iterator[dict[str, Any]]:
+    """This rank's endless stream of training batches, from the sample ``tr.iteration`` left off at."""
+    t = tr.cfg.train
+    sampler = TrainSampler(
+        len(tr.train_set),
+        seed=t.seed,
+        rank=tr.dist.rank,
+        world_size=tr.dist.world_size,
+        start=tr.iteration * t.batch_size * t.grad_accum,
+    )
+    return iter(
+        make_loader(tr.train_set, tr.cfg, sampler=sampler, batch_size=t.batch_size, device=tr.device, train=True)
+    )
+
+
+def _progress_bar(tr: Training, progress: bool) -> tqdm:
+    return tqdm(
+        total=tr.cfg.train.iterations,
+        initial=tr.iteration,
+        desc=tr.cfg.name,
+        unit="it",
+        dynamic_ncols=True,
+        disable=not (progress and tr.dist.is_main),
+    )
+
+
+class _Throughput:
+    """Training images per second (all ranks) since the last ``restart``."""
+
+    def __init__(self, tr: Training) -> None:
+        t = tr.cfg.train
+        self.images_per_step = t.batch_size * t.grad_accum * tr.dist.world_size
+        self.restart(tr.iteration)
+
+    def restart(self, iteration: int) -> None:
+        self.clock, self.iteration = time.perf_counter(), iteration
+
+    def images_per_s(self, iteration: int) -> float:
+        return self.images_per_step * (iteration - self.iteration) / max(time.perf_counter() - self.clock, 1e-9)
+
+
+def _due(tr: Training) -> tuple[bool, bool, bool]:
+    """(log, validate, save): what the iteration just finished owes besides the step itself."""
+    t, it = tr.cfg.train, tr.iteration
+    is_last = it == t.iterations
+    return (
+        it % t.log_interval == 0 or it == 1,
+        it % t.val_interval == 0 or is_last,
+        it % t.ckpt_interval == 0 or is_last,
+    )
+
+
+def _log_train(tr: Training, values: dict[str, torch.Tensor], logger: RunLogger, bar: tqdm, speed: float) -> None:
+    """Log the step's losses (averaged over ranks), the base LR and the speed; show them on the bar."""
+    names = list(values)
+    means = all_reduce_mean(torch.stack([values[k] for k in names])).tolist()
+    record = {**dict(zip(names, means)), "lr": _base_lr(tr), "images_per_s": speed}
+    bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}", img_s=f"{speed:.1f}")
+    logger.log("train", tr.iteration, record)
+
+
+def _validate_and_keep_best(tr: Training, logger: RunLogger, log: Any) -> float:
+    """Validate; a new best mIoU is saved to ``best.pth``. Returns the mIoU."""
+    miou = validate(tr, logger, log)
+    if miou > tr.best_miou:
+        tr.best_miou = miou
+        save_run_checkpoint(tr, "best.pth")
+    return miou
+
+
+def _log_resume_hint(tr: Training, log: Any) -> None:
+    work_dir, dist_info = tr.work_dir, tr.dist
+    launcher = f"torchrun --nproc_per_node {dist_info.world_size} -m segkit.cli" if dist_info.enabled else "segkit"
+    log(
+        f"Stopped by signal at iteration {tr.iteration}; saved {work_dir / 'latest.pth'}. Resume with:\n"
+        f"  {launcher} train --config {work_dir / 'config.yaml'} --work-dir {work_dir} --resume"
+    )
+
+
+def _close_run(tr: Training, batches: Iterator[dict[str, Any]], bar: tqdm, stop: StopFlag, logger: RunLogger) -> None:
+    """Stop the loader workers, close the bar, restore the signal handlers, close the log and plot its curves."""
+    stop_workers(batches)
+    bar.close()
+    stop.restore()
+    logger.close()
+    if tr.dist.is_main and logger.jsonl_path.exists():
+        plot_curves(read_jsonl(logger.jsonl_path), tr.work_dir / "curves.png")
+
+
+def _log_end(tr: Training, *, stopped: bool, log: Any) -> None:
+    """Report skipped bad samples and, unless stopped by a signal, where the results are."""
+    skipped = tr.train_set.bad_samples_report()
+    if skipped:
+        log(f"Training skipped bad samples (seen by the main process; DataLoader workers warn as they go):\n{skipped}")
+    if not stopped:
+        log(
+            f"Done: {tr.iteration} iterations, best val mIoU {format_miou(tr.best_miou)}. Checkpoints, logs and "
+            f"curves.png in {tr.work_dir}."
+        )
 
 
 def _check_finite_or_explain(tr: Training) -> None:

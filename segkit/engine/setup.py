@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from segkit.checkpoint.load import LoadReport, load_state_into
 from segkit.config import Config, ConfigError
+from segkit.data.build import resolve_data_root
 from segkit.data.samplers import SeededSamples
 from segkit.engine.signals import ignore_stop_signals
 from segkit.utils.distributed import DistInfo
@@ -119,13 +120,14 @@ __all__ = [
 
 
 def absolute_data_root(cfg: Config, log: Any) -> Config:
-    """``data.root`` as an absolute path, so the saved config finds the data from any folder."""
-    root = Path(cfg.data.root).expanduser()
-    if root.is_absolute():
-        return cfg
-    absolute = str(root.resolve())
-    log(f"data.root {cfg.data.root!r} is relative: reading {absolute} (saved with the run as that absolute path).")
-    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=absolute))
+    """A copy of ``cfg`` with an absolute ``data.root`` (:func:`segkit.data.build.resolve_data_root`), so the saved
+    config finds the data from any folder; a relative root is logged with the folder it is read from."""
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data))
+    relative = not Path(cfg.data.root).expanduser().is_absolute()
+    line = resolve_data_root(cfg)
+    if relative:
+        log(f"{line}; saved with the run as that absolute path.")
+    return cfg
 
 
 def stop_workers(batches: Iterator[Any]) -> None:

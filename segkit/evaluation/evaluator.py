@@ -6,25 +6,22 @@
     print(metrics.miou)
 
 Predictions are never kept: each batch updates a confusion matrix on the device (all-reduced across
-processes under ``torch.distributed``) and is handed to an optional ``on_batch`` callback (e.g.
-:class:`segkit.evaluation.report.PredictionWriter`, which ``save_pred_dir`` sets up). ``model`` is any callable
-returning ``{"out": logits}`` or logits (a segkit model, or a runtime's runner).
+processes under ``torch.distributed``) and is handed to an optional ``on_batch`` callback (e.g. a
+:class:`segkit.evaluation.report.PredictionWriter`, which saves the predictions as pictures). ``model`` is any
+callable returning ``{"out": logits}`` or logits (a segkit model, or a runtime's runner).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from segkit.data.base import BAD_REASON
-from segkit.data.classes import VOC_PALETTE
 from segkit.evaluation.metrics import ConfusionMatrix, SegMetrics
 from segkit.evaluation.predict import MAX_PIXELS, predict
 
@@ -104,38 +101,6 @@ def _batch_parts(batch: Any, index: int) -> tuple[Tensor, Tensor, list[str]]:
     return images, masks, [str(i) for i in ids]
 
 
-def _prediction_writer(
-    model: Any,
-    dataset: Any,
-    num_classes: int,
-    ignore_index: int,
-    save_pred_dir: Any,
-    class_names: Sequence[str] | None,
-    palette: Any,
-    mean: Any,
-    std: Any,
-) -> OnBatch:
-    """A :class:`segkit.evaluation.report.PredictionWriter` with the defaults :func:`evaluate` documents."""
-    from segkit.evaluation.report import PredictionWriter
-
-    own = getattr(model, "module", model)
-    cfg = getattr(own, "segkit_config", None)
-    if mean is None or std is None:
-        if cfg is None:
-            raise ValueError(
-                "save_pred_dir needs the input normalisation to draw overlays: pass mean= and std= "
-                "(the config's model.input_mean / model.input_std), or a model from segkit.load_model."
-            )
-        mean, std = cfg.model.input_mean, cfg.model.input_std
-    for candidate in (palette, getattr(dataset, "palette", None), getattr(own, "palette", None), VOC_PALETTE):
-        if candidate is not None:
-            palette = candidate
-            break
-    if class_names is None:
-        class_names = getattr(dataset, "class_names", None) or [f"class {i}" for i in range(num_classes)]
-    return PredictionWriter(save_pred_dir, mean, std, palette, class_names, ignore_index)
-
-
 def evaluate(
     model: nn.Module | Callable[[Tensor], Any],
     loader: Iterable[Any],
@@ -144,11 +109,6 @@ def evaluate(
     ignore_index: int = 255,
     device: str | torch.device = "cpu",
     protocol: EvalProtocol | None = None,
-    class_names: Sequence[str] | None = None,
-    save_pred_dir: str | os.PathLike | None = None,
-    palette: np.ndarray | Sequence[Sequence[int]] | None = None,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
     progress: bool = True,
     on_batch: OnBatch | None = None,
     max_pixels: int | None = MAX_PIXELS,
@@ -172,15 +132,9 @@ def evaluate(
         ignore_index: mask label excluded from the metrics.
         device: where the inputs go and the confusion matrix lives.
         protocol: scales, flip, resize_longer, pad_to and slide (e.g. ``cfg.eval``); None = whole image, one scale.
-        class_names: for the overlays' legends (default: the data set's, else ``class <i>``).
-        save_pred_dir: write ``<id>.png`` and ``<id>_overlay.jpg`` (ground truth | prediction) per image here
-            (:class:`segkit.evaluation.report.PredictionWriter`).
-        palette: class colours for saved predictions (default: the data set's, the model's, else VOC).
-        mean: input normalisation mean (0..255) to recover the image for overlays (default: the model's
-            ``segkit_config``, as set by ``load_model``); needed only with ``save_pred_dir``.
-        std: input normalisation std, like ``mean``.
         progress: show a progress bar (rank 0 only).
-        on_batch: called as ``on_batch(images, preds, masks, ids)`` after each scored batch.
+        on_batch: called as ``on_batch(images, preds, masks, ids)`` after each scored batch, e.g. a
+            :class:`segkit.evaluation.report.PredictionWriter` writing ``<id>.png`` and ``<id>_overlay.jpg``.
         max_pixels: pixel budget of one forward pass (:data:`segkit.evaluation.predict.MAX_PIXELS`); None: no limit.
 
     Returns:
@@ -191,21 +145,6 @@ def evaluate(
         raise ValueError(f"num_classes must be >= 2, got {num_classes}.")
     device = torch.device(device)
     proto = protocol_dict(protocol)
-    callbacks = [on_batch] if on_batch is not None else []
-    if save_pred_dir is not None:
-        callbacks.append(
-            _prediction_writer(
-                model,
-                getattr(loader, "dataset", None),
-                num_classes,
-                ignore_index,
-                save_pred_dir,
-                class_names,
-                palette,
-                mean,
-                std,
-            )
-        )
 
     confusion = ConfusionMatrix(num_classes, ignore_index=ignore_index, device=device)
     num_images = 0
@@ -230,8 +169,8 @@ def evaluate(
             masks = masks.to(device, non_blocking=True).long()
             preds = predict(model, images, tuple(masks.shape[-2:]), max_pixels=max_pixels, **proto)  # [N, H, W]
             confusion.update(preds, masks)
-            for callback in callbacks:
-                callback(images, preds, masks, ids)
+            if on_batch is not None:
+                on_batch(images, preds, masks, ids)
         bar.close()
     finally:
         if isinstance(model, nn.Module):

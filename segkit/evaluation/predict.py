@@ -1,6 +1,6 @@
 """Prediction protocols: pure functions on normalised image tensors.
 
-Shared by validation during training, ``tools/test.py``, ``tools/infer.py`` and the benchmarks:
+Shared by validation during training, ``segkit test``, ``segkit infer`` and the benchmarks:
 
 - whole image (the default): run the model on the image as it is, argmax.
 - fixed-input deployment (``resize_longer`` / ``pad_to``): resize the longer side keeping the aspect

@@ -1,7 +1,7 @@
 """What an evaluation leaves on disk: the JSON metrics report and pictures of the predictions.
 
-``metrics_to_json`` + ``format_report_json`` give ``segkit test --json``'s file;
-``PredictionWriter`` writes ``<id>.png`` (palette label map) and ``<id>_overlay.jpg``
+``metrics_to_json`` + ``format_report_json`` give ``segkit test --json``'s file (``model_identity``: what it
+records about the model); ``PredictionWriter`` writes ``<id>.png`` (palette label map) and ``<id>_overlay.jpg``
 (ground truth | prediction over the image) for ``segkit test --save-pred``, and plugs into
 :func:`segkit.evaluation.evaluator.evaluate` as its ``on_batch`` callback.
 """
@@ -21,7 +21,7 @@ from torch import Tensor
 
 from segkit.evaluation.metrics import SegMetrics
 from segkit.evaluation.predict import denormalize
-from segkit.evaluation.viz import overlay, save_label_png, side_by_side
+from segkit.evaluation.viz import class_palette, overlay, save_label_png, side_by_side
 from segkit.utils.io import atomic_path
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "PredictionWriter",
     "format_report_json",
     "metrics_to_json",
+    "model_identity",
     "safe_name",
     "save_prediction",
 ]
@@ -85,6 +86,23 @@ def metrics_to_json(
     }
 
 
+def model_identity(model: Any, cfg: Any) -> dict[str, Any]:
+    """What a report records about the model: ``config`` (``cfg.name``), ``model`` (the architecture fields of
+    ``cfg.model``), ``precision``, ``runtime`` and ``quantization`` (the model's attributes or its file's metadata;
+    defaults fp32 / pytorch / None, and ``qat`` for a fake-int8 model)."""
+    precision = str(getattr(model, "precision", None) or "fp32")
+    quantization = (getattr(model, "metadata", None) or {}).get("quantization") or getattr(model, "quantization", None)
+    if quantization is None and precision == "fake-int8":
+        quantization = "qat"
+    return {
+        "config": cfg.name,
+        "model": {k: getattr(cfg.model, k) for k in REPORT_MODEL_FIELDS},
+        "precision": precision,
+        "runtime": str(getattr(model, "runtime", None) or "pytorch"),
+        "quantization": quantization,
+    }
+
+
 _NUMBER_LIST = re.compile(r"\[\s*-?\d[\d.eE+-]*(?:\s*,\s*-?\d[\d.eE+-]*)*\s*\]")
 
 
@@ -130,7 +148,7 @@ class PredictionWriter:
         out_dir: folder for the pictures (created).
         mean: input normalisation mean (0..255), to recover the image (``cfg.model.input_mean``).
         std: input normalisation std (``cfg.model.input_std``).
-        palette: [K, 3] class colours.
+        palette: [K, 3] class colours (None: :func:`segkit.evaluation.viz.class_palette`'s default).
         class_names: one name per class, for the legends.
         ignore_index: the ground truth's ignore label.
     """
@@ -140,14 +158,14 @@ class PredictionWriter:
         out_dir: str | os.PathLike,
         mean: Sequence[float],
         std: Sequence[float],
-        palette: np.ndarray | Sequence[Sequence[int]],
+        palette: np.ndarray | Sequence[Sequence[int]] | None,
         class_names: Sequence[str],
         ignore_index: int = 255,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.mean, self.std = mean, std
-        self.palette = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+        self.palette = class_palette(len(class_names), palette)
         self.class_names, self.ignore_index = list(class_names), ignore_index
 
     def __call__(self, images: Tensor, preds: Tensor, masks: Tensor, ids: Sequence[str]) -> None:

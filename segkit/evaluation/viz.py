@@ -1,5 +1,7 @@
 """Label maps as images: palette PNGs, colour maps and overlays with a class legend.
 
+:func:`class_palette` and :func:`legend_names` pick the colours and names of a model's classes for every picture
+segkit draws: its own, else VOC's colours, and VOC's names for 21 classes.
 (Training curves are plotted elsewhere; this module only draws masks.)
 """
 
@@ -7,15 +9,35 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from segkit.data.classes import VOC_CLASSES, VOC_PALETTE
 
 # Label PNGs are data I/O (segkit.data.io); re-exported here for code that imported them from viz.
 from segkit.data.io import as_label_array as _check_label
 from segkit.data.io import label_image, save_label_png  # noqa: F401
 from segkit.data.io import palette256 as _palette256
 from segkit.utils.io import atomic_path
+
+
+def class_palette(num_classes: int, *candidates: Any) -> np.ndarray:
+    """The class colours [K, 3] (uint8): the first of ``candidates`` that is not None (e.g. a data set's, then a
+    model's palette), else the VOC colour map's first ``num_classes`` colours."""
+    for palette in candidates:
+        if palette is not None:
+            return np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+    return np.asarray(VOC_PALETTE[:num_classes], dtype=np.uint8)
+
+
+def legend_names(num_classes: int, *candidates: Sequence[str] | None) -> list[str]:
+    """The legend names: the first non-empty of ``candidates``, else VOC's names for 21 classes, else ``class <i>``."""
+    for names in candidates:
+        if names:
+            return list(names)
+    return list(VOC_CLASSES) if num_classes == len(VOC_CLASSES) else [f"class {i}" for i in range(num_classes)]
 
 
 def colorize(label: np.ndarray, palette: np.ndarray) -> np.ndarray:

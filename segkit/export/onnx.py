@@ -1,9 +1,11 @@
-"""ONNX export through ``torch.onnx.export`` (the dynamo exporter by default, TorchScript on request; see README)."""
+"""ONNX export through ``torch.onnx.export``: the dynamo exporter by default (``torch.export`` based: about half
+the nodes, BN folded and no shape arithmetic), the TorchScript tracer on request."""
 
 from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from segkit.runtimes.metadata import add_onnx_metadata
 
 OPSET = 18  # the dynamo exporter's native opset; ONNX Runtime >= 1.14, OpenVINO >= 2023.0
 EXPORTERS = ("torchscript", "dynamo")
-DEFAULT_EXPORTER = "dynamo"  # half the nodes (BN folded, no shape arithmetic); see README
+DEFAULT_EXPORTER = "dynamo"  # half the nodes (BN folded, no shape arithmetic)
 
 
 def _import_onnx() -> Any:
@@ -46,6 +48,65 @@ def check_size(input_size: Any, dynamic: bool) -> tuple[int, int]:
     if h < 16 or w < 16:
         raise ExportError(f"input_size must be at least 16x16 pixels, got {h}x{w}.")
     return h, w
+
+
+@dataclass(frozen=True)
+class _Graph:
+    """What an exporter writes: ``wrapper`` traced on ``example`` at ``opset``, its output named ``output``;
+    ``spatial``: the input's height and width dimensions, dynamic (with the batch) when ``dynamic``."""
+
+    wrapper: nn.Module
+    example: torch.Tensor
+    opset: int
+    output: str
+    spatial: tuple[int, int]
+    dynamic: bool
+
+
+def _export_dynamo(graph: _Graph, path: Path) -> None:
+    """``torch.onnx.export(dynamo=True)`` (``torch.export`` based, optimised) of the graph to ``path``."""
+    dims = {
+        0: torch.export.Dim("batch", max=64),
+        graph.spatial[0]: torch.export.Dim("height", min=16, max=4096),
+        graph.spatial[1]: torch.export.Dim("width", min=16, max=4096),
+    }
+    program = torch.onnx.export(
+        graph.wrapper,
+        (graph.example,),
+        dynamo=True,
+        opset_version=graph.opset,
+        input_names=["image"],
+        output_names=[graph.output],
+        dynamic_shapes=(dims,) if graph.dynamic else None,
+        optimize=True,
+        verbose=False,
+    )
+    program.save(str(path))
+
+
+def _export_torchscript(graph: _Graph, path: Path) -> None:
+    """``torch.onnx.export(dynamo=False)`` (the TorchScript tracer, constants folded) of the graph to ``path``."""
+    output, (height, width) = graph.output, graph.spatial
+    in_axes = {0: "batch", height: "height", width: "width"}
+    out_axes = {0: "batch", 1: "height", 2: "width"} if output == "labels" else {0: "batch", 2: "height", 3: "width"}
+    torch.onnx.export(
+        graph.wrapper,
+        (graph.example,),
+        str(path),
+        dynamo=False,
+        opset_version=graph.opset,
+        input_names=["image"],
+        output_names=[output],
+        dynamic_axes={"image": in_axes, output: out_axes} if graph.dynamic else None,
+        do_constant_folding=True,
+    )
+
+
+# exporter -> (write the file, try one submodule: what finds the failing layer after a failed export)
+_EXPORTER_FUNCTIONS = {
+    "dynamo": (_export_dynamo, torch_export),
+    "torchscript": (_export_torchscript, _torchscript_onnx),
+}
 
 
 def export_onnx(
@@ -91,52 +152,21 @@ def export_onnx(
         metadata=metadata,
     )
     spatial = (1, 2) if input == "uint8" else (2, 3)
-    out_axes = {0: "batch", 1: "height", 2: "width"} if output == "labels" else {0: "batch", 2: "height", 3: "width"}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     from segkit.utils.io import atomic_path
 
+    graph = _Graph(wrapper, example, opset, output, spatial, dynamic)
+    run, probe = _EXPORTER_FUNCTIONS[exporter]
     with atomic_path(path) as tmp:
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
-                if exporter == "dynamo":
-                    dims = {
-                        0: torch.export.Dim("batch", max=64),
-                        spatial[0]: torch.export.Dim("height", min=16, max=4096),
-                        spatial[1]: torch.export.Dim("width", min=16, max=4096),
-                    }
-                    program = torch.onnx.export(
-                        wrapper,
-                        (example,),
-                        dynamo=True,
-                        opset_version=opset,
-                        input_names=["image"],
-                        output_names=[output],
-                        dynamic_shapes=({k: v for k, v in dims.items()},) if dynamic else None,
-                        optimize=True,
-                        verbose=False,
-                    )
-                    program.save(str(tmp))
-                else:
-                    in_axes = {0: "batch", spatial[0]: "height", spatial[1]: "width"}
-                    torch.onnx.export(
-                        wrapper,
-                        (example,),
-                        str(tmp),
-                        dynamo=False,
-                        opset_version=opset,
-                        input_names=["image"],
-                        output_names=[output],
-                        dynamic_axes={"image": in_axes, output: out_axes} if dynamic else None,
-                        do_constant_folding=True,
-                    )
+                run(graph, tmp)
         except ExportError:
             raise
         except Exception as exc:  # noqa: BLE001 - converter errors become one line naming the layer
-            raise export_failure(
-                "ONNX", exc, wrapper, example, _torchscript_onnx if exporter == "torchscript" else torch_export
-            ) from exc
+            raise export_failure("ONNX", exc, wrapper, example, probe) from exc
         proto = onnx.load(str(tmp))
         add_onnx_metadata(proto, meta)
         onnx.save(proto, str(tmp))

@@ -4,8 +4,7 @@
     with torch.inference_mode():
         logits = model(images)["out"]
 
-What each step buys on a CPU (MobileNetV2 OS16, 513x513, batch 1, 2 cores; see
-README.md, "CPU benchmarks", for the measured table):
+What each step buys on a CPU (MobileNetV2 OS16, 513x513, batch 1, 2 cores):
 
 - **BN folding**: every ``Conv2d`` directly followed by a ``BatchNorm2d`` (in eval mode) gets the BN's
   affine transform in its weight and bias; the BN becomes ``nn.Identity``. Removes a full memory pass

@@ -12,7 +12,7 @@ quantizer), verified against the float model.
 from __future__ import annotations
 
 from segkit.quantize.calib import calibration_images, fit_to_size
-from segkit.quantize.check import Int8Report, run_file, verify_int8
+from segkit.quantize.check import Int8Report, verify_int8
 from segkit.quantize.command import is_qat_checkpoint, quantize_checkpoint
 from segkit.quantize.ptq import FORMATS, QuantizeError, quantize_model
 
@@ -25,6 +25,5 @@ __all__ = [
     "is_qat_checkpoint",
     "quantize_checkpoint",
     "quantize_model",
-    "run_file",
     "verify_int8",
 ]

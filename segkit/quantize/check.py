@@ -30,13 +30,6 @@ def _labels(runner: Any, image: Tensor) -> np.ndarray:
     return (out["labels"] if "labels" in out else out["out"].argmax(1))[0].numpy()
 
 
-def run_file(path: str | os.PathLike, image: Tensor) -> np.ndarray:
-    """Label map [H, W] of one normalised [1, 3, H, W] image through an exported file (as ``segkit test --model``)."""
-    from segkit.runtimes import load_exported
-
-    return _labels(load_exported(path, threads=torch.get_num_threads()), image)
-
-
 @dataclass
 class Int8Report:
     """Int8 file vs float model on the same images."""

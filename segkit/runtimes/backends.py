@@ -51,7 +51,6 @@ class OrtSession(Session):
             opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         # no busy-waiting between calls: a spinning pool would steal the cores from the host-side work
-        # (and from the other rows of benchmarks/runtimes.py)
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         inp, out = self.sess.get_inputs()[0], self.sess.get_outputs()[0]

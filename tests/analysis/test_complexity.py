@@ -1,8 +1,8 @@
-"""MAdds counter: hand-computed tiny model, the paper's MobileNetV2 figures, tools' output."""
+"""MAdds counter: hand-computed tiny model, the paper's MobileNetV2 figures, and what the complexity, summary and
+tradeoff commands compute (:mod:`segkit.analysis.command`; the commands themselves: tests/cli/)."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 from pathlib import Path
@@ -11,16 +11,11 @@ import pytest
 import torch
 from torch import nn
 
+from segkit.analysis.command import config_complexity, model_summary, table7_report, tradeoff_report
 from segkit.analysis.complexity import count_complexity, format_count, multi_scale_sizes, scale_dimension
-from segkit.config import load_config
+from segkit.analysis.errors import AnalysisError
+from segkit.config import ConfigError, load_config
 from segkit.models import build_model
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_tool(name: str):
-    """The ``segkit <name>`` command's module (``tools/<name>.py`` is a shim over it)."""
-    return importlib.import_module(f"segkit.cli.{name}")
 
 
 class Tiny(nn.Module):
@@ -85,12 +80,12 @@ def test_paper_figures_mobilenet_v2():
 
 @pytest.fixture(scope="module")
 def table7_json(tmp_path_factory) -> Path:
-    """``tools/complexity.py --table7 --json`` run once (meta device: seconds for all eight rows)."""
+    """``segkit complexity --table7 --json`` computed once (meta device: seconds for all eight rows)."""
     out = tmp_path_factory.mktemp("table7")
-    assert (
-        load_tool("complexity").main(["--table7", "--json", str(out / "t7.json"), "--markdown", str(out / "t7.md")])
-        == 0
-    )
+    output = table7_report(513, json_path=out / "t7.json", markdown_path=out / "t7.md")
+    assert output.files == (out / "t7.json", out / "t7.md")
+    assert output.text.startswith("Table 7 at 513x513 (MF: 12 passes at 257, 385, 513, 641, 769, 897 x flip)")
+    assert "Not in Table 7" in output.text and "| voc_mnv2_os16_plus |" in output.text
     return out / "t7.json"
 
 
@@ -121,10 +116,14 @@ def test_table7_targets(table7_json):
     assert "| ResNet-101 | 8 | yes | yes |" in (table7_json.parent / "t7.md").read_text()
 
 
-def test_complexity_tool_single_config(capsys):
-    assert load_tool("complexity").main(["--config", "voc_mnv2_os8", "--multi-scale"]) == 0
-    out = capsys.readouterr().out
-    assert "12 passes at 257, 257, 385" in out and "params                 2,113,557" in out
+def test_config_complexity(tmp_path):
+    output = config_complexity("voc_mnv2_os8", input_size=513, multi_scale=True, json_path=tmp_path / "c.json")
+    assert "12 passes at 257, 257, 385" in output.text and "params                 2,113,557" in output.text
+    assert output.files == (tmp_path / "c.json",)
+    row = json.loads((tmp_path / "c.json").read_text())
+    assert (row["config"], row["os"], row["params"], len(row["input_sizes"])) == ("voc_mnv2_os8", 8, 2_113_557, 12)
+    with pytest.raises(AnalysisError, match="--input-size must be >= 16, got 8"):
+        config_complexity("voc_mnv2_os8", input_size=8)
 
 
 def test_tradeoff_report(table7_json, tmp_path):
@@ -138,10 +137,13 @@ def test_tradeoff_report(table7_json, tmp_path):
     (results / "os8_ss.json").write_text('{"miou": 0.75, "config": "voc_mnv2_os8_aspp", ' + single + "}")  # not MF
     (results / "other.json").write_text('{"miou": 0.5}')  # unmatched: reported, skipped
     (results / "inference.json").write_text('{"rows": [{"config": "voc_mnv2_os16", "latency_ms": 700.0}]}')
-    tradeoff = load_tool("tradeoff")
     out = tmp_path / "out"
-    assert tradeoff.main(["--results", str(results), "--complexity-json", str(table7_json), "--out", str(out)]) == 0
+    report = tradeoff_report(results, complexity_json=table7_json, out=out)
+    assert (report.table, report.plot) == (out / "tradeoff.md", out / "tradeoff.png")
+    assert report.latency_rows == 1 and len(report.results) == 3
+    assert any("other.json" in note for note in report.notes)
     table = (out / "tradeoff.md").read_text()
+    assert table == report.markdown + "\n"
     assert "| MNet V2* | 16 | yes |  | 5.8B | 5.82B | 75.70 | 70.12 | - |" in table
     assert "| MNet V2* | 16 |  |  | 2.75B | 2.74B | 75.32 | 71.50 | 700 |" in table
     assert "| MNet V2* | 8 |  | yes | 152.6B | 152.53B | 77.33 | 77.00 | - |" in table
@@ -155,16 +157,17 @@ def test_scale_dimension_and_format():
     assert math.isclose(float(format_count(4870.6e9)[:-1]), 4.871)
 
 
-def test_summary_tool_prints_layers_and_totals(capsys):
-    summary = load_tool("summary")
-    assert summary.main(["--config", "voc_mnv2_os16_aspp", "--input-size", "513"]) == 0
-    out = capsys.readouterr().out
+def test_model_summary_prints_layers_and_totals():
+    out = model_summary("voc_mnv2_os16_aspp", input_size=513)
+    assert out.startswith("Config: voc_mnv2_os16_aspp  (backbone mobilenet_v2, OS 16, ASPP True")
     assert "backbone.features.0.0" in out and "head.classifier" in out and "1x21x33x33" in out
     assert "Trainable params: 4,523,541" in out
     assert "MAdds (pytorch): 5,363,508,928" in out and "MAdds (tf1):     5,823,096,448" in out
+    assert "Input size: 65x97" in model_summary("voc_mnv2_os16", ["model.width_mult=0.35"], input_size=[65, 97])
 
 
-def test_summary_tool_rejects_bad_override(capsys):
-    summary = load_tool("summary")
-    assert summary.main(["--config", "voc_mnv2_os16", "--set", "model.output_strid=8"]) == 2
-    assert "Did you mean 'output_stride'" in capsys.readouterr().err
+def test_model_summary_rejects_bad_input():
+    with pytest.raises(ConfigError, match="Did you mean 'output_stride'"):
+        model_summary("voc_mnv2_os16", ["model.output_strid=8"])
+    with pytest.raises(AnalysisError, match=r"one or two positive integers \(H or H W\), got \[1, 2, 3\]"):
+        model_summary("voc_mnv2_os16", input_size=[1, 2, 3])

@@ -1,5 +1,6 @@
-"""segkit tradeoff places every kind of result: by name, by the recorded architecture (converted official weights,
-config ``tflite_...``), decoder results on their own rows, and says in one line why a file was skipped."""
+"""The trade-off places every kind of result: by name, by the recorded architecture (converted official weights,
+config ``tflite_...``), decoder results on their own rows, and says in one line why a file was skipped; its inputs
+are checked with one-line errors. The ``segkit tradeoff`` command itself: tests/cli/test_tradeoff_command.py."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from segkit.analysis.command import tradeoff_report
+from segkit.analysis.errors import AnalysisError
 from segkit.analysis.tradeoff import load_results, match_config
-from segkit.cli.tradeoff import main
 
 MNV2 = {"backbone": "mobilenet_v2", "width_mult": 1.0, "output_stride": 16, "aspp": False, "decoder": "none"}
 SINGLE = {"scales": [1.0], "flip": False}
@@ -43,7 +45,7 @@ def test_match_config(data, expected):
     assert match_config(Path("result.json"), data) == expected
 
 
-def test_official_weights_placed_apart_from_segkit_results(tmp_path: Path, capsys):
+def test_official_weights_placed_apart_from_segkit_results(tmp_path: Path):
     results = tmp_path / "results"
     results.mkdir()
     _write(results, "official", config="tflite_deeplabv3_mnv2_pascal_quant", model=MNV2, protocol=SINGLE, miou=0.7476)
@@ -63,21 +65,34 @@ def test_official_weights_placed_apart_from_segkit_results(tmp_path: Path, capsy
     assert any("old.json" in n and "no 'model' field" in n for n in notes)
 
     out = tmp_path / "out"
-    assert main(["--results", str(results), "--out", str(out)]) == 0
+    report = tradeoff_report(results, out=out)
     table = (out / "tradeoff.md").read_text()
     assert "| MNet V2* | 16 |  |  | 2.75B | 2.74B | 75.32 | 70.00 | - |" in table
     assert "| MNet V2*, official weights converted | 16 |  |  | 2.75B | 2.74B | 75.32 | 74.76 | - |" in table
     assert "| MNet V2* + DeepLabV3+ decoder (not in Table 7) | 16 |" in table and "| 72.00 | - |" in table
     assert (out / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
-    assert "3 mIoU result(s)" in capsys.readouterr().out
+    assert "3 mIoU result(s)" in report.line() and len(report.notes) == 2
 
 
-def test_bad_arguments_are_one_line(tmp_path: Path, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["--results", str(tmp_path / "missing")])
-    assert exc.value.code == 2 and "not a folder" in capsys.readouterr().err
-    bad = tmp_path / "t7.json"
-    bad.write_text("[1, 2]")
-    assert main(["--complexity-json", str(bad), "--out", str(tmp_path / "o")]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "segkit complexity --table7 --json" in err
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"results": "missing"}, "--results {tmp}/missing: not a folder. Pass the folder holding segkit test --json"),
+        ({"complexity_json": "absent.json"}, "no such file. Produce it with segkit complexity --table7 --json FILE."),
+        ({"complexity_json": "t7.json"}, "does not hold the 8 rows of Table 7 with 'madds_tf1'; produce it with"),
+        ({"complexity_json": "text.json"}, "--complexity-json {tmp}/text.json: not readable JSON"),
+        ({"latency": "absent.json"}, '--latency {tmp}/absent.json: no such file. Pass a latency JSON file: {"rows"'),
+        ({"latency": "text.json"}, "--latency {tmp}/text.json: Expecting value: line 1 column 1 (char 0); expected"),
+        ({"runtimes_json": "t7.json"}, "--runtimes-json {tmp}/t7.json: it holds no 'models' list; expected"),
+        ({"input_size": 8}, "--input-size must be >= 16, got 8."),
+    ],
+)
+def test_bad_inputs_are_one_line(tmp_path: Path, options, message):
+    (tmp_path / "t7.json").write_text("[1, 2]")
+    (tmp_path / "text.json").write_text("not JSON")
+    options = {k: tmp_path / v if isinstance(v, str) else v for k, v in options.items()}
+    with pytest.raises(AnalysisError) as info:
+        tradeoff_report(out=tmp_path / "o", **options)
+    text = str(info.value)
+    assert "\n" not in text and message.replace("{tmp}", str(tmp_path)) in text
+    assert not (tmp_path / "o").exists()

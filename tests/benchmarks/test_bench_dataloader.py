@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
+import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"segkit_bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from benchmarks import dataloader as bench
 
 
 def test_written_tree_is_a_valid_voc_split_with_photo_like_jpegs(tmp_path):
     from segkit.config import load_config
     from segkit.data import build_dataset, read_image, read_mask
 
-    bench = _load("dataloader")
     bench.write_voc_tree(tmp_path, 3, num_val=1, size=(500, 375))
     cfg = load_config("voc_mnv2_os16", [f"data.root={tmp_path}"])
     train = build_dataset(cfg.data, "train", None, num_classes=21)
@@ -37,8 +26,8 @@ def test_written_tree_is_a_valid_voc_split_with_photo_like_jpegs(tmp_path):
     assert jpeg.stat().st_size > 20_000  # textured like a photo, not a flat image that decodes for free
 
 
+@pytest.mark.slow  # runs the benchmark (DataLoader worker processes)
 def test_quick_run_writes_rows_for_every_requested_worker_count(tmp_path, capsys):
-    bench = _load("dataloader")
     out_json, out_md = tmp_path / "dl.json", tmp_path / "dl.md"
     assert (
         bench.main(

@@ -1,38 +1,29 @@
 """benchmarks/gpu_check.py --dry-run: every stage runs on CPU at tiny sizes and writes its result file.
 
-The fast test runs the stages that start no training process; the training stages (torchrun, resume,
-throughput) are marked slow: each starts `tools/train.py` processes.
+All marked slow: every run starts processes. The env stage imports every package in a subprocess, the CPU
+stages run benchmark scripts (benchmarks/training.py, benchmarks/dataloader.py), the training stages (torchrun,
+resume, throughput) start `tools/train.py` processes.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("segkit_bench_gpu_check", BENCH / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from benchmarks import gpu_check
 
 
 def _results(out: Path) -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in out.glob("*.json") if "." not in p.stem}
 
 
+@pytest.mark.slow  # runs benchmarks/training.py and benchmarks/dataloader.py in subprocesses
 def test_dry_run_stages_write_results_and_skip_cuda_with_a_reason(tmp_path):
-    gc = _load()
     out = tmp_path / "out"
-    rc = gc.main(
+    rc = gpu_check.main(
         [
             "--dry-run",
             "--out",
@@ -64,10 +55,10 @@ def test_dry_run_stages_write_results_and_skip_cuda_with_a_reason(tmp_path):
         assert f"**{stage}**" in summary
 
 
+@pytest.mark.slow  # the env stage imports every package in a subprocess (~15 s)
 def test_missing_package_message_names_the_wheels_fix(tmp_path, monkeypatch):
-    gc = _load()
-    monkeypatch.setitem(gc.PACKAGES, "surely_not_installed_pkg", "surely-not-installed-pkg")
-    gc.main(["--dry-run", "--out", str(tmp_path), "--stage", "env"])
+    monkeypatch.setitem(gpu_check.PACKAGES, "surely_not_installed_pkg", "surely-not-installed-pkg")
+    gpu_check.main(["--dry-run", "--out", str(tmp_path), "--stage", "env"])
     env = json.loads((tmp_path / "env.json").read_text())
     assert env["missing"] == ["surely_not_installed_pkg"] and env["status"] == "failed"
     assert "--wheels" in env["message"] and "surely-not-installed-pkg" in env["message"]
@@ -75,9 +66,8 @@ def test_missing_package_message_names_the_wheels_fix(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_dry_run_training_stages(tmp_path):
-    gc = _load()
     out = tmp_path / "out"
-    rc = gc.main(
+    rc = gpu_check.main(
         [
             "--dry-run",
             "--out",

@@ -27,6 +27,7 @@ def float_ckpt(tmp_path_factory, synth_root, tiny_cfg) -> Path:
     return work / "run" / "latest.pth"
 
 
+@pytest.mark.slow  # trains 30 steps, then the benchmark script in a subprocess
 def test_demo_measurement_reports_float_and_int8(float_ckpt, synth_root, tmp_path):
     out = subprocess.run(
         [
@@ -67,11 +68,8 @@ def test_demo_measurement_reports_float_and_int8(float_ckpt, synth_root, tmp_pat
 
 
 def test_official_measurement_needs_the_shared_data(tmp_path, monkeypatch):
-    import importlib.util
+    from benchmarks import int8_accuracy
 
-    spec = importlib.util.spec_from_file_location("int8_accuracy", REPO / "benchmarks" / "int8_accuracy.py")
-    int8_accuracy = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(int8_accuracy)
     monkeypatch.setattr(int8_accuracy, "OFFICIAL", tmp_path / "missing.tflite")
     with pytest.raises(SystemExit, match="shared/data"):
         int8_accuracy.main(["official", "--work", str(tmp_path / "w")])

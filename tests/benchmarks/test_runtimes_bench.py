@@ -13,6 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # the benchmark script in a subprocess
 def test_runtimes_benchmark_quick(tmp_path):
     pytest.importorskip("litert_torch", reason="the deploy extra is not installed")
     pytest.importorskip("openvino", reason="the deploy extra is not installed")
@@ -66,6 +67,7 @@ def test_runtimes_benchmark_quick(tmp_path):
     assert "vs fastest" in md and "vs fp32" in md and "int8 units:" in md and "Fastest int8:" in md
 
 
+@pytest.mark.slow  # the benchmark script in a subprocess
 def test_runtimes_benchmark_rejects_unknown_int8_format():
     out = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "runtimes.py"), "--int8", "onnx,tensorrt"],

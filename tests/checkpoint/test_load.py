@@ -11,7 +11,6 @@ import torch
 import torchvision
 
 import segkit
-import segkit.cli.test as test_tool
 from segkit.checkpoint.format import CheckpointError, read_torch_file, save_checkpoint
 from segkit.checkpoint.load import (
     LoadReport,
@@ -78,9 +77,11 @@ def test_init_weights_bad_file_is_one_line_saying_what_it_is(kind: str, tmp_path
 
 
 @pytest.mark.parametrize("kind", list(EXPECTED))
-def test_tool_test_on_a_bad_file_is_one_line(kind: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_segkit_test_on_a_bad_file_is_one_line(kind: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from segkit.cli import main
+
     path = bad_files(tmp_path)[kind]
-    assert test_tool.main(["--checkpoint", str(path)]) == 2
+    assert main(["test", "--checkpoint", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: Cannot read checkpoint") and EXPECTED[kind] in err
     assert "Traceback" not in err and "False" not in err

@@ -15,8 +15,12 @@ import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from segkit.config import DataConfig
+import segkit.config
+import segkit.data
+from segkit.config import Config, DataConfig
 from segkit.data import (
+    DATASET_NAMES,
+    DATASETS,
     VOC_PALETTE,
     COCOSegmentation,
     DatasetError,
@@ -28,10 +32,12 @@ from segkit.data import (
     collate_drop_bad,
     is_bad_sample,
     read_image,
+    resolve_data_root,
 )
 from segkit.data.base import BadSampleWarning, DuplicateIdWarning
 from segkit.data.coco import CAT_LIST, coco_voc_mask
 from segkit.data.io import save_label_png
+from segkit.data.verify import DEFAULT_SPLITS
 
 VOC2012 = Path("VOCdevkit") / "VOC2012"
 
@@ -108,12 +114,12 @@ def test_voc_missing_tree_says_where_and_how(tmp_path):
         VOCSegmentation(tmp_path / "nowhere", "train")
     msg = str(info.value)
     assert str(tmp_path / "nowhere" / VOC2012) in msg
-    assert "prepare_data.py voc --download" in msg and "demo_mnv2_os16" in msg
+    assert "segkit prepare-data voc --download" in msg and "demo_mnv2_os16" in msg
 
 
 def test_voc_missing_train_aug_points_to_sbd(tmp_path):
     write_voc(tmp_path, {"train": ["a"], "val": ["b"]})
-    with pytest.raises(DatasetError, match=r"train_aug\.txt not found.*prepare_data\.py sbd"):
+    with pytest.raises(DatasetError, match=r"train_aug\.txt not found.*segkit prepare-data sbd"):
         VOCSegmentation(tmp_path, "train_aug")
 
 
@@ -275,6 +281,29 @@ def test_build_dataset_dispatch_and_errors(voc):
     cfg.dataset = "imagenet"  # type: ignore[assignment]
     with pytest.raises(KeyError, match="voc, coco, folder, synthetic"):
         build_dataset(cfg, "train", None)
+
+
+def test_dataset_names_are_defined_once():
+    """data.dataset's allowed values, the builders and every command's --dataset choices are one tuple."""
+    import typing
+
+    assert tuple(DATASETS) == DATASET_NAMES == typing.get_args(typing.get_type_hints(DataConfig)["dataset"])
+    assert segkit.data.DATASET_NAMES is segkit.config.DATASET_NAMES
+    assert set(DEFAULT_SPLITS) == set(DATASET_NAMES)  # verify's usual splits, one entry per data set
+
+
+def test_resolve_data_root(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = Config(data=DataConfig(root="voc"))
+    line = resolve_data_root(cfg)
+    assert cfg.data.root == str(tmp_path / "voc")  # made absolute in place
+    assert (
+        line == f"data from {tmp_path / 'voc'} (data.root 'voc' is relative: read from the current folder {tmp_path})"
+    )
+    assert resolve_data_root(cfg) == f"data from {tmp_path / 'voc'}"  # already absolute: unchanged
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg.data.root = "~/data"
+    assert resolve_data_root(cfg) == f"data from {tmp_path / 'data'}" and cfg.data.root == str(tmp_path / "data")
 
 
 # -- folder ------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""SBD .mat masks, the train_aug build and ``segkit prepare-data`` (downloads / sbd / verify / synthetic)."""
+"""SBD .mat masks, the train_aug build, downloads, and what ``segkit prepare-data`` does (``segkit.data.command``:
+sbd / verify / synthetic); its exit codes and messages are tested in tests/cli/test_prepare_data_command.py."""
 
 from __future__ import annotations
 
@@ -15,11 +16,17 @@ import scipy.sparse
 from PIL import Image
 
 import segkit.data.synthetic as synthetic
-from segkit.cli.prepare_data import main
-from segkit.config import load_config
+from segkit.config import ConfigError, load_config
 from segkit.data import VOC_PALETTE, DatasetError, VOCSegmentation, generate_synthetic_voc
+from segkit.data.command import (
+    SYNTHETIC_CONFIG,
+    sbd_command,
+    synthetic_command,
+    verify_command,
+    voc_command,
+)
 from segkit.data.io import save_label_png
-from segkit.data.prepare import download
+from segkit.data.prepare import download, synthetic_settings
 from segkit.data.sbd import SBD_URL, build_train_aug, load_sbd_mask, train_aug_ids
 from segkit.data.voc import VOC_URL
 
@@ -82,9 +89,10 @@ def test_load_sbd_mask(tmp_path):
         load_sbd_mask(tmp_path / "inst.mat")
 
 
-def test_prepare_sbd_then_verify(tmp_path, capsys):
+def test_prepare_sbd_then_verify(tmp_path):
     root, sbd = write_tree(tmp_path)
-    assert main(["sbd", "--root", str(root), "--sbd-dir", str(sbd), "--quiet"]) == 0
+    result = sbd_command(root, sbd, progress=False)
+    assert result.ready and result.text.startswith("wrote 6 ids to ")
     base = root / "VOCdevkit/VOC2012"
     assert (base / "ImageSets/Segmentation/train_aug.txt").read_text().split() == ["a", "b", "c", "x", "y", "z"]
     aug = base / "SegmentationClassAug"
@@ -93,12 +101,11 @@ def test_prepare_sbd_then_verify(tmp_path, capsys):
     assert np.array_equal(np.array(Image.open(aug / "b.png")), voc_mask(IDS.index("b")))  # VOC's own mask
     ds = VOCSegmentation(root, "train_aug")
     assert len(ds) == 6 and ds[3]["id"] == "x"
-    capsys.readouterr()
-    assert main(["verify", "--root", str(root), "--expect-counts", COUNTS, "--quiet"]) == 0
-    assert capsys.readouterr().out.startswith("OK")
+    result = verify_command(str(root), expect_counts=COUNTS, progress=False)
+    assert result.ready and result.text.startswith("OK")
 
 
-def test_verify_reports_every_problem(tmp_path, capsys):
+def test_verify_reports_every_problem(tmp_path):
     root, sbd = write_tree(tmp_path)
     build_train_aug(root, sbd, progress=False)
     base = root / "VOCdevkit/VOC2012"
@@ -109,9 +116,9 @@ def test_verify_reports_every_problem(tmp_path, capsys):
     bad[0, 0] = 40
     save_label_png(base / "SegmentationClassAug/y.png", bad, VOC_PALETTE)  # label 40
     (base / "SegmentationClass/a.png").write_bytes(b"broken")  # unreadable
-    assert main(["verify", "--root", str(root), "--quiet"]) == 1  # official counts too
-    out = capsys.readouterr().out
-    assert out.startswith("FAILED")
+    result = verify_command(str(root), progress=False)  # official counts too
+    out = result.text
+    assert not result.ready and out.startswith("FAILED")
     assert re.search(r"missing mask: 1\n.*SegmentationClass/d\.png", out)
     assert re.search(r"missing image: 1\n.*JPEGImages/e\.jpg", out)
     assert re.search(r"size mismatch: 1\n.*SegmentationClassAug/x\.png is 24x21 \(WxH\) but .*x\.jpg is 24x20", out)
@@ -120,15 +127,15 @@ def test_verify_reports_every_problem(tmp_path, capsys):
     assert "lists 3 ids, expected 1464" in out and "expected 10582" in out
 
 
-def test_verify_missing_tree_and_lists(tmp_path, capsys):
-    assert main(["verify", "--root", str(tmp_path), "--quiet"]) == 1
-    assert "prepare_data.py voc --download" in capsys.readouterr().out
+def test_verify_missing_tree_and_lists(tmp_path):
+    result = verify_command(str(tmp_path), progress=False)
+    assert not result.ready and "segkit prepare-data voc --download" in result.text
     root, _ = write_tree(tmp_path)
-    assert main(["verify", "--root", str(root), "--expect-counts", "off", "--quiet"]) == 1
-    assert re.search(r"missing split list: 1\n.*train_aug\.txt not found.*the 'sbd' subcommand",
-                     capsys.readouterr().out)  # fmt: skip
-    with pytest.raises(SystemExit):
-        main(["verify", "--expect-counts", "many"])
+    result = verify_command(str(root), expect_counts="off", progress=False)
+    assert not result.ready
+    assert re.search(r"missing split list: 1\n.*train_aug\.txt not found.*the 'sbd' subcommand", result.text)
+    with pytest.raises(DatasetError, match=r"--expect-counts: expected 'auto', 'voc', 'off' or 'split=N,...'"):
+        verify_command(str(root), expect_counts="many")
 
 
 def test_missing_sbd_mat_leaves_no_list(tmp_path):
@@ -141,55 +148,51 @@ def test_missing_sbd_mat_leaves_no_list(tmp_path):
         build_train_aug(root, tmp_path, progress=False)
 
 
-def test_synthetic_subcommand(tmp_path, capsys):
-    args = ["synthetic", "--root", str(tmp_path), "--num-train", "4", "--num-val", "2", "--image-size", "48"]
-    assert main(args) == 0
-    counts = "train=4,val=2"
-    assert main(["verify", "--root", str(tmp_path), "--splits", "train", "val", "--num-classes", "5",
-                              "--expect-counts", counts, "--quiet"]) == 0  # fmt: skip
+def test_synthetic_command_then_verify(tmp_path):
+    result = synthetic_command(root=str(tmp_path), num_train=4, num_val=2, image_size=48)
+    assert result.text == f"synthetic set (4 train, 2 val, 48px, seed 0) in {tmp_path / 'VOCdevkit/VOC2012'}"
+    result = verify_command(str(tmp_path), splits=["train", "val"], num_classes=5, expect_counts="train=4,val=2",
+                            progress=False)  # fmt: skip
+    assert result.ready
 
 
-def test_synthetic_subcommand_takes_the_configs_settings(tmp_path, capsys, monkeypatch):
-    """Without flags it generates exactly the set `train --config demo_mnv2_os16` uses (no regeneration)."""
-    cfg = load_config("demo_mnv2_os16")
-    made = []
-    monkeypatch.setattr(synthetic, "generate_synthetic_voc", lambda root, **kw: made.append((root, kw)) or Path(root))
-    assert main(["synthetic"]) == 0
-    assert made[-1] == (
-        cfg.data.root,
-        {
-            "num_train": cfg.data.synthetic_num_train,
-            "num_val": 60,
-            "image_size": cfg.data.synthetic_image_size,
-            "seed": 0,
-        },
-    )
-    assert cfg.data.synthetic_num_train == 400  # the demo's own number, not the subcommand's old default
-    assert (
-        main(["synthetic", "--config", "demo_mnv2_os16", "--root", str(tmp_path), "--num-train", "7"]) == 0
-    )  # flags override the config
-    assert made[-1] == (str(tmp_path), {"num_train": 7, "num_val": 60, "image_size": 160, "seed": 0})
-    capsys.readouterr()
-    assert main(["synthetic", "--config", "voc_mnv2_os16"]) == 1  # a VOC config's root is real data
-    assert "pass --root DIR" in capsys.readouterr().err
-    assert main(["synthetic", "--config", "no_such_config"]) == 1
-    assert capsys.readouterr().err.startswith("error: ")
+def test_synthetic_settings_are_the_configs(tmp_path):
+    """Without arguments it generates exactly the set `segkit train --config demo_mnv2_os16` uses (no regeneration)."""
+    assert SYNTHETIC_CONFIG == "demo_mnv2_os16"
+    data = load_config(SYNTHETIC_CONFIG).data
+    assert synthetic_settings(SYNTHETIC_CONFIG) == {
+        "root": data.root,
+        "num_train": data.synthetic_num_train,
+        "num_val": 60,
+        "image_size": data.synthetic_image_size,
+        "seed": 0,
+    }
+    assert data.synthetic_num_train == 400  # the demo's own number, not the subcommand's old default
+    settings = synthetic_settings(SYNTHETIC_CONFIG, str(tmp_path), num_train=7, num_val=None)  # given values win
+    assert settings == {"root": str(tmp_path), "num_train": 7, "num_val": 60, "image_size": 160, "seed": 0}
+    with pytest.raises(ConfigError, match="pass --root DIR"):  # a VOC config's root is real data
+        synthetic_command("voc_mnv2_os16")
+    with pytest.raises(ConfigError, match="no_such_config"):
+        synthetic_command("no_such_config")
+    with pytest.raises(ConfigError, match=r"synthetic num_train must be >= 1, got 0 .*--num-train"):
+        synthetic_command(root=str(tmp_path), num_train=0)
 
 
-def test_verify_reads_classes_txt(tmp_path, capsys):
+def test_verify_reads_classes_txt(tmp_path):
     generate_synthetic_voc(tmp_path, num_train=3, num_val=1, image_size=48)  # classes.txt: 5 classes
     mask_path = tmp_path / "VOCdevkit/VOC2012/SegmentationClass/train_00001.png"
     mask = np.array(Image.open(mask_path))
     mask[0, 0] = 7  # a VOC class, but not one of the 5 listed in classes.txt
     save_label_png(mask_path, mask, VOC_PALETTE)
-    argv = ["verify", "--root", str(tmp_path), "--splits", "train", "--expect-counts", "off", "--quiet"]
-    assert main(argv) == 1
-    out = capsys.readouterr().out
-    assert re.search(r"bad labels: 1\n.*train_00001\.png holds label values \[7\] outside 0\.\.4", out)
-    assert main([*argv, "--num-classes", "21"]) == 0  # an explicit count wins
+    options = dict(splits=["train"], expect_counts="off", progress=False)
+    result = verify_command(str(tmp_path), **options)
+    assert not result.ready
+    assert re.search(r"bad labels: 1\n.*train_00001\.png holds label values \[7\] outside 0\.\.4", result.text)
+    assert verify_command(str(tmp_path), num_classes=21, **options).ready  # an explicit count wins
     (tmp_path / "VOCdevkit/VOC2012/classes.txt").write_text("a 1 2\n")
-    assert main(argv) == 1
-    assert re.search(r"bad classes\.txt: 1\n.*classes\.txt:1: expected 'name' or 'name r g b'", capsys.readouterr().out)
+    result = verify_command(str(tmp_path), **options)
+    assert not result.ready
+    assert re.search(r"bad classes\.txt: 1\n.*classes\.txt:1: expected 'name' or 'name r g b'", result.text)
 
 
 # -- downloads ----------------------------------------------------------------------------------
@@ -201,13 +204,14 @@ def no_network(calls: list):
     return urlopen
 
 
-def test_download_failure_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
+def test_download_failure_says_what_failed(tmp_path, monkeypatch):
     calls: list = []
     monkeypatch.setattr(urllib.request, "urlopen", no_network(calls))
-    assert main(["voc", "--download", "--root", str(tmp_path), "--quiet", "--timeout", "5"]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("error: Cannot download " + VOC_URL) and err.count("\n") == 1
-    assert "Network is unreachable" in err and "timeout 5 s" in err and "Traceback" not in err
+    with pytest.raises(DatasetError) as info:
+        voc_command(tmp_path, download=True, timeout=5, progress=False)
+    message = str(info.value)
+    assert message.startswith("Cannot download " + VOC_URL) and "\n" not in message
+    assert "Network is unreachable" in message and "timeout 5 s" in message
     assert calls == [(VOC_URL, {"timeout": 5.0})]  # a timeout is always set
     assert list(tmp_path.iterdir()) == []  # no partial archive left behind
 
@@ -234,46 +238,61 @@ def test_download_timeout_and_truncation(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_corrupt_archive_is_one_line_and_exit_1(tmp_path, capsys):
+def test_corrupt_archive_says_delete_it(tmp_path):
     archive = tmp_path / Path(VOC_URL).name
     archive.write_bytes(b"not a tar archive" * 100)  # an earlier, broken download
-    assert main(["voc", "--download", "--root", str(tmp_path), "--quiet"]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith(f"error: Cannot extract {archive}") and f"delete {archive}" in err
-    assert err.count("\n") == 1 and "Traceback" not in err
+    with pytest.raises(DatasetError) as info:
+        voc_command(tmp_path, download=True, progress=False)
+    message = str(info.value)
+    assert message.startswith(f"Cannot extract {archive}") and f"delete {archive}" in message and "\n" not in message
 
 
-def test_sbd_download_checks_voc_first(tmp_path, capsys, monkeypatch):
+def test_bad_expect_counts_fail_before_downloading(tmp_path, monkeypatch):
     calls: list = []
     monkeypatch.setattr(urllib.request, "urlopen", no_network(calls))
-    assert main(["sbd", "--download", "--root", str(tmp_path / "empty"), "--quiet"]) == 1
-    assert "PASCAL VOC 2012 not found" in capsys.readouterr().err and calls == []  # nothing fetched
+    with pytest.raises(DatasetError, match="--expect-counts"):
+        voc_command(tmp_path, download=True, expect_counts="many")
+    assert calls == []
+
+
+def test_sbd_download_checks_voc_first(tmp_path, monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(urllib.request, "urlopen", no_network(calls))
+    with pytest.raises(DatasetError, match="PASCAL VOC 2012 not found"):
+        sbd_command(tmp_path / "empty", download=True, progress=False)
+    assert calls == []  # nothing fetched
     root, _ = write_tree(tmp_path)
-    assert main(["sbd", "--download", "--root", str(root), "--quiet"]) == 1  # VOC fine: fetches
+    with pytest.raises(DatasetError, match="^Cannot download " + re.escape(SBD_URL)):  # VOC fine: fetches
+        sbd_command(root, download=True, progress=False)
     assert calls and calls[0][0] == SBD_URL
-    assert capsys.readouterr().err.startswith("error: Cannot download " + SBD_URL)
+    with pytest.raises(DatasetError, match=r"give --sbd-dir PATH .* or --download"):
+        sbd_command(root)
+
+
+def test_unwritable_root_is_a_dataset_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DatasetError, match=r"Cannot write under .*file/sub: NotADirectoryError.*writable --root"):
+        synthetic_command(root=str(tmp_path / "file" / "sub"), num_train=1, num_val=1, image_size=32)
 
 
 # -- real VOC files -----------------------------------------------------------------------------
-def test_verify_real_voc_sample(shared_data, capsys):
-    root = shared_data / "voc_sample"
-    assert main(["verify", "--root", str(root), "--splits", "val", "--expect-counts", "off",
-                              "--quiet"]) == 0  # fmt: skip
-    assert capsys.readouterr().out.startswith("OK")
+def test_verify_real_voc_sample(shared_data):
+    result = verify_command(str(shared_data / "voc_sample"), splits=["val"], expect_counts="off", progress=False)
+    assert result.ready and result.text.startswith("OK")
 
 
 # -- verify walks any data set through its own loading ------------------------------------------
-def test_verify_reports_ids_listed_twice(tmp_path, capsys):
+def test_verify_reports_ids_listed_twice(tmp_path):
     root, _ = write_tree(tmp_path)
     split = root / "VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt"
     split.write_text("d\ne\nd\n")
-    argv = ["verify", "--root", str(root), "--splits", "train", "val", "--expect-counts", "train=3,val=2", "--quiet"]
-    assert main(argv) == 1  # the list is inconsistent, though each id is used once
-    out = capsys.readouterr().out
-    assert re.search(r"duplicate ids: 1\n.*val\.txt\) lists 1 ids more than once \(d\)", out)
-    assert "wrong count" not in out  # 2 distinct ids, as expected
+    options = dict(splits=["train", "val"], expect_counts="train=3,val=2", progress=False)
+    result = verify_command(str(root), **options)
+    assert not result.ready  # the list is inconsistent, though each id is used once
+    assert re.search(r"duplicate ids: 1\n.*val\.txt\) lists 1 ids more than once \(d\)", result.text)
+    assert "wrong count" not in result.text  # 2 distinct ids, as expected
     split.write_text("d\ne\n")
-    assert main(argv) == 0
+    assert verify_command(str(root), **options).ready
 
 
 def write_user_folder(root: Path) -> Path:
@@ -291,30 +310,39 @@ def write_user_folder(root: Path) -> Path:
     return root
 
 
-def test_verify_checks_a_users_folder(tmp_path, capsys):
+def test_verify_checks_a_users_folder(tmp_path):
     root = write_user_folder(tmp_path / "my_data")
-    argv = ["verify", "--dataset", "folder", "--root", str(root), "--quiet"]
-    assert main([*argv, "--ignore-index", "99"]) == 0  # splits/*.txt are checked; no official counts
-    assert capsys.readouterr().out.startswith("OK")
-    assert main(argv) == 1  # the default ignore index 255: 99 is no label of 3 classes
-    assert re.search(r"bad labels: 4\n.*p0\.png holds label values \[99\] outside 0\.\.2", capsys.readouterr().out)
+    options = dict(dataset="folder", progress=False)
+    result = verify_command(str(root), ignore_index=99, **options)
+    assert result.ready and result.text.startswith("OK")  # splits/*.txt are checked; no official counts
+    result = verify_command(str(root), **options)
+    assert not result.ready  # the default ignore index 255: 99 is no label of 3 classes
+    assert re.search(r"bad labels: 4\n.*p0\.png holds label values \[99\] outside 0\.\.2", result.text)
     mask = np.full((12, 16), 5, np.uint8)  # class 5 of 3
     Image.fromarray(mask, mode="L").save(root / "masks/p1.png")
     (root / "masks/p2.png").unlink()
     Image.fromarray(np.zeros((10, 16), np.uint8), mode="L").save(root / "masks/p3.png")
-    assert main([*argv, "--ignore-index", "99"]) == 1
-    out = capsys.readouterr().out
+    result = verify_command(str(root), ignore_index=99, **options)
+    out = result.text
+    assert not result.ready
     assert re.search(r"bad labels: 1\n.*p1\.png holds label values \[5\]", out)
     assert re.search(r"missing mask: 1\n.*masks/p2\.png", out)
     assert re.search(r"size mismatch: 1\n.*p3\.png is 16x10 \(WxH\) but .*p3\.png is 16x12", out)
-    assert main(["verify", "--dataset", "folder", "--root", str(tmp_path / "nothing"), "--quiet"]) == 1
-    assert re.search(r"missing data: 1\n.*Folder data set: .*nothing/images not found", capsys.readouterr().out)
+    result = verify_command(str(tmp_path / "nothing"), **options)
+    assert not result.ready
+    assert re.search(r"missing data: 1\n.*Folder data set: .*nothing/images not found", result.text)
 
 
-def test_verify_synthetic_reads_the_set_without_regenerating(tmp_path, capsys, monkeypatch):
+def test_verify_takes_the_configs_data_and_splits(tmp_path):
+    generate_synthetic_voc(tmp_path, num_train=3, num_val=2, image_size=48)
+    result = verify_command(str(tmp_path), config="demo_mnv2_os16", progress=False)  # its train and val splits
+    assert result.ready, result.text
+
+
+def test_verify_synthetic_reads_the_set_without_regenerating(tmp_path, monkeypatch):
     generate_synthetic_voc(tmp_path, num_train=3, num_val=2, image_size=48)
     monkeypatch.setattr(synthetic, "_write_tree", lambda *a, **k: pytest.fail("verify must not (re)generate"))
-    argv = ["verify", "--dataset", "synthetic", "--root", str(tmp_path), "--quiet"]
-    assert main(argv) == 0 and capsys.readouterr().out.startswith("OK")
-    assert main(["verify", "--dataset", "synthetic", "--root", str(tmp_path / "none"), "--quiet"]) == 1
-    assert "No synthetic set under" in capsys.readouterr().out
+    result = verify_command(str(tmp_path), dataset="synthetic", progress=False)
+    assert result.ready and result.text.startswith("OK")
+    result = verify_command(str(tmp_path / "none"), dataset="synthetic", progress=False)
+    assert not result.ready and "No synthetic set under" in result.text

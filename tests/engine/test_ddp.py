@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
     not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
     reason="torch.distributed with the gloo backend is not available in this torch build",
 )
+@pytest.mark.slow  # spawns torchrun
 def test_torchrun_two_processes_matches_single_process_bookkeeping(tmp_path, tiny_overrides) -> None:
     root = tmp_path / "synthetic"
     generate_synthetic_voc(root, num_train=16, num_val=5, image_size=64, seed=0)  # 5 val images: uneven shards

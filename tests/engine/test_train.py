@@ -36,6 +36,7 @@ def test_sampler_resumes_the_same_stream() -> None:
     assert sorted(first_epoch) == list(range(10))
 
 
+@pytest.mark.slow  # 12 training steps
 def test_few_iterations_reduce_the_loss(tmp_path, tiny_cfg) -> None:
     # A 4-image set, batch 4, no scaling/flip/cropping: the same batch every step, so the loss must fall clearly.
     root = tmp_path / "four"
@@ -68,6 +69,7 @@ def test_few_iterations_reduce_the_loss(tmp_path, tiny_cfg) -> None:
     assert set(ckpt) >= {"model", "optimizer", "scheduler", "scaler", "rng", "loader", "best_miou", "config"}
 
 
+@pytest.mark.slow  # 6 training steps, twice
 def test_resume_gives_identical_weights(synth_root, tmp_path, tiny_cfg) -> None:
     cfg = tiny_cfg(synth_root, iterations=6, **{"model.dropout": 0.1})  # dropout: the torch RNG matters too
     train(cfg, work_dir=tmp_path / "full", progress=False)
@@ -184,6 +186,7 @@ def test_init_weights_from_torchvision_and_segkit(synth_root, tmp_path, capsys, 
         load_initial_weights(narrow, str(tv_path))
 
 
+@pytest.mark.slow  # spawns python tools/train.py
 def test_voc_config_without_data_points_to_prepare_and_demo(tmp_path) -> None:
     proc = subprocess.run(
         [
@@ -202,11 +205,12 @@ def test_voc_config_without_data_points_to_prepare_and_demo(tmp_path) -> None:
         timeout=120,
     )
     assert proc.returncode == 2
-    assert "prepare_data.py" in proc.stderr and "demo_mnv2_os16" in proc.stderr
+    assert "segkit prepare-data voc" in proc.stderr and "demo_mnv2_os16" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "w").exists()  # nothing written for a run that could not start
 
 
+@pytest.mark.slow  # spawns python tools/train.py
 def test_sigterm_saves_and_says_how_to_resume(synth_root, tmp_path, tiny_overrides) -> None:
     work = tmp_path / "w"
     cmd = [

@@ -69,6 +69,7 @@ def test_second_fresh_run_into_a_work_dir_is_refused_unless_overwrite(synth_root
     assert train(tiny_cfg(synth_root, iterations=2), work_dir=tmp_path, resume=True, progress=False)["iteration"] == 2
 
 
+@pytest.mark.slow  # spawns python tools/train.py
 def test_cli_refusal_is_one_line_and_repeated_overwrite_runs_succeed(synth_root, tmp_path, tiny_overrides) -> None:
     args = [
         "--config",
@@ -89,6 +90,7 @@ def test_cli_refusal_is_one_line_and_repeated_overwrite_runs_succeed(synth_root,
         assert again.returncode == 0, again.stderr
 
 
+@pytest.mark.slow  # spawns python tools/train.py
 def test_concurrent_run_is_refused_naming_the_holder(synth_root, tmp_path, tiny_overrides) -> None:
     work = tmp_path / "w"
     first = subprocess.Popen(
@@ -135,6 +137,7 @@ def test_concurrent_run_is_refused_naming_the_holder(synth_root, tmp_path, tiny_
     assert first.returncode == 128 + signal.SIGTERM
 
 
+@pytest.mark.slow  # spawns a process
 def test_lock_of_a_killed_run_is_taken_over(tmp_path) -> None:
     code = (
         f"import time; from pathlib import Path; from segkit.engine.workdir import WorkDirLock; "
@@ -153,6 +156,7 @@ def test_lock_of_a_killed_run_is_taken_over(tmp_path) -> None:
     assert WorkDirLock(tmp_path).acquire() is None  # released normally: nothing to take over
 
 
+@pytest.mark.slow  # spawns python tools/train.py
 def test_unwritable_work_dir_is_refused_before_training(
     synth_root, tmp_path, tiny_cfg, tiny_overrides, monkeypatch
 ) -> None:
@@ -218,6 +222,7 @@ def test_batch_size_one_with_training_bn_is_refused_in_one_line(synth_root, tmp_
     assert result["iteration"] == 2
 
 
+@pytest.mark.slow  # spawns python tools/train.py
 def test_bn_warning_is_one_line_without_source(synth_root, tmp_path, tiny_overrides) -> None:
     proc = _cli(
         [
@@ -261,6 +266,7 @@ def test_resume_before_any_validation_says_none_yet(synth_root, tmp_path, tiny_c
     assert "best mIoU so far none yet" in out and "-1.0000" not in out
 
 
+@pytest.mark.slow  # spawns python tools/train.py
 def test_relative_data_root_is_resolved_and_reported(synth_root, tmp_path, tiny_overrides) -> None:
     link = tmp_path / "synthetic"
     link.symlink_to(synth_root)
@@ -277,7 +283,7 @@ def test_relative_data_root_is_resolved_and_reported(synth_root, tmp_path, tiny_
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
-    assert f"data.root 'synthetic' is relative: reading {link.resolve()}" in proc.stdout
+    assert f"data from {link.resolve()} (data.root 'synthetic' is relative: read from the current folder" in proc.stdout
     saved = load_checkpoint(tmp_path / "w" / "latest.pth")["config"]["data"]["root"]
     assert saved == str(link.resolve())  # another folder's tools find the same data
 

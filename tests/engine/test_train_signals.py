@@ -15,6 +15,8 @@ import torch
 from segkit.checkpoint.format import load_checkpoint
 from segkit.engine.runlog import read_jsonl
 
+pytestmark = pytest.mark.slow  # every test spawns processes (tools/train.py, torchrun, python -c)
+
 REPO = Path(__file__).resolve().parents[2]
 needs_gloo = pytest.mark.skipif(
     not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
@@ -100,7 +102,7 @@ def test_sigterm_under_torchrun_saves_on_every_path_and_resumes(synth_root, tmp_
     assert len(ranks) == 2
     os.kill(proc.pid if target == "torchrun" else ranks[-1], signal.SIGTERM)
     out, _ = proc.communicate(timeout=180)
-    assert "Stopped by signal" in out and "torchrun --nproc_per_node 2 tools/train.py" in out, out[-3000:]
+    assert "Stopped by signal" in out and "torchrun --nproc_per_node 2 -m segkit.cli train" in out, out[-3000:]
     assert "DataLoader worker" not in out, out[-3000:]
     assert out.count("warning: BatchNorm is trained") == 1  # once for the run, not once per rank
     reached = max(_train_iterations(work))

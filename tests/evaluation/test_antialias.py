@@ -12,10 +12,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
-import segkit.cli.infer as INFER_TOOL
-import segkit.cli.test as TEST_TOOL
 from segkit.checkpoint.format import save_checkpoint
 from segkit.checkpoint.load import load_eval_model
+from segkit.cli import main
 from segkit.config import ConfigError, load_config
 from segkit.data.classes import VOC_CLASSES, VOC_PALETTE
 from segkit.evaluation.predict import normalize, predict, predict_logits
@@ -114,6 +113,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_cli_antialias_reaches_the_protocol_and_the_report(
     checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import segkit.evaluation.command
     import segkit.evaluation.evaluator
 
     calls: list[dict] = []
@@ -123,12 +123,13 @@ def test_cli_antialias_reaches_the_protocol_and_the_report(
         return predict(*args, **kwargs)
 
     monkeypatch.setattr(segkit.evaluation.evaluator, "predict", recording)
-    monkeypatch.setattr(INFER_TOOL, "predict", recording)
+    monkeypatch.setattr(segkit.evaluation.command, "predict", recording)  # segkit infer's
     reports = {}
     for name, extra in (("plain", []), ("aa", ["--antialias"])):
         out = tmp_path / f"{name}.json"
-        rc = TEST_TOOL.main(
+        rc = main(
             [
+                "test",
                 "--checkpoint",
                 str(checkpoint),
                 "--json",
@@ -148,8 +149,9 @@ def test_cli_antialias_reaches_the_protocol_and_the_report(
     assert calls[-1]["antialias"] is True and "antialias" not in calls[0]  # what evaluate() passed to predict()
 
     image_path = checkpoint.parent / "VOCdevkit" / "VOC2012" / "JPEGImages" / "a.jpg"
-    rc = INFER_TOOL.main(
+    rc = main(
         [
+            "infer",
             "--checkpoint",
             str(checkpoint),
             "--input",

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from segkit.data.classes import VOC_CLASSES, VOC_PALETTE, voc_colormap
-from segkit.evaluation.viz import colorize, overlay, save_label_png, save_overlay
+from segkit.evaluation.viz import class_palette, colorize, legend_names, overlay, save_label_png, save_overlay
 
 
 def test_voc_palette_is_the_standard_colormap():
@@ -72,3 +72,11 @@ def test_save_overlay_jpeg(tmp_path):
     img = Image.open(path)
     assert img.format == "JPEG" and img.size == overlay(image, label, VOC_PALETTE, VOC_CLASSES).size
     assert [p.name for p in tmp_path.iterdir()] == ["o.jpg"]
+
+
+def test_class_palette_and_legend_names_fall_back_to_voc():
+    own = [[1, 2, 3], [4, 5, 6]]
+    assert class_palette(2, None, own, [[9, 9, 9]]).tolist() == own  # the first given
+    assert np.array_equal(class_palette(5), VOC_PALETTE[:5]) and class_palette(5).dtype == np.uint8
+    assert legend_names(2, None, [], ["a", "b"]) == ["a", "b"]
+    assert legend_names(21) == list(VOC_CLASSES) and legend_names(3) == ["class 0", "class 1", "class 2"]

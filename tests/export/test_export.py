@@ -1,4 +1,4 @@
-"""Export to ONNX / LiteRT, verification, metadata, runners, and the tools running exported files.
+"""Export to ONNX / LiteRT, verification, metadata, runners, and the commands running exported files.
 
 Tiny models (width 0.35, inputs <= 129 px); every conversion is made once per session (LiteRT's are slow).
 """
@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from segkit.cli import main as segkit_main
 
 pytest.importorskip("onnxruntime", reason="the deploy extra is not installed (pip install 'segkit[deploy]')")
 
@@ -55,16 +57,15 @@ def onnx_files(tiny):
 
 @pytest.fixture(scope="session")
 def tflite_files(tiny):
-    """The two LiteRT conversions of the suite: float logits (through the CLI) and uint8-in/labels-out."""
+    """The two LiteRT conversions of the suite: float logits (from the checkpoint, as `segkit export` makes it) and
+    uint8-in/labels-out."""
     pytest.importorskip("litert_torch", reason="litert-torch is not installed (pip install 'segkit[deploy]')")
-    from segkit.cli.export import main
-    from segkit.export import export_tflite
+    from segkit.export import export_checkpoint, export_tflite
 
     model, ckpt, out = tiny
     files = {"float": out / "float.tflite", "u8labels": out / "u8labels.tflite"}
-    assert (
-        main(["--checkpoint", str(ckpt), "--out", str(files["float"]), "--input-size", str(SIZE), "--no-verify"]) == 0
-    )
+    report = export_checkpoint(ckpt, files["float"], input_size=SIZE, skip_verify=True)
+    assert (report.format, report.verification, report.metadata["input_size"]) == ("tflite", None, [SIZE, SIZE])
     export_tflite(model, files["u8labels"], input_size=(SIZE, SIZE), input="uint8", output="labels")
     return files
 
@@ -164,32 +165,42 @@ def test_tflite_verifies_and_labels_variant(tiny, tflite_files):
     assert runner.runtime == "litert" and runner.layout == "nhwc" and runner.input_size == (SIZE, SIZE)
 
 
-def test_cli_export_verifies_and_refuses_dynamic_tflite(tiny, capsys):
-    from segkit.cli.export import main
+def test_export_checkpoint_writes_verifies_and_refuses(tiny):
+    """``segkit export``'s library entry: the file, the line saying what was written, the verification."""
+    from segkit.export import ExportError, export_checkpoint, export_format
 
     _, ckpt, out = tiny
-    assert (
-        main(
-            [
-                "--checkpoint",
-                str(ckpt),
-                "--out",
-                str(out / "cli.onnx"),
-                "--input-size",
-                str(SIZE),
-                "--input",
-                "uint8",
-                "--verify-images",
-                "2",
-            ]
-        )
-        == 0
+    lines = []
+    report = export_checkpoint(
+        ckpt, out / "lib.onnx", input_size=[SIZE], input="uint8", output="labels", verify_images=2, log=lines.append
     )
-    assert "pixel agreement 100.000%" in capsys.readouterr().out
-    assert main(["--checkpoint", str(ckpt), "--out", str(out / "x.tflite"), "--dynamic"]) == 2
+    assert lines == [f"Wrote {out / 'lib.onnx'} (onnx, {SIZE}x{SIZE}, input uint8 nhwc, output labels, opset 18)"]
+    assert report.passed() and report.verification.max_abs is None and report.verification.num_images == 2
+    assert export_format("m.TFLITE") == "tflite" and export_format("m.bin", "onnx") == "onnx"
+    with pytest.raises(ExportError, match=r"cannot tell the format of m\.bin; pass --format onnx\|tflite"):
+        export_format("m.bin")
+    with pytest.raises(ExportError, match="static"):
+        export_checkpoint(ckpt, out / "x.tflite", dynamic=True)
+    with pytest.raises(ExportError, match="--input-size takes H W or one N, got 1 2 3"):
+        export_checkpoint(ckpt, out / "y.onnx", input_size=[1, 2, 3])
+    assert not (out / "x.tflite").exists() and not (out / "y.onnx").exists()
+
+
+def test_export_command_verifies_and_refuses_dynamic_tflite(tiny, capsys):
+    _, ckpt, out = tiny
+    argv = ["export", "--checkpoint", str(ckpt), "--out", str(out / "cli.onnx"), "--input-size", str(SIZE)]
+    assert segkit_main([*argv, "--input", "uint8", "--verify-images", "2", "--set", "eval.pad_to=null"]) == 0
+    captured = capsys.readouterr()
+    assert "pixel agreement 100.000%" in captured.out
+    assert f"Wrote {out / 'cli.onnx'} (onnx, {SIZE}x{SIZE}, input uint8 nhwc, output logits, opset 18)" in captured.err
+    assert segkit_main(["export", "--checkpoint", str(ckpt), "--out", str(out / "x.tflite"), "--dynamic"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "static" in err and "--format onnx" in err
-    assert not (out / "x.tflite").exists()
+    assert segkit_main(["export", "--checkpoint", str(ckpt), "--out", str(out / "x.bin")]) == 2
+    assert capsys.readouterr().err == "error: cannot tell the format of " + str(out / "x.bin") + (
+        "; pass --format onnx|tflite or name it .onnx/.tflite.\n"
+    )
+    assert not (out / "x.tflite").exists() and not (out / "x.bin").exists()
 
 
 def test_refused_export_names_the_layer(tiny, tmp_path):
@@ -233,8 +244,11 @@ def _labels_of(pred_dir: Path) -> dict[str, np.ndarray]:
 
 
 def test_cli_test_and_infer_with_model_agree_with_checkpoint(tiny, onnx_files, tflite_files, synth_root, tmp_path):
-    from segkit.cli.infer import main as infer
-    from segkit.cli.test import main as test
+    def infer(argv):
+        return segkit_main(["infer", *argv])
+
+    def test(argv):
+        return segkit_main(["test", *argv])
 
     _, ckpt, _ = tiny
     common = ["--data-root", str(synth_root), "--no-progress", "--num-workers", "0"]
@@ -311,13 +325,12 @@ def test_runtime_flag_on_a_checkpoint_exports_and_caches(tiny, synth_root, tmp_p
 
 def test_official_tflite_file_evaluates_to_the_reference(shared_data, tmp_path):
     pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
-    from segkit.cli.test import main
-
     reference = json.loads((shared_data / "reference" / "summary.json").read_text())
     ref = reference["coral_deeplabv3_mnv2_pascal_quant"]
     assert (
-        main(
+        segkit_main(
             [
+                "test",
                 "--model",
                 str(shared_data / "tflite" / "deeplabv3_mnv2_pascal_quant.tflite"),
                 "--data-root",

@@ -198,6 +198,7 @@ def test_invalid_arguments(kwargs, message) -> None:
         MobileNetV2(**kwargs)
 
 
+@pytest.mark.slow  # spawns a fresh interpreter
 def test_backbone_imports_no_config_or_data_code() -> None:
     code = (
         "import sys; from segkit.models.backbones import MobileNetV2; "

@@ -210,6 +210,7 @@ def _batch(n: int = 2, size: int = 49) -> tuple[torch.Tensor, torch.Tensor]:
     return images, target
 
 
+@pytest.mark.slow  # 7 training steps of the full-width DeepLabV3+ (~15 s on 2 busy cores)
 def test_every_decoder_parameter_gets_a_gradient_and_training_reduces_the_loss() -> None:
     model = _plus(("model.dropout=0",)).train()
     images, target = _batch()
@@ -330,7 +331,7 @@ def test_json_report_carries_the_decoder(synth_root, tmp_path) -> None:
     import json
 
     from segkit.checkpoint.format import save_checkpoint
-    from segkit.cli.test import main as test_main
+    from segkit.cli import main
 
     cfg = load_config(
         "voc_mnv2_os16_plus",
@@ -345,7 +346,7 @@ def test_json_report_carries_the_decoder(synth_root, tmp_path) -> None:
     torch.manual_seed(0)
     path, out = tmp_path / "plus.pth", tmp_path / "eval.json"
     save_checkpoint(path, build_model(cfg).eval(), cfg)
-    assert test_main(["--checkpoint", str(path), "--json", str(out), "--no-progress"]) == 0
+    assert main(["test", "--checkpoint", str(path), "--json", str(out), "--no-progress"]) == 0
     report = json.loads(out.read_text())
     assert report["config"] == "voc_mnv2_os16_plus" and report["decoder"] == "deeplabv3plus"
 

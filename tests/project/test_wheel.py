@@ -79,6 +79,7 @@ def wheel(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow  # builds the wheel (pip wheel in a subprocess)
 def test_wheel_ships_configs_and_console_script(wheel: Path):
     names = zipfile.ZipFile(wheel).namelist()
     shipped = sorted(Path(n).name for n in names if n.startswith("segkit/configs/") and n.endswith(".yaml"))

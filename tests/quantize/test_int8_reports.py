@@ -1,6 +1,6 @@
 """Int8 results in reports and in the trade-off: ``segkit test --json`` records precision / runtime / quantization,
 ``segkit tradeoff`` places a result by (row, precision, runtime), int8 beside the float one, with the latency of
-its runtime from ``benchmarks/runtimes.py --json``."""
+its runtime from the runtime latency JSON."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from segkit.analysis.plot import points
 from segkit.analysis.tradeoff import CONFIG_NAMES, load_results, load_runtime_latency, tradeoff_markdown
-from segkit.cli.tradeoff import main as tradeoff_main
+from segkit.cli import main as segkit_main
 
 SINGLE = {"scales": [1.0], "flip": False}
 FLOAT_ROW = "| MNet V2* | 16 |  |  | 2.75B | 5.00B | 75.32 | 70.00 |"
@@ -25,9 +25,9 @@ def tiny_files(tmp_path_factory, synth_root, tiny_cfg) -> dict[str, Path]:
 
     from segkit.checkpoint.format import save_checkpoint
     from segkit.checkpoint.load import load_model
-    from segkit.cli.quantize import main as quantize_main
     from segkit.export import export_onnx
     from segkit.models import build_model
+    from segkit.quantize import quantize_checkpoint
 
     torch.manual_seed(0)
     cfg = tiny_cfg(synth_root)
@@ -36,18 +36,15 @@ def tiny_files(tmp_path_factory, synth_root, tiny_cfg) -> dict[str, Path]:
     save_checkpoint(ckpt, build_model(cfg).eval(), cfg)
     export_onnx(load_model(ckpt), folder / "float.onnx", input_size=(65, 65))
     q = folder / "int8.onnx"
-    args = ["--checkpoint", str(ckpt), "--calib-data", str(synth_root), "--num-calib", "4", "--format", "onnx"]
-    verify = ["--verify", str(synth_root), "--num-verify", "2", "--no-progress"]
-    rc = quantize_main([*args, "--out", str(q), "--input-size", "65", "65", *verify])
-    assert rc in (0, 1) and q.is_file()  # 1: an untrained model's ties may disagree with the float one
+    options = dict(calib_data=str(synth_root), num_calib=4, input_size=(65, 65), num_verify=2, progress=False)
+    report = quantize_checkpoint(ckpt, q, format="onnx", verify=str(synth_root), **options)
+    assert report.n_images == 2 and q.is_file()  # (an untrained model's ties may disagree with the float one)
     return {"ckpt": ckpt, "float": folder / "float.onnx", "int8": q}
 
 
 def _report(tmp_path: Path, capsys, *args: str) -> tuple[dict, str]:
-    from segkit.cli.test import main
-
     out = tmp_path / f"r{len(list(tmp_path.iterdir()))}.json"
-    rc = main([*args, "--json", str(out), "--no-progress", "--device", "cpu"])
+    rc = segkit_main(["test", *args, "--json", str(out), "--no-progress", "--device", "cpu"])
     err = capsys.readouterr().err
     assert rc == 0, err
     return json.loads(out.read_text()), err
@@ -65,26 +62,22 @@ def test_segkit_test_reports_precision_and_runtime(tiny_files, tmp_path, capsys)
     assert "(fp32, pytorch)" in err
 
 
-def test_segkit_test_reports_a_qat_model_as_fake_int8(tiny_files, tmp_path, capsys, monkeypatch):
+def test_segkit_test_reports_a_qat_model_as_fake_int8(tiny_files):
     """A model carrying ``precision = "fake-int8"`` (a QAT checkpoint's) is reported as such."""
-    import segkit.cli.test as tool
+    from segkit.evaluation.command import evaluate_model
+    from segkit.export.run import ModelSource, report_identity
 
-    load = tool.load_eval_model
-
-    def load_qat(*args, **kwargs):
-        model, cfg = load(*args, **kwargs)
-        model.precision = "fake-int8"
-        return model, cfg
-
-    monkeypatch.setattr(tool, "load_eval_model", load_qat)
-    report, err = _report(tmp_path, capsys, "--checkpoint", str(tiny_files["ckpt"]))
+    model, cfg = ModelSource(tiny_files["ckpt"]).load("cpu")
+    model.precision = "fake-int8"
+    ident = report_identity(model, cfg)
+    report = evaluate_model(model, cfg, device="cpu", identity=ident, progress=False, log=lambda line: None).report
     assert (report["precision"], report["runtime"], report["quantization"]) == ("fake-int8", "pytorch", "qat")
 
 
 def test_official_uint8_tflite_is_an_official_int8_result(shared_data):
     """The official uint8 file (no segkit metadata) is named like its converted checkpoint and reads as int8."""
     pytest.importorskip("ai_edge_litert")
-    from segkit.cli.test import report_identity
+    from segkit.export.run import report_identity
     from segkit.runtimes import load_exported
 
     model = load_exported(shared_data / "tflite" / "deeplabv3_mnv2_pascal_quant.tflite")
@@ -203,16 +196,16 @@ def test_tradeoff_cli_with_runtimes_json(tmp_path, capsys):
     _write(res, "ptq", config="voc_mnv2_os16", miou=0.69, precision="int8", runtime="onnxruntime", quantization="ptq")
     runtimes = _runtimes(tmp_path / "runtimes.json")
     out = tmp_path / "out"
-    assert tradeoff_main(["--results", str(res), "--runtimes-json", str(runtimes), "--out", str(out)]) == 0
+    assert segkit_main(["tradeoff", "--results", str(res), "--runtimes-json", str(runtimes), "--out", str(out)]) == 0
     table = (out / "tradeoff.md").read_text()
     assert "| MNet V2* | 16 |  |  | 2.75B | 2.74B | 75.32 | 70.00 | - |" in table
     assert "| MNet V2*, int8 PTQ (ONNX Runtime) | 16 |  |  | 2.75B | 2.74B | 75.32 | 69.00 | 20 (fp32 35) |" in table
     assert (out / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
     assert "1 of them int8" in capsys.readouterr().out
     (tmp_path / "bad.json").write_text("{")
-    assert tradeoff_main(["--runtimes-json", str(tmp_path / "bad.json"), "--out", str(out)]) == 2
+    assert segkit_main(["tradeoff", "--runtimes-json", str(tmp_path / "bad.json"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "benchmarks/runtimes.py --json" in err
-    with pytest.raises(SystemExit):
-        tradeoff_main(["--runtimes-json", str(tmp_path / "absent.json")])
-    assert "no such file" in capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: --runtimes-json") and '{"models": [' in err
+    assert segkit_main(["tradeoff", "--runtimes-json", str(tmp_path / "absent.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such file" in err and '{"models": [' in err

@@ -16,6 +16,7 @@ import torch
 
 import segkit
 from segkit.checkpoint.format import load_checkpoint, save_checkpoint
+from segkit.cli import main as segkit_main
 from segkit.config import ConfigError
 from segkit.models import build_model
 
@@ -62,12 +63,10 @@ def float_ckpt(synth_root, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def qat_run(synth_root, float_ckpt, tmp_path_factory) -> Path:
-    """6 QAT iterations in one go, through the CLI."""
-    from segkit.cli.train import main
-
+    """6 QAT iterations in one go, through `segkit train`."""
     work = tmp_path_factory.mktemp("qat6")
-    args = ["--config", "demo_mnv2_os16_qat", "--work-dir", str(work), "--no-progress"]
-    assert main([*args, "--set", *_qat_set(synth_root, float_ckpt, 6)]) == 0
+    args = ["train", "--config", "demo_mnv2_os16_qat", "--work-dir", str(work), "--no-progress"]
+    assert segkit_main([*args, "--set", *_qat_set(synth_root, float_ckpt, 6)]) == 0
     return work
 
 
@@ -144,14 +143,13 @@ def test_load_model_gives_the_fake_quant_model_in_eval_mode(qat_run, qat_model) 
 def test_quantize_qat_checkpoint_to_tflite_without_calibration(
     qat_run, qat_model, synth_root, tmp_path, capsys
 ) -> None:
-    from segkit.cli.quantize import main
     from segkit.quantize import calibration_images
     from segkit.runtimes import load_exported
     from segkit.runtimes.metadata import read_metadata
 
     out = tmp_path / "qat.tflite"
-    argv = ["--checkpoint", str(qat_run / "best.pth"), "--format", "tflite", "--out", str(out)]
-    assert main([*argv, "--input-size", "64", "64", "--no-progress"]) == 0
+    argv = ["quantize", "--checkpoint", str(qat_run / "best.pth"), "--format", "tflite", "--out", str(out)]
+    assert segkit_main([*argv, "--input-size", "64", "64", "--no-progress"]) == 0
     assert "fake-quantized" in capsys.readouterr().out
     meta = read_metadata(out)
     assert (meta["precision"], meta["quantization"], meta["num_calib"], meta["runtime"]) == ("int8", "qat", 0, "litert")
@@ -173,8 +171,11 @@ def test_quantize_qat_checkpoint_to_tflite_without_calibration(
 
 
 def test_qat_errors_are_one_line(synth_root, float_ckpt, qat_run, tmp_path, capsys) -> None:
-    from segkit.cli.quantize import main as quantize
-    from segkit.cli.train import main as train
+    def quantize(argv):
+        return segkit_main(["quantize", *argv])
+
+    def train(argv):
+        return segkit_main(["train", *argv])
 
     base = ["--config", "demo_mnv2_os16_qat", "--work-dir", str(tmp_path / "w"), "--no-progress", "--set"]
     settings = _qat_set(synth_root, float_ckpt, 2)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from segkit.cli import main as segkit_main
+
 pytest.importorskip("onnxruntime")
 
 
@@ -26,7 +28,6 @@ def tiny_ckpt(tmp_path_factory, synth_root, tiny_cfg) -> Path:
 
 @pytest.mark.parametrize("fmt,ext", [("onnx", ".onnx"), ("openvino", ".xml"), ("tflite", ".tflite")])
 def test_ptq_cli_writes_verified_int8(tiny_ckpt, synth_root, tmp_path, capsys, fmt, ext):
-    from segkit.cli.quantize import main
     from segkit.runtimes.metadata import read_metadata
 
     if fmt == "openvino":
@@ -34,8 +35,9 @@ def test_ptq_cli_writes_verified_int8(tiny_ckpt, synth_root, tmp_path, capsys, f
     if fmt == "tflite":  # one PT2E conversion (~30-50 s)
         pytest.importorskip("litert_torch", reason="the deploy extra is not installed")
     out = tmp_path / f"m{ext}"
-    rc = main(
+    rc = segkit_main(
         [
+            "quantize",
             "--checkpoint",
             str(tiny_ckpt),
             "--calib-data",
@@ -97,13 +99,12 @@ def test_segkit_test_on_int8_file_scores_the_files_predictions(int8_onnx, tiny_c
     import numpy as np
 
     import segkit
-    from segkit.cli.test import main
     from segkit.quantize import calibration_images, verify_int8
     from segkit.quantize.check import _miou
     from segkit.runtimes import load_exported
 
     out = tmp_path / "r.json"
-    assert main(["--model", str(int8_onnx), "--data-root", str(synth_root), "--json", str(out)]) == 0
+    assert segkit_main(["test", "--model", str(int8_onnx), "--data-root", str(synth_root), "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["precision"] == "int8" and report["runtime"] == "onnxruntime"
     cm = np.array(report["confusion"])
@@ -126,10 +127,9 @@ def test_segkit_test_on_int8_file_scores_the_files_predictions(int8_onnx, tiny_c
 
 
 def test_wrong_extension_is_one_line(tiny_ckpt, synth_root, tmp_path, capsys):
-    from segkit.cli.quantize import main
-
-    rc = main(
+    rc = segkit_main(
         [
+            "quantize",
             "--checkpoint",
             str(tiny_ckpt),
             "--calib-data",

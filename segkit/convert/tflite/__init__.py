@@ -24,7 +24,7 @@ from segkit.convert.tflite.reader import (
     TFLiteTensor,
     load_tflite,
 )
-from segkit.convert.tflite.weights import TFLiteConversion, build_converted_model, convert_tflite
+from segkit.convert.tflite.weights import TFLiteConversion, build_converted_model, convert_tflite, read_labels
 
 __all__ = [
     "ConvSpec",
@@ -40,5 +40,6 @@ __all__ = [
     "convert_tflite",
     "infer_architecture",
     "load_tflite",
+    "read_labels",
     "run_graph",
 ]

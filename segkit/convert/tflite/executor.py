@@ -2,18 +2,230 @@
 
 graph = load_tflite("deeplabv3_mnv2_pascal_quant.tflite")
 values = run_graph(graph, image_uint8_nhwc)      # every computed tensor, by index
+
+Each supported op kind has a small handler ``(run, op) -> output tensor`` in ``_OPS``; ``run_graph`` feeds
+the input, then calls the handler of every op in order and stores its output.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+import operator
+from collections.abc import Callable, Iterable
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
-from segkit.convert.tflite.reader import TFLiteFormatError, TFLiteGraph
+from segkit.convert.tflite.matcher import op_desc
+from segkit.convert.tflite.reader import TFLiteFormatError, TFLiteGraph, TFLiteOp
 
 __all__ = ["run_graph"]
+
+# The integer range of each quantized dtype that emulate_quantization rounds to.
+_QUANT_LIMITS = {"uint8": (0, 255), "int8": (-128, 127), "int16": (-32768, 32767)}
+# Ops whose output is integer indices, never rounded to a quantization grid.
+_RAW_OUTPUT_OPS = frozenset({"ARG_MAX"})
+
+
+class _Run:
+    """One execution: the graph, the tensors computed so far (real values, NHWC) and the rounding mode."""
+
+    def __init__(self, graph: TFLiteGraph, emulate_quantization: bool) -> None:
+        self.graph = graph
+        self.emulate_quantization = emulate_quantization
+        self.values: dict[int, torch.Tensor] = {}
+
+    def feed(self, image: np.ndarray) -> None:
+        """Store the graph input as real values (dequantized when its tensor is quantized)."""
+        index = self.graph.inputs[0]
+        t = self.graph.tensors[index]
+        raw = torch.from_numpy(np.asarray(image).astype(np.float64))
+        if t.quant is not None and t.dtype in _QUANT_LIMITS:
+            raw = float(t.quant.scale[0]) * (raw - int(t.quant.zero_point[0]))
+        self.values[index] = raw.float()
+
+    def value(self, index: int) -> torch.Tensor:
+        """A computed tensor, or the real values of a constant one."""
+        if index in self.values:
+            return self.values[index]
+        return torch.from_numpy(self.graph.constant(index))
+
+    def optional(self, op: TFLiteOp, position: int) -> torch.Tensor | None:
+        """Input ``position`` of ``op`` (e.g. a bias), or None when it is absent or omitted (-1)."""
+        ins = op.inputs
+        return self.value(ins[position]) if len(ins) > position and ins[position] >= 0 else None
+
+    def data(self, index: int) -> np.ndarray:
+        """The raw contents of a constant parameter tensor (sizes, axes, paddings, block shapes)."""
+        return np.asarray(self.graph.tensors[index].data)
+
+    def store(self, op: TFLiteOp, y: torch.Tensor) -> None:
+        """Record the op's output, rounded to its tensor's 8/16-bit grid when emulating quantization."""
+        index = op.outputs[0]
+        self.values[index] = y if op.type in _RAW_OUTPUT_OPS else self._quantize(index, y)
+
+    def _quantize(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        t = self.graph.tensors[index]
+        if self.emulate_quantization and t.quant is not None and t.dtype in _QUANT_LIMITS and not t.quant.per_channel:
+            s, z = float(t.quant.scale[0]), int(t.quant.zero_point[0])
+            lo, hi = _QUANT_LIMITS[t.dtype]
+            x = (torch.clamp(torch.round(x / s) + z, lo, hi) - z) * s
+        return x
+
+
+def _activate(x: torch.Tensor, name: str) -> torch.Tensor:
+    if name == "RELU":
+        return torch.relu(x)
+    if name == "RELU6":
+        return torch.clamp(x, 0.0, 6.0)
+    if name == "NONE":
+        return x
+    raise TFLiteFormatError(f"run_graph: activation {name} is not supported.")
+
+
+def _fused(op: TFLiteOp, y: torch.Tensor) -> torch.Tensor:
+    """Apply the op's fused activation."""
+    return _activate(y, op.options.get("fused_activation_function", "NONE"))
+
+
+def _same_pad(x: torch.Tensor, k: tuple[int, int], s: int, d: int) -> torch.Tensor:
+    """TensorFlow 'SAME' padding of an NCHW tensor (the extra pixel, if any, after)."""
+    pads = []
+    for size, kk in zip(x.shape[2:], k):
+        total = max((-(-size // s) - 1) * s + (kk - 1) * d + 1 - size, 0)
+        pads.append((total // 2, total - total // 2))
+    return F.pad(x, (pads[1][0], pads[1][1], pads[0][0], pads[0][1]))
+
+
+# -- op handlers: (run, op) -> the op's output, real values, NHWC ------------------------------------
+
+
+def _conv(run: _Run, op: TFLiteOp) -> torch.Tensor:  # CONV_2D, DEPTHWISE_CONV_2D
+    o, depthwise = op.options, op.type == "DEPTHWISE_CONV_2D"
+    x = run.value(op.inputs[0]).permute(0, 3, 1, 2)
+    w = run.value(op.inputs[1])
+    w = w.permute(3, 0, 1, 2) if depthwise else w.permute(0, 3, 1, 2)
+    stride, dil = o.get("stride_h", 1), o.get("dilation_h_factor", 1)
+    if o.get("padding") == "SAME":
+        x = _same_pad(x, tuple(w.shape[2:]), stride, dil)
+    groups = x.shape[1] if depthwise else 1
+    y = F.conv2d(x, w, run.optional(op, 2), stride, 0, dil, groups).permute(0, 2, 3, 1)
+    return _fused(op, y)
+
+
+def _fully_connected(run: _Run, op: TFLiteOp) -> torch.Tensor:
+    w = run.value(op.inputs[1])
+    x = run.value(op.inputs[0]).reshape(-1, w.shape[1])
+    return _fused(op, F.linear(x, w, run.optional(op, 2)))
+
+
+_BINARY = {"ADD": operator.add, "MUL": operator.mul, "SUB": operator.sub}
+
+
+def _binary(run: _Run, op: TFLiteOp) -> torch.Tensor:  # ADD, MUL, SUB
+    return _fused(op, _BINARY[op.type](run.value(op.inputs[0]), run.value(op.inputs[1])))
+
+
+def _pool(run: _Run, op: TFLiteOp) -> torch.Tensor:  # AVERAGE_POOL_2D, MAX_POOL_2D
+    o = op.options
+    x = run.value(op.inputs[0]).permute(0, 3, 1, 2)
+    k, stride = (o["filter_height"], o["filter_width"]), o.get("stride_h", 1)
+    if o.get("padding") == "SAME" and k != (1, 1):
+        raise TFLiteFormatError(f"run_graph: {op.describe()} with SAME padding is not supported.")
+    pool = F.avg_pool2d if op.type == "AVERAGE_POOL_2D" else F.max_pool2d
+    return _fused(op, pool(x, k, stride).permute(0, 2, 3, 1))
+
+
+def _mean(run: _Run, op: TFLiteOp) -> torch.Tensor:
+    axes = [int(a) for a in run.data(op.inputs[1]).reshape(-1)]
+    return run.value(op.inputs[0]).mean(dim=axes, keepdim=bool(op.options.get("keep_dims")))
+
+
+def _concatenation(run: _Run, op: TFLiteOp) -> torch.Tensor:
+    return _fused(op, torch.cat([run.value(i) for i in op.inputs], dim=op.options.get("axis", -1)))
+
+
+def _resize(run: _Run, op: TFLiteOp) -> torch.Tensor:  # RESIZE_BILINEAR (RESIZE_NEAREST_NEIGHBOR: refused)
+    o = op.options
+    size = [int(v) for v in run.data(op.inputs[1]).reshape(-1)]
+    x = run.value(op.inputs[0]).permute(0, 3, 1, 2)
+    if op.type == "RESIZE_NEAREST_NEIGHBOR" or not (o.get("align_corners") or o.get("half_pixel_centers")):
+        raise TFLiteFormatError(f"run_graph: {op.describe()} ({o}) is not supported.")
+    y = F.interpolate(x, size=size, mode="bilinear", align_corners=bool(o.get("align_corners")))
+    return y.permute(0, 2, 3, 1)
+
+
+def _reshape(run: _Run, op: TFLiteOp) -> torch.Tensor:  # RESHAPE, SQUEEZE: to the output tensor's static shape
+    return run.value(op.inputs[0]).reshape(run.graph.tensors[op.outputs[0]].shape)
+
+
+def _softmax(run: _Run, op: TFLiteOp) -> torch.Tensor:
+    return torch.softmax(run.value(op.inputs[0]) * op.options.get("beta", 1.0), dim=-1)
+
+
+def _arg_max(run: _Run, op: TFLiteOp) -> torch.Tensor:
+    axis = int(run.data(op.inputs[1]).reshape(-1)[0])
+    return run.value(op.inputs[0]).argmax(dim=axis)
+
+
+def _to_float(run: _Run, op: TFLiteOp) -> torch.Tensor:  # QUANTIZE, DEQUANTIZE, CAST: values are already real
+    return run.value(op.inputs[0]).float()
+
+
+def _activation(run: _Run, op: TFLiteOp) -> torch.Tensor:  # RELU, RELU6
+    return _activate(run.value(op.inputs[0]), op.type)
+
+
+def _pad(run: _Run, op: TFLiteOp) -> torch.Tensor:
+    pads = run.data(op.inputs[1]).reshape(-1, 2)
+    return F.pad(run.value(op.inputs[0]), [int(v) for pair in pads[::-1] for v in pair])
+
+
+def _space_to_batch(run: _Run, op: TFLiteOp) -> torch.Tensor:
+    r = int(run.data(op.inputs[1]).reshape(-1)[0])
+    (pt, pb), (pl, pr) = run.data(op.inputs[2]).reshape(2, 2).tolist()
+    x = F.pad(run.value(op.inputs[0]), (0, 0, pl, pr, pt, pb))
+    n, h, w, c = x.shape
+    return x.reshape(n, h // r, r, w // r, r, c).permute(2, 4, 0, 1, 3, 5).reshape(r * r * n, h // r, w // r, c)
+
+
+def _batch_to_space(run: _Run, op: TFLiteOp) -> torch.Tensor:
+    x = run.value(op.inputs[0])
+    r = int(run.data(op.inputs[1]).reshape(-1)[0])
+    (ct, cb), (cl, cr) = run.data(op.inputs[2]).reshape(2, 2).tolist()
+    b, h, w, c = x.shape
+    n = b // (r * r)
+    y = x.reshape(r, r, n, h, w, c).permute(2, 3, 0, 4, 1, 5).reshape(n, h * r, w * r, c)
+    return y[:, ct : h * r - cb, cl : w * r - cr]
+
+
+_Handler = Callable[[_Run, TFLiteOp], torch.Tensor]
+_OPS: dict[str, _Handler] = {
+    "CONV_2D": _conv,
+    "DEPTHWISE_CONV_2D": _conv,
+    "FULLY_CONNECTED": _fully_connected,
+    "ADD": _binary,
+    "MUL": _binary,
+    "SUB": _binary,
+    "AVERAGE_POOL_2D": _pool,
+    "MAX_POOL_2D": _pool,
+    "MEAN": _mean,
+    "CONCATENATION": _concatenation,
+    "RESIZE_BILINEAR": _resize,
+    "RESIZE_NEAREST_NEIGHBOR": _resize,
+    "RESHAPE": _reshape,
+    "SQUEEZE": _reshape,
+    "SOFTMAX": _softmax,
+    "ARG_MAX": _arg_max,
+    "QUANTIZE": _to_float,
+    "DEQUANTIZE": _to_float,
+    "CAST": _to_float,
+    "RELU": _activation,
+    "RELU6": _activation,
+    "PAD": _pad,
+    "SPACE_TO_BATCH_ND": _space_to_batch,
+    "BATCH_TO_SPACE_ND": _batch_to_space,
+}
 
 
 def run_graph(
@@ -25,9 +237,9 @@ def run_graph(
 ) -> dict[int, np.ndarray]:
     """Execute the graph op by op in float32 with PyTorch: a slow reference for checking conversions.
 
-    Supports the ops of MobileNetV2 classifiers and DeepLabV3 segmentors (convs, ADD, pooling,
-    MEAN, CONCATENATION, RESIZE_BILINEAR, RESHAPE/SQUEEZE, SOFTMAX, ARG_MAX, (DE)QUANTIZE, PAD,
-    SPACE_TO_BATCH_ND/BATCH_TO_SPACE_ND, FULLY_CONNECTED, RELU/RELU6).
+    Supports the ops of MobileNetV2 classifiers and DeepLabV3 segmentors (the keys of ``_OPS``: convs,
+    ADD/MUL/SUB, pooling, MEAN, CONCATENATION, RESIZE_BILINEAR, RESHAPE/SQUEEZE, SOFTMAX, ARG_MAX,
+    (DE)QUANTIZE/CAST, PAD, SPACE_TO_BATCH_ND/BATCH_TO_SPACE_ND, FULLY_CONNECTED, RELU/RELU6).
 
     Args:
         graph: a parsed model.
@@ -39,130 +251,20 @@ def run_graph(
 
     Returns:
         Every computed tensor by index (real values, NHWC); graph outputs included.
-    """
-    import torch
-    import torch.nn.functional as F
 
+    Raises:
+        TFLiteFormatError: the graph has several inputs, or uses an op, option or activation outside that set.
+    """
     if len(graph.inputs) != 1:
         raise TFLiteFormatError(f"{graph.path}: run_graph supports one input, the graph has {len(graph.inputs)}.")
-    limits = {"uint8": (0, 255), "int8": (-128, 127), "int16": (-32768, 32767)}
-    values: dict[int, Any] = {}
-
-    def quantize(index: int, x: Any) -> Any:
-        t = graph.tensors[index]
-        if emulate_quantization and t.quant is not None and t.dtype in limits and not t.quant.per_channel:
-            s, z = float(t.quant.scale[0]), int(t.quant.zero_point[0])
-            lo, hi = limits[t.dtype]
-            x = (torch.clamp(torch.round(x / s) + z, lo, hi) - z) * s
-        return x
-
-    def value(index: int) -> Any:
-        if index in values:
-            return values[index]
-        return torch.from_numpy(graph.constant(index))
-
-    def act(x: Any, name: str) -> Any:
-        if name == "RELU":
-            return torch.relu(x)
-        if name == "RELU6":
-            return torch.clamp(x, 0.0, 6.0)
-        if name == "NONE":
-            return x
-        raise TFLiteFormatError(f"run_graph: activation {name} is not supported.")
-
-    def same_pad(x: Any, k: tuple[int, int], s: int, d: int) -> Any:  # x: NCHW
-        pads = []
-        for size, kk in zip(x.shape[2:], k):
-            total = max((-(-size // s) - 1) * s + (kk - 1) * d + 1 - size, 0)
-            pads.append((total // 2, total - total // 2))
-        return F.pad(x, (pads[1][0], pads[1][1], pads[0][0], pads[0][1]))
-
-    x0 = graph.inputs[0]
-    inp = graph.tensors[x0]
-    raw = torch.from_numpy(np.asarray(image).astype(np.float64))
-    if inp.quant is not None and inp.dtype in limits:
-        raw = float(inp.quant.scale[0]) * (raw - int(inp.quant.zero_point[0]))
-    values[x0] = raw.float()
+    run = _Run(graph, emulate_quantization)
+    run.feed(image)
     wanted = set(stop_after) if stop_after is not None else None
     for op in graph.ops:
-        if wanted is not None and wanted <= set(values):
+        if wanted is not None and wanted <= set(run.values):
             break
-        o, ins, t = op.options, op.inputs, op.type
-        if t in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-            x = value(ins[0]).permute(0, 3, 1, 2)
-            w = value(ins[1])
-            w = w.permute(0, 3, 1, 2) if t == "CONV_2D" else w.permute(3, 0, 1, 2)
-            b = value(ins[2]) if len(ins) > 2 and ins[2] >= 0 else None
-            stride, dil = o.get("stride_h", 1), o.get("dilation_h_factor", 1)
-            if o.get("padding") == "SAME":
-                x = same_pad(x, tuple(w.shape[2:]), stride, dil)
-            groups = x.shape[1] if t == "DEPTHWISE_CONV_2D" else 1
-            y = F.conv2d(x, w, b, stride, 0, dil, groups).permute(0, 2, 3, 1)
-            y = act(y, o.get("fused_activation_function", "NONE"))
-        elif t == "FULLY_CONNECTED":
-            x = value(ins[0])
-            y = act(
-                F.linear(
-                    x.reshape(-1, value(ins[1]).shape[1]),
-                    value(ins[1]),
-                    value(ins[2]) if len(ins) > 2 and ins[2] >= 0 else None,
-                ),
-                o.get("fused_activation_function", "NONE"),
-            )
-        elif t in ("ADD", "MUL", "SUB"):
-            a, b = value(ins[0]), value(ins[1])
-            y = act(a + b if t == "ADD" else a * b if t == "MUL" else a - b, o.get("fused_activation_function", "NONE"))
-        elif t in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
-            x = value(ins[0]).permute(0, 3, 1, 2)
-            k, stride = (o["filter_height"], o["filter_width"]), o.get("stride_h", 1)
-            if o.get("padding") == "SAME" and k != (1, 1):
-                raise TFLiteFormatError(f"run_graph: {op.describe()} with SAME padding is not supported.")
-            pool = F.avg_pool2d if t == "AVERAGE_POOL_2D" else F.max_pool2d
-            y = act(pool(x, k, stride).permute(0, 2, 3, 1), o.get("fused_activation_function", "NONE"))
-        elif t == "MEAN":
-            axes = [int(a) for a in np.asarray(graph.tensors[ins[1]].data).reshape(-1)]
-            y = value(ins[0]).mean(dim=axes, keepdim=bool(o.get("keep_dims")))
-        elif t == "CONCATENATION":
-            y = act(
-                torch.cat([value(i) for i in ins], dim=o.get("axis", -1)), o.get("fused_activation_function", "NONE")
-            )
-        elif t in ("RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"):
-            size = [int(v) for v in np.asarray(graph.tensors[ins[1]].data).reshape(-1)]
-            x = value(ins[0]).permute(0, 3, 1, 2)
-            if t == "RESIZE_NEAREST_NEIGHBOR" or not (o.get("align_corners") or o.get("half_pixel_centers")):
-                raise TFLiteFormatError(f"run_graph: {op.describe()} ({o}) is not supported.")
-            y = F.interpolate(x, size=size, mode="bilinear", align_corners=bool(o.get("align_corners")))
-            y = y.permute(0, 2, 3, 1)
-        elif t in ("RESHAPE", "SQUEEZE"):
-            y = value(ins[0]).reshape(graph.tensors[op.outputs[0]].shape)
-        elif t == "SOFTMAX":
-            y = torch.softmax(value(ins[0]) * o.get("beta", 1.0), dim=-1)
-        elif t == "ARG_MAX":
-            axis = int(np.asarray(graph.tensors[ins[1]].data).reshape(-1)[0])
-            y = value(ins[0]).argmax(dim=axis)
-        elif t in ("QUANTIZE", "DEQUANTIZE", "CAST"):
-            y = value(ins[0]).float()
-        elif t in ("RELU", "RELU6"):
-            y = act(value(ins[0]), t)
-        elif t == "PAD":
-            pads = np.asarray(graph.tensors[ins[1]].data).reshape(-1, 2)
-            y = F.pad(value(ins[0]), [int(v) for pair in pads[::-1] for v in pair])
-        elif t == "SPACE_TO_BATCH_ND":
-            x = value(ins[0])
-            r = int(np.asarray(graph.tensors[ins[1]].data).reshape(-1)[0])
-            (pt, pb), (pl, pr) = np.asarray(graph.tensors[ins[2]].data).reshape(2, 2).tolist()
-            x = F.pad(x, (0, 0, pl, pr, pt, pb))
-            n, h, w, c = x.shape
-            y = x.reshape(n, h // r, r, w // r, r, c).permute(2, 4, 0, 1, 3, 5).reshape(r * r * n, h // r, w // r, c)
-        elif t == "BATCH_TO_SPACE_ND":
-            x = value(ins[0])
-            r = int(np.asarray(graph.tensors[ins[1]].data).reshape(-1)[0])
-            (ct, cb), (cl, cr) = np.asarray(graph.tensors[ins[2]].data).reshape(2, 2).tolist()
-            b, h, w, c = x.shape
-            n = b // (r * r)
-            y = x.reshape(r, r, n, h, w, c).permute(2, 3, 0, 4, 1, 5).reshape(n, h * r, w * r, c)
-            y = y[:, ct : h * r - cb, cl : w * r - cr]
-        else:
-            raise TFLiteFormatError(f"run_graph: {op.describe()} is not supported by the reference executor.")
-        values[op.outputs[0]] = quantize(op.outputs[0], y) if t != "ARG_MAX" else y
-    return {k: v.numpy() for k, v in values.items()}
+        handler = _OPS.get(op.type)
+        if handler is None:
+            raise TFLiteFormatError(f"run_graph: {op_desc(graph, op)} is not supported by the reference executor.")
+        run.store(op, handler(run, op))
+    return {k: v.numpy() for k, v in run.values.items()}

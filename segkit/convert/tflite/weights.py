@@ -27,7 +27,7 @@ from segkit.convert.tflite.architecture import TFLiteArchitecture, infer_archite
 from segkit.convert.tflite.matcher import BackboneLayer, ConvSpec, TFLiteConversionError
 from segkit.convert.tflite.reader import load_tflite
 
-__all__ = ["TFLiteConversion", "build_converted_model", "convert_tflite"]
+__all__ = ["TFLiteConversion", "build_converted_model", "convert_tflite", "read_labels"]
 
 
 @dataclass
@@ -149,11 +149,24 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def read_labels(path: str | os.PathLike) -> list[str]:
+    """Class names from a labels file: its non-empty lines, one name each.
+
+    Raises:
+        TFLiteConversionError: the file does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TFLiteConversionError(f"labels file not found: {path}")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
 def convert_tflite(
     path: str | os.PathLike,
     out: str | os.PathLike | None = None,
     *,
     class_names: list[str] | None = None,
+    labels_file: str | os.PathLike | None = None,
 ) -> TFLiteConversion:
     """Convert a TFLite MobileNetV2 DeepLabV3 segmentor or ImageNet classifier to segkit.
 
@@ -161,13 +174,20 @@ def convert_tflite(
         path: the .tflite file.
         out: where to write the segkit checkpoint (kind 'segmentor' or 'classifier'); None: do not write.
         class_names: one name per class; default: PASCAL VOC's names for a 21-class segmentor, else none.
+        labels_file: read ``class_names`` from this file, one name per line (:func:`read_labels`).
 
     Raises:
         ImportError: the optional ``tflite`` package is missing.
+        FileNotFoundError: ``path`` does not exist.
         TFLiteFormatError: not a (readable) TFLite file.
-        TFLiteConversionError: a graph segkit cannot reproduce; the message names the op/tensor.
+        TFLiteConversionError: a graph segkit cannot reproduce (the message names the op/tensor), a missing labels
+            file, or a number of class names other than the model's classes.
     """
     path = Path(path)
+    if labels_file is not None:
+        if class_names is not None:
+            raise TFLiteConversionError("pass class_names or labels_file, not both.")
+        class_names = read_labels(labels_file)
     graph = load_tflite(path)
     arch = infer_architecture(graph)
     model = build_converted_model(arch)
@@ -176,7 +196,9 @@ def convert_tflite(
     palette = None
     if class_names is not None:
         if len(class_names) != arch.num_classes:
-            raise ValueError(f"class_names has {len(class_names)} names but the model has {arch.num_classes} classes.")
+            raise TFLiteConversionError(
+                f"class_names has {len(class_names)} names but the model has {arch.num_classes} classes."
+            )
     elif arch.kind == "segmentor" and arch.num_classes == 21:
         from segkit.data.classes import VOC_CLASSES, VOC_PALETTE
 
