@@ -304,7 +304,7 @@ def _bf16_agreement(fast, pics, size, cfg) -> float:
 
 def _end_to_end(fast, runners: dict, pics, size, cfg) -> dict[str, float]:
     """images/s of segkit infer's per-image work (protocol, model, label map at the image size)."""
-    from segkit.cli.infer import segment
+    from segkit.evaluation.command import segment
 
     cfg.eval.resize_longer = cfg.eval.pad_to = size
     cfg.eval.scales, cfg.eval.flip, cfg.eval.slide = [1.0], False, None

@@ -23,6 +23,7 @@ __all__ = [
     "add_protocol_arguments",
     "error_message",
     "max_pixels",
+    "options",
     "pixels_arg",
     "protocol_overrides",
     "resolve_device",
@@ -53,6 +54,11 @@ def run_main(
     except errors as exc:
         print(f"error: {error_message(exc)}", file=sys.stderr)
         return getattr(exc, "exit_code", USER_ERROR)
+
+
+def options(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """``{name: args.name}`` for flags whose library keyword has the flag's name (``--num-calib`` -> num_calib)."""
+    return {name: getattr(args, name) for name in names}
 
 
 def add_config_arguments(

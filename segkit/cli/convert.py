@@ -36,12 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("model", type=Path, help="the .tflite file")
     parser.add_argument("out", type=Path, nargs="?", help="the segkit checkpoint to write (.pth)")
-    parser.add_argument(
-        "--labels",
-        type=Path,
-        metavar="FILE",
-        help="class names, one per line (default: VOC's names for a 21-class segmentor)",
-    )
+    labels_help = "class names, one per line (default: VOC's names for a 21-class segmentor)"
+    parser.add_argument("--labels", type=Path, metavar="FILE", help=labels_help)
     parser.add_argument("--print-graph", action="store_true", help="print the TFLite op list")
     return parser
 

@@ -22,7 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from segkit.cli.common import add_config_arguments, run_main
+from segkit.cli.common import add_config_arguments, options, run_main
 from segkit.export import DEFAULT_EXPORTER, EXPORTERS, FORMATS, INPUTS, OPSET, OUTPUTS, export_checkpoint
 
 
@@ -42,12 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="H W (or one N for NxN) of a static file; default: the config's eval.pad_to, else data.crop_size",
     )
     size.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width (ONNX only)")
-    parser.add_argument(
-        "--input",
-        choices=INPUTS,
-        default="float",
-        help="float: normalised images (ONNX NCHW, TFLite NHWC); uint8: RGB NHWC, normalised in the graph",
-    )
+    input_help = "float: normalised images (ONNX NCHW, TFLite NHWC); uint8: RGB NHWC, normalised in the graph"
+    parser.add_argument("--input", choices=INPUTS, default="float", help=input_help)
     parser.add_argument(
         "--output",
         choices=OUTPUTS,
@@ -81,17 +77,10 @@ def run(args: argparse.Namespace) -> int:
     report = export_checkpoint(
         args.checkpoint,
         args.out,
-        format=args.format,
-        input_size=args.input_size,
-        dynamic=args.dynamic,
-        input=args.input,
-        output=args.output,
-        opset=args.opset,
-        exporter=args.exporter,
+        **options(args, "format", "input_size", "dynamic", "input", "output", "opset", "exporter", "config"),
         verify_root=args.verify,
         verify_images=args.verify_images,
         skip_verify=args.no_verify,
-        config=args.config,
         overrides=args.set,
         log=lambda line: print(line, file=sys.stderr),
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from segkit.cli.common import run_main
+from segkit.cli.common import options, run_main
 from segkit.export import INPUTS, OUTPUTS
 from segkit.quantize import FORMATS, quantize_checkpoint
 
@@ -42,17 +42,9 @@ def _run(args: argparse.Namespace) -> int:
     report = quantize_checkpoint(
         args.checkpoint,
         args.out,
-        format=args.format,
-        calib_data=args.calib_data,
-        calib_split=args.calib_split,
-        num_calib=args.num_calib,
-        dataset=args.dataset,
+        **options(args, "format", "calib_data", "calib_split", "num_calib", "dataset", "input", "output"),
+        **options(args, "verify", "verify_split", "num_verify"),
         input_size=tuple(args.input_size),
-        input=args.input,
-        output=args.output,
-        verify=args.verify,
-        verify_split=args.verify_split,
-        num_verify=args.num_verify,
         progress=not args.no_progress,
     )
     print(report.line())

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from segkit.analysis.command import tradeoff_report
-from segkit.cli.common import run_main
+from segkit.cli.common import options, run_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,12 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     report = tradeoff_report(
-        args.results,
-        latency=args.latency,
-        runtimes_json=args.runtimes_json,
-        complexity_json=args.complexity_json,
-        out=args.out,
-        input_size=args.input_size,
+        args.results, **options(args, "latency", "runtimes_json", "complexity_json", "out", "input_size")
     )
     for note in report.notes:
         print(note, file=sys.stderr)
