@@ -9,17 +9,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from .helpers.threads import one_torch_thread
-from .helpers.tiny_run import make_synth_root, save_tiny_checkpoint
-from .helpers.tiny_run import tiny_cfg as _tiny_cfg
-from .helpers.tiny_run import tiny_overrides as _tiny_overrides  # re-exported: the old name, kept for now
+from tests.helpers.threads import one_torch_thread
+from tests.helpers.tiny_run import make_synth_root, save_tiny_checkpoint
+from tests.helpers.tiny_run import tiny_cfg as _tiny_cfg
+from tests.helpers.tiny_run import tiny_overrides as _tiny_overrides
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
-__all__ = ["REPO_ROOT", "SHARED_DATA", "_tiny_overrides"]
+__all__ = ["REPO_ROOT", "SHARED_DATA"]
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,7 @@ from PIL import Image
 
 from segkit.cli import main as segkit_main
 from segkit.convert.tflite.reader import QuantParams, TFLiteFormatError, TFLiteGraph, TFLiteTensor
-
-from ..helpers.tflite_writer import TFLiteWriter
+from tests.helpers.tflite_writer import TFLiteWriter
 
 DEEPLAB = "tflite/deeplabv3_mnv2_pascal_quant.tflite"
 IMAGENET = "tflite/mobilenet_v2_1.0_224_quant.tflite"

@@ -12,20 +12,6 @@ from segkit.cli import main as segkit_main
 pytest.importorskip("onnxruntime")
 
 
-@pytest.fixture(scope="session")
-def tiny_ckpt(tmp_path_factory, synth_root, tiny_cfg) -> Path:
-    import torch
-
-    from segkit.checkpoint.format import save_checkpoint
-    from segkit.models import build_model
-
-    torch.manual_seed(0)
-    cfg = tiny_cfg(synth_root)
-    path = tmp_path_factory.mktemp("int8") / "tiny.pth"
-    save_checkpoint(path, build_model(cfg).eval(), cfg)
-    return path
-
-
 @pytest.mark.parametrize("fmt,ext", [("onnx", ".onnx"), ("openvino", ".xml"), ("tflite", ".tflite")])
 def test_ptq_cli_writes_verified_int8(tiny_ckpt, synth_root, tmp_path, capsys, fmt, ext):
     from segkit.runtimes.metadata import read_metadata
