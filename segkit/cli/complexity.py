@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     files = dict(json_path=args.json, markdown_path=args.markdown)
     if args.table7:
         output = table7_report(args.input_size, **files)
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.table7 and (args.set or args.multi_scale):
         parser.error("--set and --multi-scale apply to --config only; --table7 uses each row's own config.")
-    return run_main(_run, args)
+    return run_main(run, args)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from segkit.cli import common
 from segkit.config import parse_override
-from segkit.export.run import ModelSource, infer_images
+from segkit.export.source import ModelSource, infer_images
 
 
 def build_parser() -> argparse.ArgumentParser:

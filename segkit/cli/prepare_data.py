@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     options = vars(args)
     del options["command"]
     result = options.pop("run")(**options)
@@ -136,4 +136,4 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``segkit prepare-data``; returns the exit code."""
     from segkit.cli.common import run_main
 
-    return run_main(_run, build_parser().parse_args(argv))
+    return run_main(run, build_parser().parse_args(argv))

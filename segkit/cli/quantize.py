@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     report = quantize_checkpoint(
         args.checkpoint,
         args.out,
@@ -55,4 +55,4 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``segkit quantize ...``; returns the exit code."""
-    return run_main(_run, build_parser().parse_args(argv))
+    return run_main(run, build_parser().parse_args(argv))

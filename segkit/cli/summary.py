@@ -35,14 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     print(model_summary(args.config, args.set, input_size=args.input_size, device=args.device))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
-    return run_main(_run, build_parser().parse_args(argv))
+    return run_main(run, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

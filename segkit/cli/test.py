@@ -36,7 +36,7 @@ from segkit.config import parse_override
 from segkit.data import DATASETS
 from segkit.evaluation.command import COCO_DEFAULT_SPLIT
 from segkit.evaluation.metrics import format_metrics_table
-from segkit.export.run import ModelSource, evaluate_checkpoint
+from segkit.export.source import ModelSource, evaluate_checkpoint
 
 
 def build_parser() -> argparse.ArgumentParser:

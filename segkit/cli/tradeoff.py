@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     report = tradeoff_report(
         args.results, **options(args, "latency", "runtimes_json", "complexity_json", "out", "input_size")
     )
@@ -57,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
-    return run_main(_run, build_parser().parse_args(argv))
+    return run_main(run, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ def _one_line_warning(
     print(f"warning: {message}", file=file or sys.stderr)
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from segkit.engine.command import train_command, training_config
 
     options = vars(args)  # the other flags are train_command's keyword arguments
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warning
-        return run_main(_run, args)
+        return run_main(run, args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,5 +6,5 @@
 - :mod:`~segkit.evaluation.report`: the JSON report and the prediction writer.
 - :mod:`~segkit.evaluation.viz`: coloured masks, overlays, side-by-side pictures; the class colours and names.
 - :mod:`~segkit.evaluation.command`: what ``segkit test`` and ``segkit infer`` do with a loaded model
-  (``evaluate_model``, ``segment_images``); :mod:`segkit.export.run` loads the model a command names and calls them.
+  (``evaluate_model``, ``segment_images``); :mod:`segkit.export.source` loads the model a command names and calls them.
 """

@@ -5,7 +5,7 @@
     result = segment_images(model, cfg, list_images(Path("photos")), "out")  # <name>.png, <name>_overlay.jpg
 
 Loading what a command names (a checkpoint, an exported file, a checkpoint in a runtime) happens one layer up:
-:func:`segkit.export.run.evaluate_checkpoint` and :func:`segkit.export.run.infer_images` load the model and
+:func:`segkit.export.source.evaluate_checkpoint` and :func:`segkit.export.source.infer_images` load the model and
 call these.
 """
 

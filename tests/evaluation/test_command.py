@@ -1,5 +1,5 @@
 """What ``segkit test`` and ``segkit infer`` do, as library functions: segkit.evaluation.command (on a loaded model)
-and segkit.export.run (loading what --checkpoint/--model/--runtime name), on a tiny VOC-layout tree the tests write.
+and segkit.export.source (loading what --checkpoint/--model/--runtime name), on a tiny VOC-layout tree the tests write.
 
 The command lines themselves (flags, printed lines, exit codes) are tested in tests/cli/test_{test,infer}_command.py.
 """
@@ -33,7 +33,7 @@ from segkit.evaluation.command import (
     segment_images,
 )
 from segkit.evaluation.predict import InferenceError, normalize, predict
-from segkit.export.run import ModelSource, evaluate_checkpoint, infer_images
+from segkit.export.source import ModelSource, evaluate_checkpoint, infer_images
 from segkit.models import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")

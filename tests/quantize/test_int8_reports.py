@@ -65,7 +65,7 @@ def test_segkit_test_reports_precision_and_runtime(tiny_files, tmp_path, capsys)
 def test_segkit_test_reports_a_qat_model_as_fake_int8(tiny_files):
     """A model carrying ``precision = "fake-int8"`` (a QAT checkpoint's) is reported as such."""
     from segkit.evaluation.command import evaluate_model
-    from segkit.export.run import ModelSource, report_identity
+    from segkit.export.source import ModelSource, report_identity
 
     model, cfg = ModelSource(tiny_files["ckpt"]).load("cpu")
     model.precision = "fake-int8"
@@ -77,7 +77,7 @@ def test_segkit_test_reports_a_qat_model_as_fake_int8(tiny_files):
 def test_official_uint8_tflite_is_an_official_int8_result(shared_data):
     """The official uint8 file (no segkit metadata) is named like its converted checkpoint and reads as int8."""
     pytest.importorskip("ai_edge_litert")
-    from segkit.export.run import report_identity
+    from segkit.export.source import report_identity
     from segkit.runtimes import load_exported
 
     model = load_exported(shared_data / "tflite" / "deeplabv3_mnv2_pascal_quant.tflite")
