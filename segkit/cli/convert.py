@@ -9,7 +9,7 @@ normalisation) is read from the graph, never from the file name, and printed. A 
 checkpoint works with `segkit test`, `segkit infer` and segkit.load_model, and as initial weights
 for training; a classifier checkpoint (kind "classifier", torchvision-style ``features.*`` +
 ``classifier.1.*``) initialises a backbone via ``train.init_weights`` or loads with
-``segkit.models.classifier.load_classifier``. Needs the optional ``tflite`` package
+``segkit.checkpoint.load.load_classifier``. Needs the optional ``tflite`` package
 (``pip install 'segkit[tflite]'``).
 
 Exit status: 0 on success, 2 on a usage or input error (the message says what to fix).

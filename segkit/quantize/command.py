@@ -13,7 +13,7 @@ from typing import Any
 
 from segkit.quantize.calib import calibration_images, synthetic_images
 from segkit.quantize.check import Int8Report, verify_int8
-from segkit.quantize.ptq import QuantizeError, quantize_model, quantize_qat
+from segkit.quantize.ptq import FORMATS, QuantizeError, quantize_model, quantize_qat, require_packages
 
 
 def is_qat_checkpoint(path: str | os.PathLike) -> bool:
@@ -64,7 +64,17 @@ def quantize_checkpoint(
     """
     from segkit.checkpoint.load import load_model
 
+    if format not in FORMATS:
+        raise QuantizeError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}.")
+    if num_calib < 1:
+        raise QuantizeError(
+            f"--num-calib is the number of calibration images: at least 1, got {num_calib}; "
+            "pass --num-calib N (default 200)."
+        )
+    require_packages(format)  # before the checkpoint, the data and the calibration
     qat = is_qat_checkpoint(checkpoint)
+    if qat:
+        require_packages(format, qat=True)
     needs_images = not (qat and format == "tflite")
     if calib_data is None and needs_images:
         _require_calibration(format, qat)

@@ -30,6 +30,52 @@ class QuantizeError(SegkitError, ValueError):
     """A quantization request that cannot work; the message says what to change."""
 
 
+INSTALL = "pip install 'segkit[deploy]'"
+# import name -> pip name of the optional packages each --format runs (quantizer, converter, verifying runtime)
+PIP_NAMES = {
+    "onnx": "onnx",
+    "onnxscript": "onnxscript",
+    "onnxruntime": "onnxruntime",
+    "openvino": "openvino",
+    "nncf": "nncf",
+    "torchao": "torchao",
+    "litert_torch": "litert-torch",
+    "ai_edge_litert": "ai-edge-litert",
+}
+PACKAGES = {
+    "onnx": ("onnx", "onnxscript", "onnxruntime"),
+    "openvino": ("onnx", "onnxscript", "openvino", "nncf"),
+    "tflite": ("torchao", "litert_torch", "ai_edge_litert"),
+}
+QAT_PACKAGES = ("torchao", "litert_torch")  # loading a QAT checkpoint prepares its PT2E graph
+
+
+def require_packages(fmt: str, qat: bool = False) -> None:
+    """QuantizeError (one line, with the install line) unless every package ``--format fmt`` needs is installed.
+
+    Checked by name (``importlib.util.find_spec``), before any data is read or calibrated: the packages are
+    only imported where they run, after calibration.
+    """
+    import importlib.util
+
+    needed = list(PACKAGES.get(fmt, ()))
+    needed += [name for name in QAT_PACKAGES if qat and name not in needed]
+    missing = []
+    for name in needed:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # a parent that fails to import, or a module set to None
+            found = False
+        if not found:
+            missing.append(PIP_NAMES[name])
+    if missing:
+        what = f"--format {fmt}" + (" of a quantization-aware training checkpoint" if qat else "")
+        raise QuantizeError(
+            f"{what} needs {', '.join(repr(m) for m in missing)}, not installed: {INSTALL} "
+            f"(or pip install {' '.join(missing)})."
+        )
+
+
 def _as_input(image: Tensor, kind: str, mean: Sequence[float], std: Sequence[float], layout: str) -> Tensor:
     """A normalised [1, 3, H, W] image as the file's input: float NCHW/NHWC or RGB uint8 NHWC."""
     if kind == "uint8":
