@@ -45,7 +45,7 @@ from segkit.analysis.tradeoff import (
     tradeoff_markdown,
 )
 from segkit.config import load_config
-from segkit.utils.io import atomic_write_text
+from segkit.utils.io import OutputPathError, atomic_write_text, check_output
 
 __all__ = ["CommandOutput", "TradeoffReport", "config_complexity", "model_summary", "table7_report", "tradeoff_report"]
 
@@ -63,6 +63,19 @@ class CommandOutput:
 def _check_size(input_size: int) -> None:
     if input_size < MIN_INPUT_SIZE:
         raise AnalysisError(f"--input-size must be >= {MIN_INPUT_SIZE}, got {input_size}.")
+
+
+def _check_outputs(
+    json_path: str | os.PathLike | None, markdown_path: str | os.PathLike | None, config: Any = None
+) -> None:
+    """``--json`` and ``--markdown``, before any counting: writable files, not the config file read, not each other."""
+    inputs = {"--config": config if config is not None and Path(config).is_file() else None}
+    for path, flag in ((json_path, "--json"), (markdown_path, "--markdown")):
+        if path is not None:
+            check_output(path, inputs=inputs, flag=flag)
+    if json_path is not None and markdown_path is not None:
+        if Path(os.path.abspath(json_path)) == Path(os.path.abspath(markdown_path)):
+            raise OutputPathError(f"--json and --markdown both name {json_path}; name two files.")
 
 
 def _write(outputs: Sequence[tuple[str | os.PathLike | None, str]]) -> tuple[Path, ...]:
@@ -84,6 +97,7 @@ def table7_report(
     """Measure the eight rows of Table 7 (and segkit's configurations outside it); write the rows as JSON
     (:func:`~segkit.analysis.complexity.table7`'s keys) and the table as markdown when asked."""
     _check_size(input_size)
+    _check_outputs(json_path, markdown_path)
     rows = table7(input_size)
     markdown = table7_markdown(rows)
     sizes = ", ".join(str(s) for s in multi_scale_sizes(input_size, MF_SCALES))
@@ -110,6 +124,7 @@ def config_complexity(
     """Params and MAdds of one config's model (summed over its eval.scales and eval.flip with ``multi_scale``);
     the row written as JSON (:func:`~segkit.analysis.complexity.config_row`'s keys) and markdown when asked."""
     _check_size(input_size)
+    _check_outputs(json_path, markdown_path, config if isinstance(config, (str, os.PathLike)) else None)
     cfg = load_config(config, overrides)
     scales, flip = (cfg.eval.scales, cfg.eval.flip) if multi_scale else ([1.0], False)
     report = count_config(cfg, input_size, scales=scales, flip=flip)
@@ -228,11 +243,16 @@ def tradeoff_report(
     _existing(runtimes_json, "--runtimes-json", f"Pass a runtime latency JSON file: {RUNTIMES_FORMAT}.")
     _existing(latency, "--latency", f"Pass a latency JSON file: {LATENCY_FORMAT}.")
     _check_size(input_size)
+    latency_path = latency or (results / "inference.json" if results else None)
+    runtimes_path = runtimes_json or (results / "runtimes.json" if results else None)
+    # before anything is read or measured: the folder and its two files writable, none of them a file read
+    read = {"--latency": latency_path, "--runtimes-json": runtimes_path, "--complexity-json": complexity_json}
+    check_output(out, inputs=read, kind="folder", flag="--out")
+    for name in ("tradeoff.md", "tradeoff.png"):
+        check_output(out / name, inputs=read, flag="--out")
 
     found, notes = load_results(results) if results else ([], [])
-    latency_path = latency or (results / "inference.json" if results else None)
     latency_ms = _read(load_latency, latency_path, "--latency", f"expected {LATENCY_FORMAT}")
-    runtimes_path = runtimes_json or (results / "runtimes.json" if results else None)
     runtime_ms = _read(load_runtime_latency, runtimes_path, "--runtimes-json", f"expected {RUNTIMES_FORMAT}")
     madds = load_madds(complexity_json, input_size)
     found = [r for r in found if r.config in madds]

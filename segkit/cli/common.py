@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from segkit.errors import USER_ERROR, SegkitError
-from segkit.evaluation.predict import MAX_PIXELS, MAX_SCALE, MF_SCALES, MIN_SCALE
+from segkit.evaluation.predict import MAX_PIXELS, MAX_SCALE, MAX_SIDE, MF_SCALES, MIN_SCALE, MIN_SIDE
 from segkit.runtimes.backends import RUNTIMES
 from segkit.utils.device import resolve_device
 
@@ -21,6 +21,7 @@ __all__ = [
     "add_device_argument",
     "add_model_source_arguments",
     "add_protocol_arguments",
+    "budget_arg",
     "error_message",
     "max_pixels",
     "options",
@@ -29,6 +30,7 @@ __all__ = [
     "resolve_device",
     "run_main",
     "scales_arg",
+    "side_arg",
 ]
 
 # The project's errors: each message already says what is wrong and how to fix it.
@@ -110,6 +112,42 @@ def pixels_arg(text: str) -> int:
     return value
 
 
+def budget_arg(text: str) -> int:
+    """``--max-pixels``: 0 (no limit) or a positive number of pixels."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 (no limit) or a positive number of pixels, got '{text}'")
+    return value
+
+
+def side_arg(text: str) -> int:
+    """``--input-size`` of export and quantize: a side of MIN_SIDE..MAX_SIDE pixels (16..8192)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not MIN_SIDE <= value <= MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"expected a side of 16..{MAX_SIDE} pixels, got '{text}'")
+    return value
+
+
+class _SlideAction(argparse.Action):
+    """``--slide CROP STRIDE``: both 0 (off), or 1 <= STRIDE <= CROP (a zero or larger stride is refused)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001 - argparse's signature
+        crop, stride = values
+        if (crop == 0) != (stride == 0) or stride > crop:
+            raise argparse.ArgumentError(
+                self,
+                f"expected CROP STRIDE with 16 <= STRIDE <= CROP (windows every STRIDE pixels), or 0 0 for off; "
+                f"got {crop} {stride}",
+            )
+        setattr(namespace, self.dest, [crop, stride])
+
+
 def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--ms-flip --scales --flip --resize-longer --pad-to --slide`` (defaults: the checkpoint's ``eval``)
     and ``--fast``."""
@@ -146,9 +184,10 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
         "--slide",
         type=pixels_arg,
         nargs=2,
+        action=_SlideAction,
         metavar=("CROP", "STRIDE"),
-        help="sliding window: CROPxCROP windows every STRIDE pixels, logits of overlapping windows "
-        "averaged (bounded memory for large images; 0 0: off)",
+        help="sliding window: CROPxCROP windows every STRIDE pixels (16 <= STRIDE <= CROP), logits of "
+        "overlapping windows averaged (bounded memory for large images; 0 0: off)",
     )
     group.add_argument(
         "--antialias",
@@ -159,11 +198,12 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--max-pixels",
-        type=int,
+        type=budget_arg,
         default=MAX_PIXELS,
         metavar="N",
         help=f"pixel budget of one forward pass, batch x height x width (default {MAX_PIXELS:,}, "
-        "2048x2048; 0: no limit); a larger pass is refused with the fix",
+        "2048x2048; 0: no limit, at the risk of running out of memory); a larger pass, or a resize past it, is "
+        "refused with the fix before anything is allocated",
     )
 
 

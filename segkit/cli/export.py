@@ -22,7 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from segkit.cli.common import add_config_arguments, options, run_main
+from segkit.cli.common import add_config_arguments, options, run_main, side_arg
 from segkit.export import DEFAULT_EXPORTER, EXPORTERS, FORMATS, INPUTS, OPSET, OUTPUTS, export_checkpoint
 
 
@@ -36,10 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     size = parser.add_mutually_exclusive_group()
     size.add_argument(
         "--input-size",
-        type=int,
+        type=side_arg,
         nargs="+",
         metavar="N",
-        help="H W (or one N for NxN) of a static file; default: the config's eval.pad_to, else data.crop_size",
+        help="H W (or one N for NxN) of a static file, 16..8192 each and at most 2048x2048 pixels; default: the "
+        "config's eval.pad_to, else data.crop_size",
     )
     size.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width (ONNX only)")
     input_help = "float: normalised images (ONNX NCHW, TFLite NHWC); uint8: RGB NHWC, normalised in the graph"

@@ -7,8 +7,9 @@ and OpenVINO recalibrate its fine-tuned float weights (--calib-data needed)."""
 from __future__ import annotations
 
 import argparse
+import sys
 
-from segkit.cli.common import options, run_main
+from segkit.cli.common import options, run_main, side_arg
 from segkit.export import INPUTS, OUTPUTS
 from segkit.quantize import FORMATS, quantize_checkpoint
 
@@ -28,7 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None, help="data-set kind of --calib-data/--verify (default: the config's)")
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--out", required=True, help="output file (.onnx, .xml with .bin, .tflite)")
-    p.add_argument("--input-size", type=int, nargs=2, default=(513, 513), metavar=("H", "W"))
+    p.add_argument(
+        "--input-size",
+        type=side_arg,
+        nargs=2,
+        default=(513, 513),
+        metavar=("H", "W"),
+        help="16..8192 each, at most 2048x2048 pixels",
+    )
     p.add_argument("--input", choices=INPUTS, default="float", help="uint8: RGB NHWC in (like the official files)")
     p.add_argument("--output", choices=OUTPUTS, default="logits")
     p.add_argument("--verify", default=None, help="data-set root to verify on (val split); default: calibration images")
@@ -50,7 +58,10 @@ def run(args: argparse.Namespace) -> int:
     print(report.line())
     if report.reference == "fake-int8":
         print("(QAT checkpoint: the reference is its fake-quantized model in PyTorch, precision fake-int8)")
-    return 0 if report.passed() else 1
+    if not report.passed():
+        print(f"error: {report.failure()}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

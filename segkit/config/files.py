@@ -160,11 +160,41 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     )
 
 
+def yaml_error(path: Path | str, exc: yaml.YAMLError) -> ConfigError:
+    """One line for a YAML syntax error: ``file:line:column: not valid YAML: the problem (its context)``.
+
+    PyYAML's own message spans several lines (each mark quotes the line with a caret under the column).
+    """
+
+    def flat(text: Any) -> str:
+        return " ".join(str(text).split())
+
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is None or not problem:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        return ConfigError(f"{path}: not valid YAML: {lines[0] if lines else type(exc).__name__}.")
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}"
+    context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    detail = flat(problem)
+    if context:
+        at = f" at line {start.line + 1}, column {start.column + 1}" if start else ""
+        detail += f" ({flat(context)}{at})"
+    return ConfigError(
+        f"{where}: not valid YAML: {detail}. Fix the file there (indentation by spaces, 'key: value', "
+        "closed brackets and quotes)."
+    )
+
+
 def _load_yaml(path: Path) -> dict[str, Any]:
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc}).") from exc
+        raise yaml_error(path, exc) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a UTF-8 text file (byte {exc.start}); a config is a YAML text file saved as UTF-8."
+        ) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a config file must hold a mapping of sections.")
     return raw

@@ -52,21 +52,52 @@ class DatasetError(SegkitError, RuntimeError):
 
 
 # -- reading -------------------------------------------------------------------------------------
+_WIDE_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit greyscale (PNG, TIFF); "I": 32-bit integer pixels
+
+
+def _rgb8(img: Image.Image, path: Path) -> np.ndarray:
+    """``img`` as RGB uint8 [H, W, 3]; 16-bit greyscale is scaled to 8 bits (``round(v * 255 / 65535)``).
+
+    PIL's ``convert("RGB")`` clips 16-bit grey at 255 (a 16-bit PNG reads almost white); 48-bit RGB and 64-bit
+    RGBA are already reduced to 8 bits per channel when PIL opens them. Integer pixels outside 0..65535 and
+    floating-point images have no agreed scale and are refused.
+    """
+    mode = img.mode
+    if mode in _WIDE_GREY:
+        grey = np.asarray(img).astype(np.int64)
+        if grey.size and (grey.min() < 0 or grey.max() > 65535):
+            raise DatasetError(
+                f"Image {path} has 32-bit integer pixels ({grey.min()}..{grey.max()}), which have no 8-bit scale; "
+                "save it as an 8- or 16-bit PNG or JPEG.",
+                problem="unreadable image",
+            )
+        grey = ((grey * 255 + 32767) // 65535).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if mode == "F":
+        raise DatasetError(
+            f"Image {path} has floating-point pixels (PIL mode 'F'), which have no agreed 8-bit scale; "
+            "save it as an 8- or 16-bit PNG or JPEG.",
+            problem="unreadable image",
+        )
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as RGB uint8 [H, W, 3] (greyscale, palette, RGBA and CMYK are converted).
+    """Read an image file as RGB uint8 [H, W, 3] (greyscale, palette, RGBA and CMYK are converted; 16-bit
+    greyscale and 48-bit RGB are scaled to 8 bits; 32-bit and floating-point pixels are refused).
 
     The EXIF orientation is applied, so the array is the image as viewers show it (masks, which carry
     no orientation, are read as stored by :func:`read_mask`).
 
     Raises:
-        DatasetError: the file is missing or cannot be decoded.
+        DatasetError: the file is missing or cannot be decoded, or its pixels have no 8-bit scale.
     """
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"Image file not found: {path}.", problem="missing image")
     try:
         with Image.open(path) as img:
-            return np.asarray(ImageOps.exif_transpose(img).convert("RGB"), dtype=np.uint8)
+            return _rgb8(ImageOps.exif_transpose(img), path)
     except _READ_ERRORS as exc:
         raise DatasetError(
             f"Cannot read image {path}: {exc}. The file is corrupt or not an image; "

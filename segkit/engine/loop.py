@@ -43,6 +43,7 @@ from segkit.engine.setup import (
 from segkit.engine.signals import StopFlag
 from segkit.engine.state import (
     Training,
+    check_resume_config,
     format_miou,
     last_good_checkpoint,
     restore_state,
@@ -317,6 +318,8 @@ def train(
     lock = None
     try:
         cfg = absolute_data_root(cfg, log)
+        if resume_path is not None:  # train.qat switched: one line before the (QAT) model is built
+            check_resume_config(cfg, resume_path)
         seed_everything(cfg.train.seed + dist_info.rank, cfg.train.deterministic)
         tr = build_training(cfg, work_dir, device, dist_info, log, load_init_weights=not resume)
         error = None

@@ -8,6 +8,7 @@ uninterrupted run exactly.
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,7 @@ class Training:
 
     def load_state_dict(self, state: dict[str, Any], log: Any = print) -> None:
         """Continue from ``state`` (a checkpoint): weights, optimiser, schedule, scaler, iteration, RNG."""
+        check_qat_matches(self.cfg, state)
         fit_observers(self.net, state["model"])  # QAT: per-channel observer buffers take the saved shapes
         load_weights(self.net, state, self.cfg)
         self.optimizer.load_state_dict(state["optimizer"])
@@ -123,6 +125,43 @@ def save_state(tr: Training, path: Path) -> None:
         palette=np.asarray(palette).tolist() if palette is not None else None,
         **state,
     )
+
+
+def _yaml_bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def check_qat_matches(cfg: Config, ckpt: dict[str, Any], path: str | os.PathLike | None = None) -> None:
+    """CheckpointError naming ``train.qat`` when the checkpoint's run and ``cfg`` differ in it.
+
+    A float model and its fake-quant one differ in every observer (1,120 tensors for MobileNetV2), which
+    is what a strict load would list. The checkpoint's config says which it is; without one, its observers.
+    """
+    saved = None
+    config = ckpt.get("config")
+    if isinstance(config, dict) and isinstance(config.get("train"), dict) and "qat" in config["train"]:
+        saved = bool(config["train"]["qat"])
+    elif isinstance(ckpt.get("model"), dict):
+        saved = any(str(k).startswith("activation_post_process_") for k in ckpt["model"])
+    if saved is None or saved == bool(cfg.train.qat):
+        return
+    theirs, ours = _yaml_bool(saved), _yaml_bool(cfg.train.qat)
+    what = f"{path}: the checkpoint" if path is not None else "The checkpoint"
+    raise CheckpointError(
+        f"{what} was trained with train.qat={theirs}, the config has train.qat={ours}; resume with --set "
+        f"train.qat={theirs}, or start a new run (another --work-dir) from its weights with train.init_weights."
+    )
+
+
+def check_resume_config(cfg: Config, path: str | os.PathLike) -> None:
+    """:func:`check_qat_matches` on the checkpoint a run resumes from, before the run is built or its work dir
+    written (memory-mapped: its tensors are not read). An unreadable file is left to :func:`restore_state`."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - missing, old format or not a checkpoint: restore_state says which
+        return
+    if isinstance(ckpt, dict):
+        check_qat_matches(cfg, ckpt, path)
 
 
 def restore_state(tr: Training, path: Path, log: Any = print) -> None:

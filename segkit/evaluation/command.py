@@ -38,13 +38,14 @@ from segkit.evaluation.predict import MAX_PIXELS, normalize, predict, resize_lab
 from segkit.evaluation.report import PredictionWriter, format_report_json, metrics_to_json, model_identity
 from segkit.evaluation.viz import class_palette, legend_names, save_label_png, save_overlay
 from segkit.utils.device import resolve_device
-from segkit.utils.io import atomic_write_text
+from segkit.utils.io import OutputPathError, atomic_write_text, check_output
 
 __all__ = [
     "COCO_DEFAULT_SPLIT",
     "IMAGE_SUFFIXES",
     "EvalResult",
     "InferResult",
+    "check_eval_outputs",
     "default_split",
     "evaluate_model",
     "list_images",
@@ -98,6 +99,34 @@ class EvalResult:
     bad_samples_report: str = ""
 
 
+def check_eval_outputs(
+    json_path: str | os.PathLike | None,
+    save_pred: str | os.PathLike | None,
+    inputs: Mapping[str, Any] | None = None,
+) -> None:
+    """``segkit test``'s outputs, before the evaluation: ``--json`` a writable file and ``--save-pred`` a writable
+    folder, neither of them one of ``inputs`` (:func:`segkit.utils.io.check_output`) nor the other one.
+
+    Raises:
+        OutputPathError: with the fix.
+    """
+    if json_path is not None:
+        check_output(json_path, inputs=inputs, flag="--json")
+    if save_pred is not None:
+        check_output(save_pred, inputs=inputs, kind="folder", flag="--save-pred")
+        if json_path is not None and Path(os.path.abspath(json_path)) == Path(os.path.abspath(save_pred)):
+            raise OutputPathError(f"--json {json_path} is also --save-pred's folder; name a file outside it.")
+
+
+def _dataset_inputs(dataset: Any) -> dict[str, Any]:
+    """The folders a data set reads its samples from (images, masks, a mask cache), by what they are."""
+    masks = [getattr(dataset, attr, None) for attr in ("mask_dir", "cache_dir")]
+    return {
+        "data set's image folder": getattr(dataset, "image_dir", None),
+        "data set's mask folder": [m for m in masks if m is not None],
+    }
+
+
 def evaluate_model(
     model: Any,
     cfg: Config,
@@ -145,6 +174,7 @@ def evaluate_model(
         pin_memory=device.type == "cuda",
         collate_fn=collate_drop_bad,
     )
+    check_eval_outputs(json_path, save_pred, _dataset_inputs(dataset))  # never into the data set, before the work
     names = list(dataset.class_names)
     ident = dict(identity) if identity is not None else model_identity(model, cfg)
     kind = ", ".join(str(ident[k]) for k in ("precision", "runtime", "quantization") if ident[k])

@@ -16,7 +16,8 @@ Shared by validation during training, ``segkit test``, ``segkit infer`` and the 
 
 Every forward pass is checked against a pixel budget (``max_pixels``, default :data:`MAX_PIXELS`), and
 scales must lie in [:data:`MIN_SCALE`, :data:`MAX_SCALE`]: an over-large request is refused with an
-:class:`InferenceError` naming the fix instead of exhausting memory. Label maps, not logits, are brought
+:class:`InferenceError` naming the fix instead of exhausting memory. :func:`check_budget` computes the extents
+by arithmetic before anything is resized, padded or run (an image may be shrunk, but not enlarged past the budget). Label maps, not logits, are brought
 to the target size (nearest neighbour).
 
 Everything runs under ``torch.inference_mode()``; put the model in eval mode first.
@@ -37,9 +38,12 @@ from segkit.errors import SegkitError
 __all__ = [
     "MAX_PIXELS",
     "MAX_SCALE",
+    "MAX_SIDE",
     "MF_SCALES",
     "MIN_SCALE",
     "InferenceError",
+    "check_budget",
+    "check_input_size",
     "denormalize",
     "normalize",
     "predict",
@@ -54,6 +58,7 @@ MIN_SCALE, MAX_SCALE = 0.125, 4.0  # the range of accepted input scales
 # Pixels (N x H x W) of one forward pass: 2048 x 2048 admits a Cityscapes image whole and VOC's MF at OS8
 # (500 x 500 at scale 1.75, about 875 x 875); larger inputs need slide, resize_longer or a larger budget.
 MAX_PIXELS = 2048 * 2048
+MIN_SIDE, MAX_SIDE = 16, 8192  # the sides of a static input (export/quantize --input-size)
 
 
 class InferenceError(SegkitError, ValueError):
@@ -77,6 +82,29 @@ def _check_image(image: Tensor) -> None:
 def _check_size(name: str, value: int | None) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise ValueError(f"{name} must be None or a positive integer number of pixels, got {value!r}.")
+
+
+def check_input_size(
+    size: int | Sequence[int], flag: str = "--input-size", error: type[SegkitError] = InferenceError
+) -> tuple[int, int]:
+    """``(H, W)`` of a static input given as one N (N x N) or H W: each side in [MIN_SIDE, MAX_SIDE] and H x W
+    within :data:`MAX_PIXELS`, checked before a tensor of that size exists.
+
+    Raises:
+        error: another number of values, a side out of range or too many pixels, with the fix (the caller's
+            error class: export's ExportError, quantize's QuantizeError).
+    """
+    sizes = [size] if isinstance(size, int) else list(size)
+    shown = " ".join(map(str, sizes))
+    if len(sizes) not in (1, 2) or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in sizes):
+        raise error(f"{flag} takes H W or one N, got {shown or 'nothing'}; e.g. {flag} 513 513 (whole pixels).")
+    h, w = int(sizes[0]), int(sizes[-1])
+    if not (MIN_SIDE <= h <= MAX_SIDE and MIN_SIDE <= w <= MAX_SIDE) or h * w > MAX_PIXELS:
+        raise error(
+            f"{flag} {shown} is out of range: each side must be {MIN_SIDE}..{MAX_SIDE} pixels and H x W at most "
+            f"{MAX_PIXELS:,} (2048x2048), e.g. {flag} 513 513; larger images are resized to the file's size when it runs."
+        )
+    return h, w
 
 
 def resized_extent(size: tuple[int, int], resize_longer: int | None) -> tuple[int, int]:
@@ -131,15 +159,79 @@ def _resize(x: Tensor, size: tuple[int, int], align_corners: bool, antialias: bo
     return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
 
 
-def _check_budget(x: Tensor, max_pixels: int | None) -> None:
-    pixels = x.shape[0] * x.shape[-2] * x.shape[-1]
+def _check_max_pixels(max_pixels: int | None) -> None:
+    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1):
+        raise InferenceError(
+            f"max_pixels must be None (no limit) or a positive number of pixels, got {max_pixels!r}; "
+            f"the default is {MAX_PIXELS:,} (--max-pixels 0 on the command line: no limit)."
+        )
+
+
+def _refuse_pass(n: int, h: int, w: int, max_pixels: int | None) -> None:
+    pixels = n * h * w
     if max_pixels is not None and pixels > max_pixels:
         raise InferenceError(
-            f"a forward pass of {x.shape[0]} x {x.shape[-2]}x{x.shape[-1]} = {pixels:,} pixels exceeds the budget of "
+            f"a forward pass of {n} x {h}x{w} = {pixels:,} pixels exceeds the budget of "
             f"{max_pixels:,} (max_pixels / --max-pixels); use a sliding window (--slide 513 341, or smaller windows "
             "with a smaller --pad-to), --resize-longer N or smaller --scales, or raise --max-pixels if the memory "
             "is there."
         )
+
+
+def _check_budget(x: Tensor, max_pixels: int | None) -> None:
+    _refuse_pass(x.shape[0], x.shape[-2], x.shape[-1], max_pixels)
+
+
+def _scaled(base: tuple[int, int], s: float) -> tuple[int, int]:
+    """The extent of scale ``s`` of ``base`` (as :func:`predict` resizes it)."""
+    return base if s == 1.0 else (max(1, int(base[0] * s + 0.5)), max(1, int(base[1] * s + 0.5)))
+
+
+def check_budget(
+    batch: int,
+    size: tuple[int, int] | Sequence[int],
+    *,
+    scales: Sequence[float] = (1.0,),
+    resize_longer: int | None = None,
+    pad_to: int | None = None,
+    slide: tuple[int, int] | Sequence[int] | None = None,
+    max_pixels: int | None = MAX_PIXELS,
+) -> None:
+    """Refuse, by arithmetic and before anything is allocated, a protocol over the pixel budget.
+
+    Every forward pass (N x H x W after the resize, the scale and the padding; each window's with ``slide``) must fit
+    in ``max_pixels``, and every image the protocol resizes and holds whole (the ``resize_longer`` extent, each
+    scale's) in ``max(max_pixels, the input's own N x H x W)``: a protocol may shrink a large image, not enlarge one
+    past the budget. ``max_pixels`` None: no limit.
+
+    Raises:
+        InferenceError: what is over the budget, and the fix.
+    """
+    _check_max_pixels(max_pixels)
+    _check_size("resize_longer", resize_longer)
+    _check_size("pad_to", pad_to)
+    if max_pixels is None:
+        return
+    h, w = (int(v) for v in size)
+    held = max(max_pixels, batch * h * w)
+
+    def check_held(extent: tuple[int, int]) -> None:
+        if batch * extent[0] * extent[1] > held:
+            raise InferenceError(
+                f"the protocol resizes {batch} x {h}x{w} to {batch} x {extent[0]}x{extent[1]} = "
+                f"{batch * extent[0] * extent[1]:,} pixels, over the budget of {max_pixels:,} (max_pixels / "
+                "--max-pixels) and larger than the input; use a smaller --resize-longer or --scales, or raise "
+                "--max-pixels if the memory is there."
+            )
+
+    base = resized_extent((h, w), resize_longer)
+    check_held(base)  # the resize_longer extent: the logits (and label map) of every view are held at it
+    side = pad_to or 0
+    for s in scales:
+        ext = _scaled(base, float(s))
+        window = ext if slide is None else (min(int(slide[0]), ext[0]), min(int(slide[0]), ext[1]))
+        _refuse_pass(batch, max(window[0], side), max(window[1], side), max_pixels)  # each window's, with slide
+        check_held(ext)  # with slide, the scaled image is held whole while its windows run
 
 
 def _forward(model: nn.Module, x: Tensor, max_pixels: int | None = MAX_PIXELS) -> Tensor:
@@ -217,7 +309,16 @@ def predict_logits(
         InferenceError: a forward pass larger than ``max_pixels``, or a bad ``slide``.
     """
     _check_image(image)
-    _check_size("pad_to", pad_to)
+    if slide is not None:
+        slide_windows((1, 1), *(int(v) for v in slide))  # a bad (crop, stride) is refused before any work
+    check_budget(
+        image.shape[0],
+        image.shape[-2:],
+        resize_longer=resize_longer,
+        pad_to=pad_to,
+        slide=slide,
+        max_pixels=max_pixels,
+    )
     align_corners = _align_corners(model)
     with torch.inference_mode():
         h, w = resized_extent((image.shape[-2], image.shape[-1]), resize_longer)
@@ -332,6 +433,17 @@ def predict(
     target = (int(image.shape[-2]), int(image.shape[-1])) if target_size is None else tuple(int(s) for s in target_size)
     if len(target) != 2 or min(target) < 1:
         raise ValueError(f"target_size must be (H, W) with positive sizes, got {target_size!r}.")
+    if slide is not None:
+        slide_windows((1, 1), *(int(v) for v in slide))  # a bad (crop, stride) is refused before any work
+    check_budget(
+        image.shape[0],
+        image.shape[-2:],
+        scales=scales,
+        resize_longer=resize_longer,
+        pad_to=pad_to,
+        slide=slide,
+        max_pixels=max_pixels,
+    )
     align_corners = _align_corners(model)
     with torch.inference_mode():
         base = resized_extent((image.shape[-2], image.shape[-1]), resize_longer)
@@ -344,8 +456,7 @@ def predict(
             return resize_label(label, target)
         acc: Tensor | None = None  # logits for one view, else the sum of softmax over the views
         for s, flipped in views:
-            size = base if s == 1.0 else (max(1, int(base[0] * s + 0.5)), max(1, int(base[1] * s + 0.5)))
-            x = _resize(image, size, align_corners, antialias)
+            x = _resize(image, _scaled(base, s), align_corners, antialias)
             if flipped:
                 x = x.flip(-1)
             logits = predict_logits(

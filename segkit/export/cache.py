@@ -66,9 +66,11 @@ def cached_export(
     out = cache_dir() / f"{ckpt.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.{fmt}"
     if out.is_file():
         return out
+    from segkit.export.command import refuse_qat_checkpoint
     from segkit.export.onnx import export_onnx
     from segkit.export.tflite import export_tflite
 
+    refuse_qat_checkpoint(ckpt, config, model_overrides, runtime=runtime)  # before its fake-quant graph is built
     model = load_model(ckpt, config=config, overrides=model_overrides, device="cpu")
     if fmt == "onnx":
         export_onnx(model, out, input_size=(65, 65), dynamic=True)

@@ -18,10 +18,12 @@ from typing import Any
 
 from torch import nn
 
+from segkit.evaluation.predict import check_input_size
 from segkit.export.errors import ExportError
-from segkit.export.onnx import DEFAULT_EXPORTER, OPSET, export_onnx
+from segkit.export.onnx import DEFAULT_EXPORTER, OPSET, check_opset, export_onnx
 from segkit.export.tflite import DYNAMIC_REFUSED, export_tflite
 from segkit.export.verify import AGREE_MIN, REL_MAX, VerifyReport, verification_images, verify
+from segkit.utils.io import check_output, staged_output
 
 __all__ = ["EXTENSIONS", "FORMATS", "ExportReport", "export_checkpoint", "export_format", "export_model"]
 
@@ -34,6 +36,9 @@ def export_format(path: str | os.PathLike, format: str | None = None) -> str:  #
     if format is not None:
         if format not in FORMATS:
             raise ExportError(f"unknown export format {format!r}; use one of {', '.join(FORMATS)}.")
+        ext = next(e for e, f in EXTENSIONS.items() if f == format)
+        if Path(path).suffix.lower() != ext:  # the runtimes open a file by its extension: it must say the format
+            raise ExportError(f"--format {format} writes a {ext} file, got --out {path}; name the output *{ext}.")
         return format
     fmt = EXTENSIONS.get(Path(path).suffix.lower())
     if fmt is None:
@@ -62,6 +67,7 @@ class ExportReport:
     metadata: dict[str, Any]
     opset: int | None = None  # ONNX only
     verification: VerifyReport | None = None  # None: verification skipped
+    written: bool = True  # False: the verification failed and nothing was written to ``path``
 
     def line(self) -> str:
         """``Wrote model.onnx (onnx, 513x513, input float nchw, output logits, opset 18)``."""
@@ -81,7 +87,8 @@ class ExportReport:
         """What a failed verification means, on one line."""
         return (
             f"verification failed: needs pixel agreement >= {100 * AGREE_MIN:.1f}% and relative logit difference "
-            f"<= {REL_MAX:g}; the file does not compute what the PyTorch model does."
+            f"<= {REL_MAX:g}; the file does not compute what the PyTorch model does, so it was not written to "
+            f"{self.path} (a file there before is unchanged; --no-verify writes it unchecked)."
         )
 
 
@@ -90,10 +97,47 @@ def _input_size(input_size: int | Sequence[int] | None, cfg: Any) -> tuple[int, 
     if input_size is None:
         side = cfg.eval.pad_to or cfg.data.crop_size
         return (side, side)
-    sizes = [input_size] if isinstance(input_size, int) else list(input_size)
-    if len(sizes) not in (1, 2):
-        raise ExportError(f"--input-size takes H W or one N, got {' '.join(map(str, sizes))}.")
-    return (sizes[0], sizes[-1])
+    return check_input_size(input_size, error=ExportError)  # one N or H W, each 16..8192, within the pixel budget
+
+
+def refuse_qat_checkpoint(
+    checkpoint: str | os.PathLike,
+    config: Any = None,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+    *,
+    runtime: str | None = None,
+) -> None:
+    """ExportError when ``checkpoint`` (or a bare state dict's ``config`` with ``overrides``) is a
+    quantization-aware training one. Read before the model is built: its fake-quant graph does not export to a
+    float file (torch.export fails deep in FX after ~45 s); ``segkit quantize`` converts it with its trained ranges.
+    ``runtime``: the checkpoint is exported to run under ``--runtime`` (test, infer), which the message names.
+    """
+    if config is None:  # what segkit.quantize.is_qat_checkpoint reads (quantize sits above export)
+        from segkit.checkpoint.format import checkpoint_config, load_checkpoint
+
+        ckpt = load_checkpoint(checkpoint)
+        qat = ckpt.get("kind", "segmentor") == "segmentor" and bool(checkpoint_config(ckpt).train.qat)
+    else:
+        from segkit.config import Config, apply_overrides, config_from_dict, load_config
+
+        items = dict(overrides) if isinstance(overrides, Mapping) else list(overrides)
+        if isinstance(config, Config):
+            cfg = config_from_dict(apply_overrides(config.to_dict(), items)) if items else config
+        else:
+            cfg = load_config(config, items or None)
+        qat = cfg.train.qat
+    if qat and runtime is not None:
+        raise ExportError(
+            f"{checkpoint} is a quantization-aware training checkpoint (train.qat: true), which --runtime {runtime} "
+            "cannot run (it exports the checkpoint to a float file); drop --runtime to run its fake-quantized model in "
+            "PyTorch, or use `segkit quantize` for a QAT checkpoint and pass its int8 file as --model."
+        )
+    if qat:
+        raise ExportError(
+            f"{checkpoint} is a quantization-aware training checkpoint (train.qat: true), which segkit export "
+            "cannot write as a float file; use `segkit quantize` for a QAT checkpoint: segkit quantize --checkpoint "
+            f"{checkpoint} --format tflite --out model_int8.tflite (its trained int8 ranges)."
+        )
 
 
 def export_checkpoint(
@@ -126,13 +170,20 @@ def export_checkpoint(
         opset, exporter: ONNX only.
         verify_root: data-set root of the verification images; default: the config's data.root when it is on
             disk, else segkit's synthetic images.
-        verify_images: how many images are verified.
+        verify_images: how many images are verified (at least 1).
         skip_verify: write the file only.
         config, overrides: the config of a bare state dict, and ``["section.key=value", ...]`` overrides.
-        log: called with :meth:`ExportReport.line` once the file is written (before the verification runs).
+        log: called with :meth:`ExportReport.line` once the file is at ``out`` (after its verification passed).
+
+    The file is written and verified beside ``out`` (:func:`segkit.utils.io.staged_output`) and renamed onto ``out``
+    only when the verification passed (or was skipped): a failed (``report.written`` False) or interrupted
+    verification leaves ``out`` as it was. ``out`` is checked first: never one of the inputs, and writable.
 
     Raises:
-        ExportError: a format that cannot be told or made (LiteRT with ``dynamic``), or a layer that cannot export.
+        ExportError: a format that cannot be told or made (LiteRT with ``dynamic``), an opset the exporter does not
+            write, a combination that cannot be right, a classifier checkpoint, verification options that verify
+            nothing, or a layer that cannot export.
+        OutputPathError: ``out`` is an input or cannot be written.
     """
     from segkit.checkpoint.load import load_model
 
@@ -140,19 +191,71 @@ def export_checkpoint(
     fmt = export_format(out, format)
     if fmt == "tflite" and dynamic:
         raise ExportError(DYNAMIC_REFUSED)
+    if fmt == "onnx":
+        check_opset(opset, exporter)
+    _check_verify_options(verify_root, verify_images, skip_verify)
+    check_output(out, inputs=_export_inputs(checkpoint, config, verify_root), flag="--out")
+    refuse_qat_checkpoint(checkpoint, config, overrides)  # before its fake-quant graph is prepared (~10 s)
     model = load_model(checkpoint, config=config, overrides=overrides, device="cpu")
+    _refuse_classifier(model, checkpoint)
     cfg = model.segkit_config
     size = _input_size(input_size, cfg)
+    images, source = [], ""
+    if not skip_verify:
+        root = verify_root if verify_root is not None else cfg.data.root
+        images, source = verification_images(
+            root if Path(root).exists() else None, limit=verify_images, split=cfg.data.val_split
+        )
+        if verify_root is not None and source != str(Path(verify_root)):  # fell back to synthetic images
+            raise ExportError(
+                f"--verify {verify_root} holds no images (looked for a VOC split, then for image files under it); "
+                "pass a data-set root with images, or leave --verify out to use the config's data or synthetic images."
+            )
     onnx_only = {"opset": opset, "exporter": exporter} if fmt == "onnx" else {}
-    meta = export_model(model, out, fmt, input_size=size, dynamic=dynamic, input=input, output=output, **onnx_only)
-    report = ExportReport(out, fmt, size, dynamic, meta, opset if fmt == "onnx" else None)
-    if log is not None:
+    with staged_output(out) as staged:
+        meta = export_model(
+            model, staged.path, fmt, input_size=size, dynamic=dynamic, input=input, output=output, **onnx_only
+        )
+        report = ExportReport(out, fmt, size, dynamic, meta, opset if fmt == "onnx" else None)
+        if not skip_verify:  # verified where it was written: only a file that passed appears at ``out``
+            report.verification = verify(model, staged.path, images, source=source)
+            staged.keep = report.written = report.passed()
+    if log is not None and report.written:
         log(report.line())
-    if skip_verify:
-        return report
-    root = verify_root if verify_root is not None else cfg.data.root
-    images, source = verification_images(
-        root if Path(root).exists() else None, limit=verify_images, split=cfg.data.val_split
-    )
-    report.verification = verify(model, out, images, source=source)
     return report
+
+
+def _export_inputs(
+    checkpoint: str | os.PathLike, config: str | os.PathLike | None, verify_root: str | os.PathLike | None
+) -> dict[str, Any]:
+    """What ``segkit export`` reads, by flag: :func:`~segkit.utils.io.check_output`'s ``inputs``."""
+    config_file = config if config is not None and Path(config).is_file() else None
+    return {"--checkpoint": checkpoint, "--config": config_file, "--verify": verify_root}
+
+
+def _check_verify_options(verify_root: str | os.PathLike | None, verify_images: int, skip_verify: bool) -> None:
+    """ExportError for verification options that would verify nothing, or verify something else than asked."""
+    if skip_verify:
+        return
+    if isinstance(verify_images, bool) or not isinstance(verify_images, int) or verify_images < 1:
+        raise ExportError(
+            f"--verify-images {verify_images} verifies nothing; pass --verify-images N with N >= 1 "
+            "(default 8), or --no-verify to write the file unchecked."
+        )
+    if verify_root is not None and not Path(verify_root).is_dir():
+        raise ExportError(
+            f"--verify {verify_root} is not a folder; pass the data-set root of the verification images, or leave "
+            "--verify out to use the config's data (or segkit's synthetic images)."
+        )
+
+
+def _refuse_classifier(model: nn.Module, checkpoint: str | os.PathLike) -> None:
+    """ExportError for a converted ImageNet classifier: segkit export writes segmentation models only."""
+    from segkit.models.classifier import MobileNetV2Classifier
+
+    if isinstance(model, MobileNetV2Classifier):
+        raise ExportError(
+            f"{checkpoint} holds a 'classifier' checkpoint (an ImageNet model), not a segmentation model: segkit "
+            "export writes segmentors only; export a segmentor checkpoint (segkit convert of a DeepLab .tflite, or "
+            "segkit train), or use the classifier as train.init_weights."
+        )

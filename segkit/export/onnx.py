@@ -19,6 +19,33 @@ from segkit.runtimes.metadata import add_onnx_metadata
 OPSET = 18  # the dynamo exporter's native opset; ONNX Runtime >= 1.14, OpenVINO >= 2023.0
 EXPORTERS = ("torchscript", "dynamo")
 DEFAULT_EXPORTER = "dynamo"  # half the nodes (BN folded, no shape arithmetic)
+MAX_OPSET = 23  # the newest opset torch.onnx writes (torch.onnx._constants.ONNX_MAX_OPSET)
+# exporter -> the opsets it writes: the dynamo exporter has no implementations below 18 (asked for less it silently
+# writes 18), the TorchScript tracer none below 7
+OPSETS = {"dynamo": (OPSET, MAX_OPSET), "torchscript": (7, MAX_OPSET)}
+
+
+def check_opset(opset: int, exporter: str = DEFAULT_EXPORTER) -> int:
+    """``opset`` when ``exporter`` writes it, else ExportError saying which opsets it writes."""
+    if exporter not in EXPORTERS:
+        raise ExportError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}.")
+    low, high = OPSETS[exporter]
+    if not isinstance(opset, int) or isinstance(opset, bool) or not low <= opset <= high:
+        other = f" (--exporter torchscript writes 7..{high}; opsets below 11 lack some of segkit's resizes)"
+        raise ExportError(
+            f"--opset {opset} cannot be written by the {exporter} exporter, which writes opsets {low}..{high}; "
+            f"pass --opset {low}..{high}{other if exporter == 'dynamo' else ''}."
+        )
+    return opset
+
+
+def has_tf_same_padding(model: nn.Module) -> bool:
+    """True when ``model`` pads like TF's 'SAME' (``model.tf_same_padding``, e.g. a converted official model): its
+    padding depends on the input size, which the TorchScript tracer bakes in at the traced size."""
+    cfg = getattr(model, "segkit_config", None)
+    if cfg is not None and getattr(cfg.model, "tf_same_padding", False):
+        return True
+    return any(type(m).__name__ == "Conv2dSame" for m in model.modules())
 
 
 def _import_onnx() -> Any:
@@ -137,8 +164,13 @@ def export_onnx(
         module: an already wrapped module to export instead of ``ExportWrapper(model, ...)``.
     """
     onnx = _import_onnx()
-    if exporter not in EXPORTERS:
-        raise ExportError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}.")
+    check_opset(opset, exporter)
+    if exporter == "torchscript" and dynamic and has_tf_same_padding(module if module is not None else model):
+        raise ExportError(
+            "--exporter torchscript with --dynamic cannot export a model with TF 'SAME' padding (model.tf_same_padding, "
+            "e.g. a converted official model): the tracer bakes in the padding of the traced size, so the file is "
+            "wrong at every other size; use the default --exporter dynamo, or a static --input-size."
+        )
     h, w = check_size(input_size, dynamic)
     wrapper, example, meta = prepare_export(
         model,
@@ -168,6 +200,12 @@ def export_onnx(
         except Exception as exc:  # noqa: BLE001 - converter errors become one line naming the layer
             raise export_failure("ONNX", exc, wrapper, example, probe) from exc
         proto = onnx.load(str(tmp))
+        written = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None)
+        if written != opset:  # an exporter that quietly wrote another opset than asked
+            raise ExportError(
+                f"the {exporter} exporter wrote opset {written} although --opset {opset} was asked; "
+                f"pass --opset {written} (or another exporter)."
+            )
         add_onnx_metadata(proto, meta)
         onnx.save(proto, str(tmp))
     return meta

@@ -23,10 +23,18 @@ import torch
 
 from segkit.checkpoint.load import load_eval_model
 from segkit.config import Config
-from segkit.evaluation.command import EvalResult, InferResult, evaluate_model, list_images, segment_images
+from segkit.evaluation.command import (
+    EvalResult,
+    InferResult,
+    check_eval_outputs,
+    evaluate_model,
+    list_images,
+    segment_images,
+)
 from segkit.evaluation.report import REPORT_MODEL_FIELDS, model_identity
 from segkit.export.cache import load_for_tools
 from segkit.utils.device import resolve_device
+from segkit.utils.io import check_output
 
 __all__ = ["ModelSource", "evaluate_checkpoint", "infer_images", "report_identity"]
 
@@ -49,6 +57,17 @@ class ModelSource:
     def name(self) -> str:
         """The file the model comes from."""
         return str(self.model if self.model is not None else self.checkpoint)
+
+    def inputs(self) -> dict[str, Any]:
+        """The files the model is read from, by flag (:func:`segkit.utils.io.check_output`'s ``inputs``): the
+        checkpoint, the exported file (an OpenVINO .xml with its .bin) and a config file."""
+        model = None
+        if self.model is not None:
+            model = [self.model]
+            if Path(self.model).suffix.lower() == ".xml":
+                model.append(Path(self.model).with_suffix(".bin"))
+        config = self.config if self.config is not None and Path(self.config).is_file() else None
+        return {"--checkpoint": self.checkpoint, "--model": model, "--config": config}
 
     def load(self, device: str | torch.device | None = None) -> tuple[Any, Config]:
         """``(model, cfg)``: the model (any callable returning ``{"out": logits}``) and its effective config."""
@@ -93,6 +112,7 @@ def evaluate_checkpoint(
     with :func:`segkit.evaluation.command.evaluate_model`; ``options`` are its ``split``, ``json_path``, ``save_pred``,
     ``progress``, ``max_pixels`` and ``log``. The report records :func:`report_identity`."""
     source = _source(source)
+    check_eval_outputs(options.get("json_path"), options.get("save_pred"), source.inputs())  # before the model
     device = resolve_device(device)
     model, cfg = source.load(device)
     return evaluate_model(model, cfg, device=device, identity=report_identity(model, cfg), name=source.name, **options)
@@ -112,9 +132,14 @@ def infer_images(
 
     Raises:
         DatasetError: ``input`` does not exist or holds no images (checked before the model is loaded).
+        OutputPathError: ``output`` is an input, the folder of an input image, a file, or cannot be written (checked
+            before the model is loaded).
     """
     source = _source(source)
     device = resolve_device(device)
     paths = list_images(input)
+    # the output folder is neither an input nor the folder of the images (a re-run would read the label maps)
+    inputs = {**source.inputs(), "--input": paths}
+    check_output(output, inputs=inputs, kind="folder", flag="--output", beside_inputs=False)
     model, cfg = source.load(device)
     return segment_images(model, cfg, paths, output, device=device, **options)

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+AGREE_MIN = 0.99  # pixel agreement an int8 file needs with its reference model to be written
+
 
 def file_size(path: str | os.PathLike) -> int:
     """Bytes on disk (an OpenVINO .xml counts with its .bin)."""
@@ -42,9 +44,19 @@ class Int8Report:
     miou_int8: float | None = None
     per_image: list[float] = field(default_factory=list)
     reference: str = "fp32"  # what the file was compared with: the float model, or a QAT checkpoint's fake-int8 one
+    written: bool = True  # False: the verification failed and the file was not written to ``path``
 
-    def passed(self, agree_min: float = 0.99) -> bool:
+    def passed(self, agree_min: float = AGREE_MIN) -> bool:
         return self.agreement >= agree_min
+
+    def failure(self) -> str:
+        """What a failed verification means, on one line."""
+        return (
+            f"verification failed: the int8 file agrees with the {self.reference} model on "
+            f"{100 * self.agreement:.2f}% of the pixels, below {100 * AGREE_MIN:g}%; it was not written to "
+            f"{self.path} (a file there before is unchanged). Calibrate on more or more representative images "
+            "(--calib-data, --num-calib)."
+        )
 
     def line(self) -> str:
         text = (

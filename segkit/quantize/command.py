@@ -11,9 +11,11 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from segkit.evaluation.predict import check_input_size
 from segkit.quantize.calib import calibration_images, synthetic_images
 from segkit.quantize.check import Int8Report, verify_int8
-from segkit.quantize.ptq import FORMATS, QuantizeError, quantize_model, quantize_qat, require_packages
+from segkit.quantize.ptq import EXTENSIONS, FORMATS, QuantizeError, quantize_model, quantize_qat, require_packages
+from segkit.utils.io import check_output, staged_output
 
 
 def is_qat_checkpoint(path: str | os.PathLike) -> bool:
@@ -57,6 +59,10 @@ def quantize_checkpoint(
 ) -> Int8Report:
     """Write ``out`` from ``checkpoint`` (PTQ, or a QAT checkpoint's conversion) and verify it.
 
+    ``out`` is checked before any work (never one of the inputs, writable); the file is written and verified beside
+    it and renamed onto it only when the verification passed: a failed verification (``report.written`` False) or an
+    interrupted one leaves ``out`` as it was.
+
     The reference of the verification is the checkpoint's model: the float model, or for a QAT
     checkpoint its fake-quantized model. Verification images: ``verify`` (its ``verify_split``, with
     masks), else the calibration images, else (a QAT checkpoint to tflite) the checkpoint's own
@@ -66,11 +72,13 @@ def quantize_checkpoint(
 
     if format not in FORMATS:
         raise QuantizeError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}.")
+    input_size = check_input_size(tuple(input_size), error=QuantizeError)  # before anything of that size exists
     if num_calib < 1:
         raise QuantizeError(
             f"--num-calib is the number of calibration images: at least 1, got {num_calib}; "
             "pass --num-calib N (default 200)."
         )
+    _check_out(checkpoint, out, format, calib_data, verify, num_verify)
     require_packages(format)  # before the checkpoint, the data and the calibration
     qat = is_qat_checkpoint(checkpoint)
     if qat:
@@ -86,8 +94,7 @@ def quantize_checkpoint(
             model, calib_data, split=calib_split, num=num_calib, input_size=size, dataset=dataset, progress=progress
         )
     options = dict(format=format, input_size=size, input=input, output=output, progress=progress)
-    (quantize_qat if qat else quantize_model)(model, out, images, **options)
-    if verify:
+    if verify:  # the verification images before the quantization: a bad --verify is found first
         check = calibration_images(
             model,
             verify,
@@ -102,9 +109,41 @@ def quantize_checkpoint(
         check = images[:num_verify]
     else:
         check = _own_val_images(model, num_verify, size, progress, log)
-    report = verify_int8(model, out, check)
-    report.reference = "fake-int8" if qat else "fp32"  # a QAT checkpoint loads as its fake-quantized model
+    # written and verified beside ``out``, renamed onto it only when the verification passed
+    with staged_output(out) as staged:
+        (quantize_qat if qat else quantize_model)(model, staged.path, images, **options)
+        report = verify_int8(model, staged.path, check)
+        report.path = str(out)
+        report.reference = "fake-int8" if qat else "fp32"  # a QAT checkpoint loads as its fake-quantized model
+        staged.keep = report.written = report.passed()
     return report
+
+
+def _check_out(
+    checkpoint: str | os.PathLike,
+    out: str | os.PathLike,
+    format: str,  # noqa: A002 - --format
+    calib_data: str | os.PathLike | None,
+    verify: str | os.PathLike | None,
+    num_verify: int,
+) -> None:
+    """QuantizeError / OutputPathError, before any work, for an ``out`` the format does not write, one that is an
+    input or cannot be written (with its OpenVINO ``.bin``), and a verification of no images."""
+    from pathlib import Path
+
+    out = Path(out)
+    ext = EXTENSIONS[format]
+    if out.suffix.lower() != ext:
+        raise QuantizeError(f"--format {format} writes a {ext} file, got --out {out}; name the output *{ext}.")
+    if isinstance(num_verify, bool) or not isinstance(num_verify, int) or num_verify < 1:
+        raise QuantizeError(
+            f"--num-verify {num_verify} verifies nothing; pass --num-verify N with N >= 1 (default 50): an int8 "
+            "file is written only after it was compared with the float model."
+        )
+    inputs = {"--checkpoint": checkpoint, "--calib-data": calib_data, "--verify": verify}
+    check_output(out, inputs=inputs, flag="--out")
+    if format == "openvino":  # its weights land beside it
+        check_output(out.with_suffix(".bin"), inputs=inputs, flag="--out (its .bin)")
 
 
 def _own_val_images(

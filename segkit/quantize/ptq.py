@@ -125,6 +125,7 @@ def quantize_model(
 
     path = Path(path)
     _check(format, path, images)
+    require_packages(format)
     path.parent.mkdir(parents=True, exist_ok=True)
     layout = "nhwc" if format == "tflite" else "nchw"
     wrapper = ExportWrapper(model, input=input, output=output, layout=layout).eval()
@@ -273,6 +274,7 @@ def quantize_qat(
             quantization="qat",
         )
     _check(format, path, [{}])
+    require_packages(format, qat=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = ExportWrapper(_Int8Graph(convert(model), cfg), input=input, output=output, layout="nhwc").eval()
     example = wrapper.example(tuple(input_size))

@@ -20,6 +20,28 @@ class ExportedModelError(InferenceError):
     """A file cannot be loaded or run in a runtime; the one-line message says what to change."""
 
 
+KINDS = {"onnxruntime": "an ONNX", "openvino": "an ONNX or OpenVINO IR", "litert": "a LiteRT (.tflite)"}
+REEXPORT = "re-export it (segkit export, or segkit quantize for int8) or copy it again"
+
+
+def brief(exc: BaseException, limit: int = 240) -> str:
+    """A runtime's error on one line: its lines joined, C++ source locations dropped, at most ``limit`` characters."""
+    parts = [
+        line.strip()
+        for line in str(exc).splitlines()
+        if line.strip() and not (line.strip().startswith(("Exception from ", "Check '")) and line.strip().endswith(":"))
+    ]
+    text = " ".join(" ".join(parts).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _dims(shape: Any) -> tuple[int | None, ...] | None:
+    """A runtime's shape as ``(int | None, ...)`` (None: a dynamic dimension); None when even the rank is unknown."""
+    if shape is None:
+        return None
+    return tuple(int(d) if isinstance(d, (int, np.integer)) and int(d) >= 0 else None for d in shape)
+
+
 def _missing(runtime: str, exc: ImportError) -> ExportedModelError:
     return ExportedModelError(
         f"--runtime {runtime} needs the '{PACKAGES[runtime]}' package ({exc}); pip install 'segkit[deploy]'."
@@ -28,12 +50,16 @@ def _missing(runtime: str, exc: ImportError) -> ExportedModelError:
 
 class Session:
     """``run(array) -> array`` for one input and one output. Attributes: input_shape (None for dynamic
-    dims), input_dtype, output_dtype, quant (scale, zero_point) of a quantized input or None."""
+    dims), input_dtype, output_dtype, quant (scale, zero_point) of a quantized input or None, output_shape
+    (None when the file does not declare its rank), num_inputs, num_outputs."""
 
     input_shape: tuple[int | None, ...]
     input_dtype: np.dtype
     output_dtype: np.dtype
     quant: tuple[float, int] | None = None
+    output_shape: tuple[int | None, ...] | None = None
+    num_inputs: int = 1
+    num_outputs: int = 1
 
     def run(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -53,17 +79,25 @@ class OrtSession(Session):
         # no busy-waiting between calls: a spinning pool would steal the cores from the host-side work
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        inp, out = self.sess.get_inputs()[0], self.sess.get_outputs()[0]
+        inputs, outputs = self.sess.get_inputs(), self.sess.get_outputs()
+        self.num_inputs, self.num_outputs = len(inputs), len(outputs)
+        if not inputs or not outputs:
+            return
+        inp, out = inputs[0], outputs[0]
         self.input_name, self.output_name = inp.name, out.name
         self.input_shape = tuple(d if isinstance(d, int) else None for d in inp.shape)
+        self.output_shape = _dims(out.shape)
         types = {
             "tensor(float)": np.float32,
+            "tensor(float16)": np.float16,
+            "tensor(double)": np.float64,
             "tensor(uint8)": np.uint8,
+            "tensor(int8)": np.int8,
             "tensor(int64)": np.int64,
             "tensor(int32)": np.int32,
         }
-        self.input_dtype = np.dtype(types.get(inp.type, np.float32))
-        self.output_dtype = np.dtype(types.get(out.type, np.float32))
+        self.input_dtype = np.dtype(types.get(inp.type, object))  # object: a type no image is (string, bool, ...)
+        self.output_dtype = np.dtype(types.get(out.type, object))
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return self.sess.run([self.output_name], {self.input_name: x})[0]
@@ -82,11 +116,17 @@ class OpenVinoSession(Session):
             config["INFERENCE_NUM_THREADS"] = int(threads)
         self.compiled = core.compile_model(self.model, "CPU", config)
         self.request = self.compiled.create_infer_request()
+        self.num_inputs, self.num_outputs = len(self.model.inputs), len(self.model.outputs)
+        if not self.model.inputs or not self.model.outputs:
+            return
         inp, out = self.model.inputs[0], self.model.outputs[0]
         shape = inp.get_partial_shape()
         self.input_shape = tuple(d.get_length() if d.is_static else None for d in shape)
         self.input_dtype = np.dtype(inp.get_element_type().to_dtype())
         self.output_dtype = np.dtype(out.get_element_type().to_dtype())
+        out_shape = out.get_partial_shape()
+        if out_shape.rank.is_static:
+            self.output_shape = tuple(d.get_length() if d.is_static else None for d in out_shape)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         result = self.request.infer({0: x})
@@ -110,9 +150,14 @@ class LiteRtSession(Session):
                 "the interpreter lacks; re-export it with segkit (segkit export --format tflite), "
                 "or use --format onnx."
             ) from exc
-        inp, out = self.interp.get_input_details()[0], self.interp.get_output_details()[0]
+        inputs, outputs = self.interp.get_input_details(), self.interp.get_output_details()
+        self.num_inputs, self.num_outputs = len(inputs), len(outputs)
+        if not inputs or not outputs:
+            return
+        inp, out = inputs[0], outputs[0]
         self.input_index, self.output_index = inp["index"], out["index"]
         self.input_shape = tuple(int(d) for d in inp["shape"])
+        self.output_shape = _dims(out.get("shape_signature", out["shape"]))
         self.input_dtype, self.output_dtype = np.dtype(inp["dtype"]), np.dtype(out["dtype"])
         scale, zero = inp.get("quantization", (0.0, 0))
         self.quant = (float(scale), int(zero)) if scale else None
@@ -138,8 +183,38 @@ def open_session(path: Path, runtime: str, threads: int | None, precision: str =
             f"use --runtime {BY_EXTENSION.get(path.suffix.lower(), 'onnxruntime')} or export to "
             f"{ACCEPTS[runtime][0]}."
         )
-    if runtime == "onnxruntime":
-        return OrtSession(path, threads)
-    if runtime == "openvino":
-        return OpenVinoSession(path, threads, precision)
-    return LiteRtSession(path, threads)
+    _check_file(path, runtime)
+    try:
+        if runtime == "onnxruntime":
+            return OrtSession(path, threads)
+        if runtime == "openvino":
+            return OpenVinoSession(path, threads, precision)
+        return LiteRtSession(path, threads)
+    except ExportedModelError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - each runtime raises its own zoo on a file it cannot read
+        raise ExportedModelError(
+            f"{runtime} cannot load {path} ({brief(exc).rstrip('.')}): it is truncated, corrupt or not "
+            f"{KINDS[runtime]} model, or its external data is refused; {REEXPORT}."
+        ) from exc
+
+
+def _check_file(path: Path, runtime: str) -> None:
+    """What can be told before a runtime reads ``path``: an empty file, an OpenVINO IR without its weights or
+    that is no IR (OpenVINO would try every frontend on it, printing their errors)."""
+    if path.stat().st_size == 0:
+        raise ExportedModelError(f"{path} is empty (0 bytes): not a model; {REEXPORT}.")
+    if path.suffix.lower() == ".xml":
+        with path.open("rb") as f:
+            head = f.read(4096)
+        if b"<net" not in head:
+            raise ExportedModelError(
+                f"{path} is not an OpenVINO IR .xml file (it has no <net> element); pass the .xml that segkit "
+                "quantize --format openvino (or OpenVINO's ovc) wrote, beside its .bin."
+            )
+        weights = path.with_suffix(".bin")
+        if not weights.is_file():
+            raise ExportedModelError(
+                f"{path} is an OpenVINO IR without its weights: {weights.name} is not beside it; keep the .xml and "
+                "its .bin together (copy both), or export the model again."
+            )

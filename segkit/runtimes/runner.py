@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,129 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from segkit.runtimes.backends import BY_EXTENSION, ExportedModelError, open_session
+from segkit.errors import SegkitError
+from segkit.runtimes.backends import BY_EXTENSION, REEXPORT, ExportedModelError, Session, brief, open_session
+
+# What segkit runs: images in, logits or labels out (what ``segkit export`` and ``segkit quantize`` write).
+CONTRACT = (
+    "segkit runs files that take images ([N, 3, H, W] float or [N, H, W, 3] uint8) and return logits "
+    "([N, C, H, W]) or labels ([N, H, W]), as segkit export writes them"
+)
+_FLOAT_IN = (np.float32, np.float16)
+_INT_IN = (np.uint8, np.int8)
+
+
+def _shape_text(shape: tuple[int | None, ...] | None) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]" if shape is not None else "[?]"
+
+
+def check_contract(path: Path, s: Session, layout: str, output_kind: str, output_layout: str) -> None:
+    """ExportedModelError unless the opened file takes one image tensor and returns logits or labels at its size.
+
+    Checked from what the file declares (shapes, element types), before anything is run: a classifier, an
+    ``nn.Linear``, a one-channel input or a file with several inputs is refused with what it takes and gives.
+    """
+    name = path.name
+    if s.num_inputs != 1 or s.num_outputs < 1:
+        raise ExportedModelError(
+            f"{name} has {s.num_inputs} input(s) and {s.num_outputs} output(s); {CONTRACT}. It is another kind of model."
+        )
+    shape, channels = s.input_shape, None
+    if len(shape) == 4:
+        channels = shape[3] if layout == "nhwc" else shape[1]
+    if len(shape) != 4 or channels not in (3, None):
+        raise ExportedModelError(
+            f"{name} takes a {len(shape)}-D input {_shape_text(shape)} ({layout.upper() if len(shape) == 4 else 'no'} "
+            f"image layout, {channels if channels is not None else 'no'} colour channel(s)); {CONTRACT}. It is another "
+            "kind of model (a classifier, a one-channel or a non-image model)."
+        )
+    if s.input_dtype.type not in _FLOAT_IN + _INT_IN:
+        raise ExportedModelError(f"{name} takes {s.input_dtype} input, not float32 or uint8 images; {CONTRACT}.")
+    out = s.output_shape
+    if out is None:  # the file does not declare its output rank: checked on the first run
+        return
+    ranks = (3, 4) if output_kind == "labels" else (4,)
+    if len(out) not in ranks:
+        raise ExportedModelError(
+            f"{name} returns a {len(out)}-D output {_shape_text(out)}, not {output_kind} "
+            f"{'[N, H, W]' if output_kind == 'labels' else '[N, C, H, W]'}; {CONTRACT}. It is another kind of model "
+            "(a classifier returns [N, classes])."
+        )
+    spatial_in = shape[1:3] if layout == "nhwc" else shape[2:4]
+    if len(out) == 3:
+        spatial_out = out[1:3]
+    elif output_kind == "labels":
+        spatial_out = out[1:3] if out[-1] == 1 else out[2:4]
+    else:
+        spatial_out = out[1:3] if output_layout == "nhwc" else out[2:4]
+    if None not in spatial_in and None not in spatial_out and tuple(spatial_in) != tuple(spatial_out):
+        raise ExportedModelError(
+            f"{name} returns {spatial_out[0]}x{spatial_out[1]} outputs for {spatial_in[0]}x{spatial_in[1]} inputs; "
+            f"segkit needs {output_kind} at the input size (the upsampling inside the graph, as segkit export "
+            "writes it)."
+        )
+
+
+# The segkit metadata fields the runner reads: (check, what is expected).
+def _number_list(n: int, positive: bool = False):
+    def check(v: Any) -> bool:
+        return (
+            isinstance(v, list)
+            and len(v) == n
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and (x > 0 or not positive) for x in v)
+        )
+
+    return check
+
+
+def _optional(check):
+    return lambda v: v is None or check(v)
+
+
+_META_FIELDS: dict[str, tuple[Any, str]] = {
+    "mean": (_number_list(3), "three numbers (RGB, 0..255 scale)"),
+    "std": (_number_list(3, positive=True), "three positive numbers"),
+    "input": (_optional(lambda v: v in ("float", "uint8")), '"float" or "uint8"'),
+    "output": (_optional(lambda v: v in ("logits", "labels")), '"logits" or "labels"'),
+    "layout": (_optional(lambda v: v in ("nchw", "nhwc")), '"nchw" or "nhwc"'),
+    "input_layout": (_optional(lambda v: v in ("nchw", "nhwc")), '"nchw" or "nhwc"'),
+    "precision": (_optional(lambda v: isinstance(v, str)), 'a string such as "fp32" or "int8"'),
+    "num_classes": (
+        _optional(lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+        "null or a positive integer",
+    ),
+    "class_names": (_optional(lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)), "a list of names"),
+    "palette": (
+        _optional(lambda v: isinstance(v, list) and all(_number_list(3)(c) for c in v)),
+        "a list of [r, g, b] colours",
+    ),
+    "align_corners": (_optional(lambda v: isinstance(v, bool)), "true or false"),
+    "config": (_optional(lambda v: isinstance(v, dict)), "a JSON object (the config)"),
+}
+
+
+def check_metadata(meta: Any, path: Path) -> dict[str, Any] | None:
+    """``meta`` when it is segkit metadata the runner can use; ExportedModelError naming the bad entry otherwise."""
+    if meta is None:
+        return None
+    fix = (
+        "the file's metadata was edited or written by another tool; re-export it with segkit export, or remove the "
+        "'segkit' metadata entry to run it as a foreign file"
+    )
+    if not isinstance(meta, dict):
+        raise ExportedModelError(
+            f"{path.name}: its 'segkit' metadata entry is a JSON {type(meta).__name__}, not an object; {fix}."
+        )
+    for key, (check, expected) in _META_FIELDS.items():
+        if key in ("mean", "std") and key not in meta:
+            raise ExportedModelError(f"{path.name}: its 'segkit' metadata has no '{key}' ({expected}); {fix}.")
+        if key in meta and not check(meta[key]):
+            shown = repr(meta[key])
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise ExportedModelError(
+                f"{path.name}: 'segkit' metadata field '{key}' is {shown}, expected {expected}; {fix}."
+            )
+    return meta
 
 
 class ExportedModel:
@@ -51,8 +174,14 @@ class ExportedModel:
         self.session = open_session(self.path, self.runtime, threads, precision)
         try:
             meta = read_metadata(self.path)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # a 'segkit' entry that is not JSON text
+            raise ExportedModelError(
+                f"{self.path.name}: its 'segkit' metadata entry is not valid JSON ({brief(exc, 120)}); re-export it "
+                "with segkit export, or remove the entry to run it as a foreign file."
+            ) from exc
         except Exception:  # noqa: BLE001 - a foreign file without readable metadata
             meta = None
+        meta = check_metadata(meta, self.path)
         self.metadata: dict[str, Any] | None = meta
         s = self.session
         # precision: the metadata's; a foreign file with a quantized uint8/int8 input is int8
@@ -91,13 +220,20 @@ class ExportedModel:
         self.num_classes: int | None = (meta or {}).get("num_classes")
         self.class_names = (meta or {}).get("class_names")
         self.palette = (meta or {}).get("palette")
+        check_contract(self.path, s, self.layout, self.output_kind, self.output_layout)
         self.segkit_config = self._config()
 
     def _config(self) -> Any:
         from segkit.config import Config, config_from_dict
 
         cfg_dict = (self.metadata or {}).get("config")
-        cfg = config_from_dict(cfg_dict) if cfg_dict else Config(name=self.path.stem)
+        try:
+            cfg = config_from_dict(cfg_dict) if cfg_dict else Config(name=self.path.stem)
+        except (SegkitError, TypeError, ValueError, KeyError) as exc:
+            raise ExportedModelError(
+                f"{self.path.name}: the config in its 'segkit' metadata is not a segkit config ({brief(exc, 160)}); "
+                f"{REEXPORT}."
+            ) from exc
         cfg.model.input_mean, cfg.model.input_std = list(self.mean), list(self.std)
         cfg.model.align_corners = self.align_corners
         if self.num_classes:
@@ -147,12 +283,26 @@ class ExportedModel:
                     f"(--resize-longer {min(H, W)} --pad-to {min(H, W)}, implied when not given)."
                 )
             x = F.pad(x, (0, W - w, 0, H - h), value=0.0)
-        y = torch.from_numpy(np.asarray(self.session.run(self._native(x))))
+        native = self._native(x)
+        try:
+            y = torch.from_numpy(np.asarray(self.session.run(native)))
+        except Exception as exc:  # noqa: BLE001 - each runtime raises its own types on a graph it cannot run
+            raise ExportedModelError(
+                f"{self.runtime} cannot run {self.path.name} on a {_shape_text(native.shape)} {native.dtype} input: "
+                f"{brief(exc)}; {CONTRACT}."
+            ) from exc
         if self.output_kind == "labels":
             y = y.reshape(y.shape[0], *y.shape[-2:]) if y.ndim == 4 and 1 in (y.shape[1], y.shape[-1]) else y
-            return y[..., :h, :w].long()
-        if self.output_layout == "nhwc":
+        elif y.ndim == 4 and self.output_layout == "nhwc":
             y = y.permute(0, 3, 1, 2)
+        want = tuple(x.shape[-2:])
+        if y.ndim != (3 if self.output_kind == "labels" else 4) or tuple(y.shape[-2:]) != want:
+            raise ExportedModelError(
+                f"{self.path.name} returned {_shape_text(tuple(y.shape))} for a {want[0]}x{want[1]} input; "
+                f"segkit needs {self.output_kind} at the input size; {CONTRACT}."
+            )
+        if self.output_kind == "labels":
+            return y[..., :h, :w].long()
         return y[..., :h, :w].float()
 
     def __call__(self, x: Tensor) -> dict[str, Tensor]:

@@ -176,7 +176,9 @@ def test_export_checkpoint_writes_verifies_and_refuses(tiny):
     )
     assert lines == [f"Wrote {out / 'lib.onnx'} (onnx, {SIZE}x{SIZE}, input uint8 nhwc, output labels, opset 18)"]
     assert report.passed() and report.verification.max_abs is None and report.verification.num_images == 2
-    assert export_format("m.TFLITE") == "tflite" and export_format("m.bin", "onnx") == "onnx"
+    assert export_format("m.TFLITE") == "tflite" and export_format("m.ONNX", "onnx") == "onnx"
+    with pytest.raises(ExportError, match=r"--format onnx writes a \.onnx file, got --out m\.bin"):
+        export_format("m.bin", "onnx")  # the runtimes open a file by its extension (issue 20, item 6)
     with pytest.raises(ExportError, match=r"cannot tell the format of m\.bin; pass --format onnx\|tflite"):
         export_format("m.bin")
     with pytest.raises(ExportError, match="static"):

@@ -179,11 +179,16 @@ def convert_tflite(
     Raises:
         ImportError: the optional ``tflite`` package is missing.
         FileNotFoundError: ``path`` does not exist.
+        OutputPathError: ``out`` is ``path`` or ``labels_file``, or cannot be written.
         TFLiteFormatError: not a (readable) TFLite file.
         TFLiteConversionError: a graph segkit cannot reproduce (the message names the op/tensor), a missing labels
             file, or a number of class names other than the model's classes.
     """
     path = Path(path)
+    if out is not None:  # before anything is read: never the model or the labels, and writable
+        from segkit.utils.io import check_output
+
+        check_output(out, inputs={"MODEL": path, "--labels": labels_file}, flag="OUT")
     if labels_file is not None:
         if class_names is not None:
             raise TFLiteConversionError("pass class_names or labels_file, not both.")
