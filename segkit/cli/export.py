@@ -11,8 +11,11 @@ names, palette, mean/std, input size, input/output kinds). The export is then ru
 default: the config's val split when it is on disk, else segkit's synthetic images), and the max
 |logit difference| (absolute and relative to the logit range) and the pixel agreement are printed.
 
+The file is verified beside '--out' and renamed onto it only when the verification passed: a file that
+fails it is not written ('--out' keeps what it held). '--out' is never one of the inputs.
+
 Exit status: 0 on success; 1 when verification fails (agreement below 99.9% or relative logit
-difference above 1e-3); 2 on a usage or input error, or an export that cannot work (the message names
+difference above 1e-3; nothing written); 2 on a usage or input error, or an export that cannot work (the message names
 the layer and what to change).
 """
 
@@ -24,6 +27,7 @@ from pathlib import Path
 
 from segkit.cli.common import add_config_arguments, options, run_main, side_arg
 from segkit.export import DEFAULT_EXPORTER, EXPORTERS, FORMATS, INPUTS, OPSET, OUTPUTS, export_checkpoint
+from segkit.export.onnx import OPSETS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="logits",
         help="logits at the input size (ONNX NCHW, TFLite NHWC) or the uint8 label map (argmax in the graph)",
     )
-    parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
+    written = "; ".join(f"{name} writes {low}..{high}" for name, (low, high) in OPSETS.items())
+    parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET}; {written})")
     parser.add_argument(
         "--exporter",
         choices=EXPORTERS,

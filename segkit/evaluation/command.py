@@ -303,13 +303,18 @@ def segment_images(
     Colours and legend names are the model's (``palette``, ``class_names``), else VOC's
     (:func:`segkit.evaluation.viz.class_palette`). An unreadable image is skipped with a warning to ``log`` and
     listed in the result's ``failed``; the others are still processed.
+
+    Raises:
+        OutputPathError: ``output`` is one of ``paths``, the folder one of them lies in, a file, or not writable
+            (before any image is read).
     """
     device = resolve_device(device)
     paths = [Path(p) for p in paths]
     num_classes = cfg.model.num_classes
     names = legend_names(num_classes, getattr(model, "class_names", None))
     palette = class_palette(num_classes, getattr(model, "palette", None))
-    out = Path(output)
+    # never over or beside the images read (:func:`segkit.utils.io.check_output`), and writable, before any image
+    out = check_output(output, inputs={"--input": paths}, kind="folder", flag="--output", beside_inputs=False)
     out.mkdir(parents=True, exist_ok=True)
     result = InferResult(paths, out)
     bar = tqdm(

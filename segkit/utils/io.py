@@ -87,7 +87,7 @@ def _same(a: Path, b: Path) -> bool:
 
 
 def _inputs(inputs: InputPaths | None) -> Iterator[tuple[str, Path, Path]]:
-    """``(label, path as given, resolved path)`` of every input named (None and missing entries skipped)."""
+    """``(label, path as given, resolved path)`` of every input named (None entries skipped; a path not on disk counts)."""
     for label, value in (inputs or {}).items():
         if value is None:
             continue

@@ -45,6 +45,7 @@ def test_match_config(data, expected):
     assert match_config(Path("result.json"), data) == expected
 
 
+@pytest.mark.slow
 def test_official_weights_placed_apart_from_segkit_results(tmp_path: Path):
     results = tmp_path / "results"
     results.mkdir()

@@ -63,6 +63,7 @@ def test_missing_data_names_the_installed_command(tmp_path, capsys):
     assert not (tmp_path / "w").exists()  # nothing written for a run that could not start
 
 
+@pytest.mark.slow
 def test_a_tiny_run_then_a_second_one_into_its_work_dir(synth_root, tmp_path, tiny_overrides, capsys):
     argv = ["--config", "demo_mnv2_os16", "--work-dir", str(tmp_path), "--device", "cpu", "--no-progress"]
     code, out, err = run(capsys, *argv, "--set", *tiny_overrides(synth_root, iterations=2))

@@ -342,6 +342,7 @@ def test_finetuning_from_the_converted_checkpoint(converted: dict[Path]) -> None
     assert all(np.isfinite(losses)) and losses[-1] < 0.9 * losses[0], losses
 
 
+@pytest.mark.slow
 def test_tools_evaluate_the_converted_model_like_the_interpreter(
     converted: dict[Path], shared_data: Path, tmp_path: Path
 ) -> None:

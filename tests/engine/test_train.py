@@ -121,6 +121,7 @@ def test_crash_during_checkpoint_save_keeps_previous(synth_root, tmp_path, monke
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temporary left behind
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_without_overwriting(synth_root, tmp_path, monkeypatch, tiny_cfg) -> None:
     train(tiny_cfg(synth_root, iterations=2), work_dir=tmp_path, progress=False)
     good = (tmp_path / "latest.pth").read_bytes()
@@ -153,6 +154,7 @@ def test_resume_into_other_architecture_is_a_clear_error(synth_root, tmp_path, t
         train(other, work_dir=tmp_path, resume=True, progress=False)
 
 
+@pytest.mark.slow
 def test_init_weights_from_torchvision_and_segkit(synth_root, tmp_path, capsys, tiny_cfg) -> None:
     tv_path = tmp_path / "mnv2_imagenet.pth"
     tv = torchvision.models.mobilenet_v2(weights=None, width_mult=0.35)

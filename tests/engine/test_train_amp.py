@@ -14,6 +14,7 @@ from segkit.engine.runlog import read_jsonl
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA-only path: needs a GPU (CI has none)")
 
 
+@pytest.mark.slow
 def test_amp_on_cpu_trains_in_float32_and_says_so(synth_root, tmp_path, capsys, tiny_cfg) -> None:
     train(
         tiny_cfg(synth_root, iterations=1, **{"train.amp": "bf16", "train.channels_last": True}),

@@ -46,6 +46,7 @@ def _wait_for_train_records(jsonl: Path, count: int, proc: subprocess.Popen, tim
 # ----------------------------------------------------------------------------- work dir
 
 
+@pytest.mark.slow
 def test_second_fresh_run_into_a_work_dir_is_refused_unless_overwrite(synth_root, tmp_path, tiny_cfg) -> None:
     cfg = tiny_cfg(synth_root, iterations=2, **{"train.val_interval": 2})
     train(cfg, work_dir=tmp_path, progress=False)
@@ -291,6 +292,7 @@ def test_relative_data_root_is_resolved_and_reported(synth_root, tmp_path, tiny_
 # ----------------------------------------------------------------------------- host synchronisations
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_train_step_makes_no_host_synchronisation_and_skips_non_finite_steps(
     synth_root, tmp_path, tiny_cfg, monkeypatch, optimizer

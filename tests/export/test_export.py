@@ -93,6 +93,7 @@ def test_image_pooling_broadcast_is_exact():
     assert torch.equal(new, old)
 
 
+@pytest.mark.slow
 def test_onnx_static_dynamic_and_variants_verify(tiny, onnx_files):
     from segkit.export import verify
 
@@ -106,6 +107,7 @@ def test_onnx_static_dynamic_and_variants_verify(tiny, onnx_files):
     assert report.passed(), report.line()
 
 
+@pytest.mark.slow
 def test_dynamic_equals_static_at_the_same_size(onnx_files):
     from segkit.runtimes import load_exported
 
@@ -116,6 +118,7 @@ def test_dynamic_equals_static_at_the_same_size(onnx_files):
     assert dynamic(torch.randn(2, 3, 49, 97))["out"].shape == (2, 5, 49, 97)  # any size, any batch
 
 
+@pytest.mark.slow
 def test_runner_contract_matches_the_model(tiny, onnx_files):
     from segkit.runtimes import load_exported
 
@@ -138,6 +141,7 @@ def test_runner_contract_matches_the_model(tiny, onnx_files):
     assert out["labels"].shape == (1, SIZE, SIZE) and out["out"].shape == (1, 5, SIZE, SIZE)
 
 
+@pytest.mark.slow
 def test_metadata_round_trip(onnx_files, tflite_files, tiny):
     from segkit.export import read_metadata
 
@@ -153,6 +157,7 @@ def test_metadata_round_trip(onnx_files, tflite_files, tiny):
     assert read_metadata(tflite_files["float"])["layout"] == "nhwc"
 
 
+@pytest.mark.slow
 def test_tflite_verifies_and_labels_variant(tiny, tflite_files):
     from segkit.export import verify
     from segkit.runtimes import load_exported
@@ -165,6 +170,7 @@ def test_tflite_verifies_and_labels_variant(tiny, tflite_files):
     assert runner.runtime == "litert" and runner.layout == "nhwc" and runner.input_size == (SIZE, SIZE)
 
 
+@pytest.mark.slow
 def test_export_checkpoint_writes_verifies_and_refuses(tiny):
     """``segkit export``'s library entry: the file, the line saying what was written, the verification."""
     from segkit.export import ExportError, export_checkpoint, export_format
@@ -188,6 +194,7 @@ def test_export_checkpoint_writes_verifies_and_refuses(tiny):
     assert not (out / "x.tflite").exists() and not (out / "y.onnx").exists()
 
 
+@pytest.mark.slow
 def test_export_command_verifies_and_refuses_dynamic_tflite(tiny, capsys):
     _, ckpt, out = tiny
     argv = ["export", "--checkpoint", str(ckpt), "--out", str(out / "cli.onnx"), "--input-size", str(SIZE)]
@@ -205,6 +212,7 @@ def test_export_command_verifies_and_refuses_dynamic_tflite(tiny, capsys):
     assert not (out / "x.tflite").exists() and not (out / "x.bin").exists()
 
 
+@pytest.mark.slow
 def test_refused_export_names_the_layer(tiny, tmp_path):
     from torch import nn
 
@@ -227,6 +235,7 @@ def test_refused_export_names_the_layer(tiny, tmp_path):
     "name",
     ["voc_mnv2_os8_aspp", "voc_mnv1_os16_aspp", "voc_r101_os16_aspp", "voc_mnv2_os16_plus", "voc_mnv2_os16_aspp_plus"],
 )
+@pytest.mark.slow
 def test_every_config_family_exports(name, tmp_path):
     import segkit
     from segkit.export import export_onnx, verify
@@ -245,6 +254,7 @@ def _labels_of(pred_dir: Path) -> dict[str, np.ndarray]:
     return {p.stem: np.array(Image.open(p)) for p in sorted(pred_dir.glob("*.png"))}
 
 
+@pytest.mark.slow
 def test_cli_test_and_infer_with_model_agree_with_checkpoint(tiny, onnx_files, tflite_files, synth_root, tmp_path):
     def infer(argv):
         return segkit_main(["infer", *argv])
@@ -314,6 +324,7 @@ def test_cli_test_and_infer_with_model_agree_with_checkpoint(tiny, onnx_files, t
     assert np.mean(a == b) >= 0.999 and (tmp_path / "i_onnx" / f"{one.stem}_overlay.jpg").is_file()
 
 
+@pytest.mark.slow
 def test_runtime_flag_on_a_checkpoint_exports_and_caches(tiny, synth_root, tmp_path, monkeypatch):
     from segkit.export import cached_export, load_for_tools
 
@@ -325,6 +336,7 @@ def test_runtime_flag_on_a_checkpoint_exports_and_caches(tiny, synth_root, tmp_p
     assert model.runtime == "openvino" and cfg.model.num_classes == 5
 
 
+@pytest.mark.slow
 def test_official_tflite_file_evaluates_to_the_reference(shared_data, tmp_path):
     pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
     reference = json.loads((shared_data / "reference" / "summary.json").read_text())

@@ -351,6 +351,7 @@ def test_json_report_carries_the_decoder(synth_root, tmp_path) -> None:
     assert report["config"] == "voc_mnv2_os16_plus" and report["decoder"] == "deeplabv3plus"
 
 
+@pytest.mark.slow
 def test_onnx_export_keeps_predictions(tmp_path) -> None:
     """Separable ASPP + decoder through segkit.export (LiteRT too by hand: 100% agreement at 65x65)."""
     pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'segkit[deploy]')")

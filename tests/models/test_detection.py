@@ -1,7 +1,8 @@
-"""segkit's MobileNetV2 drives a torchvision detector: FPN sized from ``feature_info`` (README recipe)."""
+"""segkit's MobileNetV2 drives a torchvision detector: FPN sized from ``feature_info`` (the recipe in docs/models.md)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 from torchvision.models.detection import FasterRCNN
@@ -27,6 +28,7 @@ class BackboneWithFPN(nn.Module):
         return self.fpn(self.body(x))
 
 
+@pytest.mark.slow
 def test_faster_rcnn_with_fpn_over_segkit_mobilenetv2() -> None:
     torch.manual_seed(0)
     backbone = MobileNetV2(

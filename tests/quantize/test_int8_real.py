@@ -26,6 +26,7 @@ def _fold_root(shared_data: Path, tmp: Path) -> Path:
     return tmp
 
 
+@pytest.mark.slow
 def test_official_model_int8_onnx_keeps_99_percent_of_pixels_on_held_out_images(shared_data, tmp_path):
     import segkit
     from segkit.convert import convert_tflite

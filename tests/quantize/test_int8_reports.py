@@ -50,6 +50,7 @@ def _report(tmp_path: Path, capsys, *args: str) -> tuple[dict, str]:
     return json.loads(out.read_text()), err
 
 
+@pytest.mark.slow
 def test_segkit_test_reports_precision_and_runtime(tiny_files, tmp_path, capsys):
     report, err = _report(tmp_path, capsys, "--model", str(tiny_files["int8"]))
     assert (report["precision"], report["runtime"], report["quantization"]) == ("int8", "onnxruntime", "ptq")
@@ -62,6 +63,7 @@ def test_segkit_test_reports_precision_and_runtime(tiny_files, tmp_path, capsys)
     assert "(fp32, pytorch)" in err
 
 
+@pytest.mark.slow
 def test_segkit_test_reports_a_qat_model_as_fake_int8(tiny_files):
     """A model carrying ``precision = "fake-int8"`` (a QAT checkpoint's) is reported as such."""
     from segkit.evaluation.command import evaluate_model
@@ -189,6 +191,7 @@ def test_int8_results_sit_beside_the_float_one(tmp_path):
     assert not any(p.kind == "fake-int8" for p in pts if p.panel == "latency")  # no latency measured for it
 
 
+@pytest.mark.slow
 def test_tradeoff_cli_with_runtimes_json(tmp_path, capsys):
     res = tmp_path / "results"
     res.mkdir()

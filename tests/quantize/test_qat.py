@@ -85,6 +85,7 @@ def test_demo_qat_config_keeps_the_demo_architecture_and_data() -> None:
     assert voc.eval.scales == [1.0] and voc.qat.freeze_bn_iter is None and voc.qat.freeze_observer_iter is None
 
 
+@pytest.mark.slow
 def test_qat_run_writes_observers_and_resumes_bit_identically(synth_root, float_ckpt, qat_run, tmp_path) -> None:
     import segkit.engine.loop as engine
 
@@ -113,6 +114,7 @@ def test_qat_run_writes_observers_and_resumes_bit_identically(synth_root, float_
     assert [k for k in a if not torch.equal(a[k], b[k])] == []  # weights, BN statistics and observer ranges
 
 
+@pytest.mark.slow
 def test_load_model_gives_the_fake_quant_model_in_eval_mode(qat_run, qat_model) -> None:
     from segkit.models.qat import QatModel
 
@@ -140,6 +142,7 @@ def test_load_model_gives_the_fake_quant_model_in_eval_mode(qat_run, qat_model) 
     assert plain.shape == fake.shape and 0 < (plain - fake).abs().max() < 1.0  # quantization noise, same model
 
 
+@pytest.mark.slow
 def test_quantize_qat_checkpoint_to_tflite_without_calibration(
     qat_run, qat_model, synth_root, tmp_path, capsys
 ) -> None:
@@ -170,6 +173,7 @@ def test_quantize_qat_checkpoint_to_tflite_without_calibration(
     assert (onnx_meta["quantization"], onnx_meta["num_calib"]) == ("qat", 4)
 
 
+@pytest.mark.slow
 def test_qat_errors_are_one_line(synth_root, float_ckpt, qat_run, tmp_path, capsys) -> None:
     def quantize(argv):
         return segkit_main(["quantize", *argv])

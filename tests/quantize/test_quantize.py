@@ -12,6 +12,7 @@ from segkit.cli import main as segkit_main
 pytest.importorskip("onnxruntime")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt,ext", [("onnx", ".onnx"), ("openvino", ".xml"), ("tflite", ".tflite")])
 def test_ptq_cli_writes_verified_int8(tiny_ckpt, synth_root, tmp_path, capsys, fmt, ext):
     from segkit.runtimes.metadata import read_metadata
@@ -80,6 +81,7 @@ def int8_onnx(tiny_ckpt, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_segkit_test_on_int8_file_scores_the_files_predictions(int8_onnx, tiny_ckpt, synth_root, tmp_path):
     """``segkit test --model int8.onnx --json``: precision/runtime recorded, its confusion matrix is the one of
     the file's own predictions, and its mIoU over present classes is what ``verify_int8`` reports."""
