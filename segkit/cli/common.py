@@ -30,6 +30,7 @@ __all__ = [
     "resolve_device",
     "run_main",
     "scales_arg",
+    "verdict",
     "side_arg",
 ]
 
@@ -56,6 +57,14 @@ def run_main(
     except errors as exc:
         print(f"error: {error_message(exc)}", file=sys.stderr)
         return getattr(exc, "exit_code", USER_ERROR)
+
+
+def verdict(report: Any) -> int:
+    """Exit code of a command that verified the file it wrote: 0, or 1 after printing why the file was refused."""
+    if report.passed():
+        return 0
+    print(f"error: {report.failure()}", file=sys.stderr)
+    return 1
 
 
 def options(args: argparse.Namespace, *names: str) -> dict[str, Any]:
@@ -101,37 +110,30 @@ def scales_arg(text: str) -> list[float]:
     return scales
 
 
-def pixels_arg(text: str) -> int:
-    """``--resize-longer`` / ``--pad-to``: 0 (off) or a number of pixels >= 16."""
+def _int_arg(text: str, ok: Callable[[int], bool], expected: str) -> int:
+    """``int(text)`` when ``ok`` accepts it, else argparse's one-line error ``expected <expected>, got '<text>'``."""
     try:
         value = int(text)
     except ValueError:
-        value = -1
-    if value < 0 or 0 < value < 16:
-        raise argparse.ArgumentTypeError(f"expected 0 (off) or a number of pixels >= 16, got '{text}'")
+        value = None
+    if value is None or not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got '{text}'")
     return value
+
+
+def pixels_arg(text: str) -> int:
+    """``--resize-longer`` / ``--pad-to``: 0 (off) or a number of pixels >= 16."""
+    return _int_arg(text, lambda v: v == 0 or v >= 16, "0 (off) or a number of pixels >= 16")
 
 
 def budget_arg(text: str) -> int:
     """``--max-pixels``: 0 (no limit) or a positive number of pixels."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 (no limit) or a positive number of pixels, got '{text}'")
-    return value
+    return _int_arg(text, lambda v: v >= 0, "0 (no limit) or a positive number of pixels")
 
 
 def side_arg(text: str) -> int:
     """``--input-size`` of export and quantize: a side of MIN_SIDE..MAX_SIDE pixels (16..8192)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not MIN_SIDE <= value <= MAX_SIDE:
-        raise argparse.ArgumentTypeError(f"expected a side of 16..{MAX_SIDE} pixels, got '{text}'")
-    return value
+    return _int_arg(text, lambda v: MIN_SIDE <= v <= MAX_SIDE, f"a side of {MIN_SIDE}..{MAX_SIDE} pixels")
 
 
 class _SlideAction(argparse.Action):

@@ -25,7 +25,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from segkit.cli.common import add_config_arguments, options, run_main, side_arg
+from segkit.cli.common import add_config_arguments, options, run_main, side_arg, verdict
 from segkit.export import DEFAULT_EXPORTER, EXPORTERS, FORMATS, INPUTS, OPSET, OUTPUTS, export_checkpoint
 from segkit.export.onnx import OPSETS
 
@@ -93,10 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if report.verification is None:
         return 0
     print(report.verification.line())
-    if not report.passed():
-        print(f"error: {report.failure()}", file=sys.stderr)
-        return 1
-    return 0
+    return verdict(report)
 
 
 def main(argv: list[str] | None = None) -> int:

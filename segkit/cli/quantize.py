@@ -7,9 +7,8 @@ and OpenVINO recalibrate its fine-tuned float weights (--calib-data needed)."""
 from __future__ import annotations
 
 import argparse
-import sys
 
-from segkit.cli.common import options, run_main, side_arg
+from segkit.cli.common import options, run_main, side_arg, verdict
 from segkit.export import INPUTS, OUTPUTS
 from segkit.quantize import FORMATS, quantize_checkpoint
 
@@ -58,10 +57,7 @@ def run(args: argparse.Namespace) -> int:
     print(report.line())
     if report.reference == "fake-int8":
         print("(QAT checkpoint: the reference is its fake-quantized model in PyTorch, precision fake-int8)")
-    if not report.passed():
-        print(f"error: {report.failure()}", file=sys.stderr)
-        return 1
-    return 0
+    return verdict(report)
 
 
 def main(argv: list[str] | None = None) -> int:
