@@ -7,13 +7,14 @@
 images of ``voc_sample``, float vs segkit PTQ int8 per format. With only 8 images, calibration is
 two-fold: each file is calibrated on 4 images and scored on the other 4, so no image is scored by a file
 calibrated on it. Protocol of the official files: longer side resized to 513, padded to 513x513.
-Figures: pixel agreement with the float model, mIoU over the classes present in the ground truth (as
-``reference/summary.json``), pixel agreement with the official uint8 file's own predictions (the TFLite
+Figures: pixel agreement with the float model, mIoU over the classes present in the ground truth (segkit's
+one definition, as ``segkit test`` / ``segkit quantize`` and ``reference/summary.json``; the mean over the classes in
+the ground truth or the prediction beside it), pixel agreement with the official uint8 file's own predictions (the TFLite
 interpreter's, ``reference/``), file size.
 
 ``demo``: a float checkpoint trained on the synthetic set (``make demo``) and its QAT fine-tune on the
 synthetic val split: float, QAT fake-quant (PyTorch), PTQ int8 and QAT int8 per format, mIoU as ``segkit
-test`` reports it. Every int8 file is made by ``segkit quantize`` (which prints its own verification)
+test`` reports it (over the classes in the ground truth; ``miou_gt_or_pred`` beside it). Every int8 file is made by ``segkit quantize`` (which prints its own verification)
 and scored by ``segkit test --model``.
 """
 
@@ -88,11 +89,17 @@ def agreement(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
 
 
 def miou_present(confusion: np.ndarray) -> float:
-    """mIoU over the classes present in the ground truth (rows), as ``reference/summary.json``."""
-    inter = np.diag(confusion)
-    union = confusion.sum(0) + confusion.sum(1) - inter
-    present = confusion.sum(1) > 0
-    return float(np.mean(inter[present] / np.maximum(union[present], 1)))
+    """segkit's mIoU: over the classes present in the ground truth (rows), as ``reference/summary.json``."""
+    from segkit.evaluation.metrics import metrics_from_confusion
+
+    return metrics_from_confusion(np.asarray(confusion)).miou
+
+
+def miou_gt_or_pred(confusion: np.ndarray) -> float:
+    """The other definition, printed beside it: over the classes in the ground truth or the prediction."""
+    from segkit.evaluation.metrics import metrics_from_confusion
+
+    return metrics_from_confusion(np.asarray(confusion)).miou_gt_or_pred
 
 
 def file_size(path: Path) -> int:
@@ -161,6 +168,7 @@ def official(args: argparse.Namespace, work: Path) -> dict:
             "runtime": "pytorch",
             "agreement_float": 1.0,
             "miou": miou_present(fp["confusion"]),
+            "miou_gt_or_pred": miou_gt_or_pred(fp["confusion"]),
             "agreement_official": agreement(fp["preds"], reference),
             "size_bytes": None,
         },
@@ -170,6 +178,7 @@ def official(args: argparse.Namespace, work: Path) -> dict:
             "runtime": "litert",
             "agreement_float": agreement(reference, fp["preds"]),
             "miou": float(summary["miou_present"]),
+            "miou_gt_or_pred": None,  # reference/ has no confusion matrix
             "agreement_official": 1.0,
             "size_bytes": OFFICIAL.stat().st_size,
         },
@@ -198,6 +207,7 @@ def official(args: argparse.Namespace, work: Path) -> dict:
                 "runtime": RUNTIME[fmt],
                 "agreement_float": agreement(preds, fp["preds"]),
                 "miou": miou_present(confusion),
+                "miou_gt_or_pred": miou_gt_or_pred(confusion),
                 "agreement_official": agreement(preds, reference),
                 "size_bytes": int(np.mean(sizes)),
                 "quantize_seconds": float(np.mean(seconds)) if seconds else None,
@@ -207,7 +217,7 @@ def official(args: argparse.Namespace, work: Path) -> dict:
             _write_report(args.reports / f"official_{fmt}_int8.json", two_fold_report(reports))
     if args.reports:
         _write_report(args.reports / "official_fp32.json", fp["report"])
-    return {"what": "official", "images": sum(len(f) for f in folds), "rows": rows}
+    return {"what": "official", "images": sum(len(f) for f in folds), "miou_definition": _definition(), "rows": rows}
 
 
 def _write_report(path: Path, report: dict) -> None:
@@ -232,6 +242,7 @@ def demo(args: argparse.Namespace, work: Path) -> dict:
             "precision": precision,
             "runtime": runtime,
             "miou": float(scored["report"]["miou"]),
+            "miou_gt_or_pred": scored["report"].get("miou_gt_or_pred"),
             "delta_points": 100 * (float(scored["report"]["miou"]) - base),
             "agreement_float": agreement(scored["preds"], fp["preds"]),
             "size_bytes": file_size(path) if path else None,
@@ -255,7 +266,13 @@ def demo(args: argparse.Namespace, work: Path) -> dict:
             scored = evaluate(["--model", str(out)], root, split, work, f"demo_{kind}_{fmt}", [])
             rows.append(row(f"{kind} int8, {fmt}{' (recalibrated)' if kind == 'QAT' and calib else ''}",
                             "int8", RUNTIME[fmt], scored, out))  # fmt: skip
-    return {"what": "demo", "images": int(fp["report"]["num_images"]), "rows": rows}
+    return {"what": "demo", "images": int(fp["report"]["num_images"]), "miou_definition": _definition(), "rows": rows}
+
+
+def _definition() -> str:
+    from segkit.evaluation.metrics import MIOU_DEFINITION
+
+    return MIOU_DEFINITION
 
 
 def _image_size(ckpt: Path) -> int:
@@ -268,21 +285,27 @@ def _image_size(ckpt: Path) -> int:
 def to_markdown(result: dict) -> str:
     m = result["machine"]
     lines = [f"int8 accuracy ({result['what']}, {result['images']} images), {m['date']}, {m['cpu']}", ""]
-    header = ["model", "precision", "runtime", "mIoU", "agreement with float", "size (MB)"]
+    header = ["model", "precision", "runtime", "mIoU (classes in GT)", "mIoU (GT or pred)", "agreement with float",
+              "size (MB)"]  # fmt: skip
     if result["what"] == "official":
-        header.insert(4, "agreement with official uint8")
+        header.insert(5, "agreement with official uint8")
     else:
-        header.insert(4, "vs float (points)")
+        header.insert(5, "vs float (points)")
     body = []
     for r in result["rows"]:
+        other = r.get("miou_gt_or_pred")
         cells = [r["model"], r["precision"], r["runtime"], f"{100 * r['miou']:.2f}"]
+        cells.append(f"{100 * other:.2f}" if other is not None else "-")
         if result["what"] == "official":
             cells.append(f"{100 * r['agreement_official']:.2f}%")
         else:
             cells.append(f"{r['delta_points']:+.2f}")
         cells += [f"{100 * r['agreement_float']:.2f}%", f"{r['size_bytes'] / 1e6:.2f}" if r["size_bytes"] else "-"]
         body.append(cells)
-    return "\n".join(lines) + "\n" + markdown_table(header, body)
+    definition = result.get("miou_definition", "classes in the ground truth")
+    note = f"\n\nmIoU: mean IoU over the {definition}; beside it the mean over the classes in the ground truth or the "
+    note += "prediction (a stray predicted pixel of a class absent from the ground truth adds an IoU of 0 there)."
+    return "\n".join(lines) + "\n" + markdown_table(header, body) + note
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,8 @@ Public API::
     cfg = segkit.load_config("voc_mnv2_os16", ["model.output_stride=8"])
     model = segkit.build_model(cfg).eval()
     model = segkit.load_model("work_dirs/demo_mnv2_os16/best.pth")   # any segkit or converted checkpoint
+    labels = model.predict("photo.jpg")                               # [H, W] label map, the checkpoint's protocol
+    labels, probs = model.predict(image, probs=True)                  # path, PIL image or RGB uint8 array
     fast = segkit.optimize_for_inference(model)                       # BN folded, channels_last
 
 The command line is ``segkit <subcommand>`` (:mod:`segkit.cli`). Attributes are imported lazily, so ``from segkit.models.backbones import MobileNetV2`` loads

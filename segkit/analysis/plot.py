@@ -2,7 +2,8 @@
 
 :func:`points` lists what is drawn (the paper's eight points, segkit's float results, and beside them the int8 /
 fake-int8 / other-runtime results: at the same MAdds, slightly offset, and at the latency of their runtime next to
-that runtime's fp32 latency); :func:`plot` draws them.
+that runtime's fp32 latency); :func:`plot` draws them. segkit's mIoU is the mean over the classes in the ground
+truth (the axis says so); a result whose report did not record its definition has `` (mIoU def.?)`` in its label.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from segkit.analysis.complexity import TABLE7, Table7Row
 from segkit.analysis.tradeoff import EXTRA, ROWS, LatencyKey, Result, main_results, variant_results
+from segkit.evaluation.metrics import MIOU_DEFINITION
 from segkit.utils.io import atomic_path
 
 __all__ = ["Point", "plot", "points"]
@@ -72,9 +74,16 @@ def _kind(r: Result) -> str:
     return r.precision if r.precision in ("int8", "fake-int8") else "float-variant"
 
 
+UNKNOWN_MARK = " (mIoU def.?)"  # label suffix of a result whose mIoU definition was not recorded
+
+
+def _mark(r: Result) -> str:
+    return "" if r.miou_definition == MIOU_DEFINITION else UNKNOWN_MARK
+
+
 def _short(r: Result) -> str:
     quant = f" {r.quantization.upper()}" if r.quantization and "int8" in r.precision else ""
-    return f"{'official ' if r.converted else ''}{r.precision}{quant} {SHORT.get(r.runtime, r.runtime)}"
+    return f"{'official ' if r.converted else ''}{r.precision}{quant} {SHORT.get(r.runtime, r.runtime)}{_mark(r)}"
 
 
 def points(
@@ -98,7 +107,10 @@ def points(
         for row in TABLE7
     ]
     for kind, main in (("segkit", own), ("official", official)):
-        out += [Point("madds", madds[c] / 1e9, r.miou, kind, _color(c), EXTRA.get(c, "")) for c, r in main.items()]
+        out += [
+            Point("madds", madds[c] / 1e9, r.miou, kind, _color(c), (EXTRA.get(c, "") + _mark(r)).strip())
+            for c, r in main.items()
+        ]
     for row in TABLE7:
         if row.config in latency and not row.mf:
             y = own[row.config].miou if row.config in own else row.paper_miou
@@ -192,13 +204,13 @@ def plot(
             )
     ax.set_xscale("log")
     ax.set_xlabel("MAdds at 513x513 (billions, log; TF1 convention)")
-    ax.set_ylabel("PASCAL VOC 2012 val mIoU (%)")
+    ax.set_ylabel(f"PASCAL VOC 2012 val mIoU (%)\nsegkit: mean over the {MIOU_DEFINITION}")
     ax.set_title("MobileNetV2 paper, Table 7: mIoU vs compute")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     if ax2 is not None:
         ax2.set_xlabel("segkit CPU latency, 513x513 batch 1 (ms; int8 and fp32 in their runtime)")
-        ax2.set_ylabel("mIoU (%) (segkit's if measured, else the paper's)")
+        ax2.set_ylabel(f"mIoU (%) (segkit's if measured, else the paper's)\nsegkit: mean over the {MIOU_DEFINITION}")
         ax2.set_title("mIoU vs measured CPU latency")
         ax2.grid(True, alpha=0.3)
     fig.tight_layout()

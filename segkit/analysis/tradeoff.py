@@ -1,7 +1,12 @@
 """The mIoU vs MAdds trade-off of the paper's Table 7, with segkit's own measurements placed beside it.
 
 Evaluation results are ``segkit test --json`` files (``{"miou": ..., ...}``; a fraction in 0..1 or a
-percentage). A file is placed on a Table 7 row (or on one of :data:`segkit.analysis.complexity.EXTRA_ROWS`):
+percentage). Every mIoU is the mean over the classes in the ground truth
+(:data:`segkit.evaluation.metrics.MIOU_DEFINITION`), as ``segkit test`` and ``segkit quantize`` report it: a report
+saying so (``miou_definition``) is read as is; an older report (no ``miou_definition``: its ``miou`` is over the
+classes in the ground truth or the prediction) is recomputed from its ``confusion`` matrix (with a note when that
+changes it); one with neither keeps its ``miou``, its definition "not recorded", and the table says so
+(:attr:`Result.miou_definition`). A file is placed on a Table 7 row (or on one of :data:`segkit.analysis.complexity.EXTRA_ROWS`):
 
 1. by its ``config`` field when that is a known config name (or a mapping with ``name``), otherwise by its
    file name or folder name starting with the config name, the longest match winning
@@ -37,14 +42,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from segkit.analysis.complexity import EXTRA_ROWS, TABLE7, Table7Row, extra_rows, table7
 from segkit.analysis.errors import AnalysisError
 from segkit.config import ConfigError, load_config
+from segkit.evaluation.metrics import MIOU_DEFINITION, metrics_from_confusion
 
 __all__ = [
     "LATENCY_FORMAT",
     "MADDS_FORMAT",
     "RUNTIMES_FORMAT",
+    "MIOU_UNKNOWN",
     "LatencyKey",
     "Result",
     "load_latency",
@@ -68,13 +77,16 @@ LatencyKey = tuple[str, bool, str, str, bool]
 LATENCY_FORMAT = '{"rows": [{"config": NAME, "latency_ms": MS}, ...]}'
 RUNTIMES_FORMAT = '{"models": [{"config": NAME, "input_size": 513, "rows": [{"row": NAME, "latency_ms": MS}, ...]}]}'
 MADDS_FORMAT = "segkit complexity --table7 --json FILE"
+MIOU_UNKNOWN = "not recorded"  # the mIoU definition of a report with neither miou_definition nor a confusion matrix
 
 
 @dataclass(frozen=True)
 class Result:
     """One evaluation result placed on a row: ``miou`` in %, ``converted`` for official weights, and what ran it:
     ``precision`` (fp32 | bf16 | int8 | fake-int8), ``runtime`` (pytorch | onnxruntime | openvino | litert),
-    ``quantization`` (ptq | qat | None)."""
+    ``quantization`` (ptq | qat | None); ``miou_definition`` what ``miou`` averages over
+    (:data:`segkit.evaluation.metrics.MIOU_DEFINITION`, or :data:`MIOU_UNKNOWN` for an old report that cannot be
+    recomputed)."""
 
     config: str
     miou: float
@@ -83,6 +95,7 @@ class Result:
     precision: str = "fp32"
     runtime: str = "pytorch"
     quantization: str | None = None
+    miou_definition: str = MIOU_DEFINITION
 
     @property
     def key(self) -> tuple[str, bool, str, str]:
@@ -162,6 +175,28 @@ def match_config(path: Path, data: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _percent(x: float) -> float:
+    return float(x) * (100.0 if x <= 1.0 else 1.0)
+
+
+def result_miou(data: Mapping[str, Any]) -> tuple[float, str, float | None]:
+    """``(mIoU %, definition, the report's own miou % when it was recomputed)`` of a report: its ``miou`` when its
+    ``miou_definition`` is segkit's; else recomputed over the classes in the ground truth from its ``confusion``;
+    else its ``miou`` with the definition :data:`MIOU_UNKNOWN`."""
+    stored = _percent(data["miou"])
+    definition = data.get("miou_definition")
+    if definition == MIOU_DEFINITION:
+        return stored, MIOU_DEFINITION, None
+    confusion = data.get("confusion")
+    try:
+        cm = np.asarray(confusion, dtype=np.int64)
+    except (TypeError, ValueError):
+        cm = None
+    if cm is not None and cm.ndim == 2 and cm.shape[0] == cm.shape[1] and cm.size and (cm >= 0).all() and cm.any():
+        return 100.0 * metrics_from_confusion(cm).miou, MIOU_DEFINITION, stored
+    return stored, str(definition) if isinstance(definition, str) and definition else MIOU_UNKNOWN, None
+
+
 def load_results(results_dir: Path) -> tuple[list[Result], list[str]]:
     """The evaluation results under ``results_dir`` (recursively), and one note per file skipped."""
     found: dict[tuple[str, bool, str, str, str | None], Result] = {}  # (*Result.key, quantization)
@@ -207,9 +242,15 @@ def load_results(results_dir: Path) -> tuple[list[Result], list[str]]:
             )
             continue
         converted = name.startswith(CONVERTED_PREFIX)
-        miou = float(data["miou"]) * (100.0 if data["miou"] <= 1.0 else 1.0)
+        miou, definition, stored = result_miou(data)
+        if stored is not None and abs(stored - miou) >= 0.005:
+            notes.append(
+                f"{path}: a report without 'miou_definition' (its miou {stored:.2f} is over the classes in the ground "
+                f"truth or the prediction); mIoU {miou:.2f} recomputed over the {MIOU_DEFINITION} from its confusion "
+                "matrix"
+            )
         precision, runtime = str(data.get("precision") or "fp32"), str(data.get("runtime") or "pytorch")
-        result = Result(config, miou, path, converted, precision, runtime, data.get("quantization"))
+        result = Result(config, miou, path, converted, precision, runtime, data.get("quantization"), definition)
         ident = (*result.key, result.quantization)
         if ident in found:
             notes.append(
@@ -350,7 +391,8 @@ def tradeoff_markdown(
     """The table: paper and segkit MAdds, paper mIoU, segkit's mIoU, CPU latency; one row per Table 7 row, then
     the converted official weights' results and the segkit-only configurations on rows of their own. Each int8
     (fake-int8, other-runtime) result follows its row on a row of its own, with the latency of its runtime
-    (``runtime_latency``, :func:`load_runtime_latency`) and that runtime's fp32 latency in brackets."""
+    (``runtime_latency``, :func:`load_runtime_latency`) and that runtime's fp32 latency in brackets. A line below
+    the table says what segkit's mIoU averages over and names the results whose definition was not recorded."""
     own, official = _by_config(results, False), _by_config(results, True)
     runtime_latency = runtime_latency or {}
     lines = [
@@ -397,4 +439,11 @@ def tradeoff_markdown(
             merged = {**own, **{k: v for k, v in official.items() if k not in own}}
             arch = (cfg.output_stride, cfg.aspp, False)
             block(f"{network} (not in Table 7)", arch, ("-", "-"), config, miou=merged, converted=(False, True))
+    lines += ["", f"mIoU segkit: mean IoU over the {MIOU_DEFINITION} of the evaluated set (segkit test, quantize)."]
+    unknown = sorted(str(r.path) for r in results if r.miou_definition != MIOU_DEFINITION)
+    if unknown:
+        lines.append(
+            f"mIoU definition not recorded (a report without 'miou_definition' or a confusion matrix; its 'miou' "
+            f"as written), for: {', '.join(unknown)}"
+        )
     return "\n".join(lines)

@@ -31,6 +31,7 @@ from segkit.checkpoint.format import (
 )
 from segkit.config import Config, ConfigError, apply_overrides, config_from_dict, load_config
 from segkit.data.classes import VOC_CLASSES
+from segkit.evaluation.image import attach_predict
 from segkit.models.backbones import MobileNetV2, load_backbone_state
 from segkit.models.backbones._base import unwrap_state_dict
 from segkit.models.build import build_classifier, build_model, last_layer_note
@@ -100,7 +101,9 @@ def load_model(
 
     Returns:
         The model in eval mode, with attributes ``segkit_config`` (the effective :class:`Config`),
-        ``class_names`` and ``palette`` (None when unknown).
+        ``class_names`` and ``palette`` (None when unknown); a segmentation model also has
+        ``predict(image, probs=False)`` (:func:`segkit.evaluation.image.predict_image`): the label map of a path,
+        PIL image or RGB uint8 array at its size, under the checkpoint's ``eval`` protocol.
 
     Raises:
         CheckpointError: missing or unreadable file, unknown kind, or weights that do not fit.
@@ -146,6 +149,8 @@ def load_model(
     model.segkit_config = cfg
     model.class_names = class_names
     model.palette = palette
+    if kind == "segmentor":  # model.predict(image, probs=False): the checkpoint's protocol on one image
+        attach_predict(model)
     return model
 
 

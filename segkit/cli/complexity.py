@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from segkit.analysis.command import config_complexity, table7_report
 from segkit.cli.common import add_config_arguments, run_main
 
 
@@ -35,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from segkit.analysis.command import config_complexity, table7_report  # heavy (torch): not for --help
+
     files = dict(json_path=args.json, markdown_path=args.markdown)
     if args.table7:
         output = table7_report(args.input_size, **files)

@@ -1,11 +1,12 @@
-"""Convert an official TFLite MobileNetV2 model (DeepLabV3 segmentor or ImageNet classifier) to segkit.
+"""Convert an official TFLite MobileNetV2 model (DeepLabV3(+) segmentor or ImageNet classifier) to segkit.
 
     segkit convert deeplabv3_mnv2_pascal_quant.tflite deeplab_official.pth
+    segkit convert deeplabv3_mnv2_ade20k_uint8.tflite ade20k_official.pth     # MLPerf ADE20K DeepLabV3+
     segkit convert mobilenet_v2_1.0_224_quant.tflite mnv2_imagenet.pth --labels imagenet_labels.txt
     segkit convert model.tflite --print-graph          # only list the ops
 
-The architecture (width, output stride and dilation rates, head, classes, align_corners, input
-normalisation) is read from the graph, never from the file name, and printed. A segmentor
+The architecture (width, output stride and dilation rates, head, DeepLabV3+ decoder, classes,
+align_corners, input normalisation) is read from the graph, never from the file name, and printed. A segmentor
 checkpoint works with `segkit test`, `segkit infer` and segkit.load_model, and as initial weights
 for training; a classifier checkpoint (kind "classifier", torchvision-style ``features.*`` +
 ``classifier.1.*``) initialises a backbone via ``train.init_weights`` or loads with
@@ -36,7 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("model", type=Path, help="the .tflite file")
     parser.add_argument("out", type=Path, nargs="?", help="the segkit checkpoint to write (.pth)")
-    labels_help = "class names, one per line (default: VOC's names for a 21-class segmentor)"
+    labels_help = (
+        "class names, one per line (default: VOC's names for a 21-class segmentor, MLPerf's ADE20K names for a "
+        "32-class one)"
+    )
     parser.add_argument("--labels", type=Path, metavar="FILE", help=labels_help)
     parser.add_argument("--print-graph", action="store_true", help="print the TFLite op list")
     return parser

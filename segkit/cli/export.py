@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from segkit.cli.common import add_config_arguments, options, run_main, side_arg, verdict
-from segkit.export import DEFAULT_EXPORTER, EXPORTERS, FORMATS, INPUTS, OPSET, OUTPUTS, export_checkpoint
+from segkit.export import DEFAULT_EXPORTER, EXPORTERS, FORMATS, INPUTS, OPSET, OUTPUTS
 from segkit.export.onnx import OPSETS
 
 
@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from segkit.export import export_checkpoint  # heavy (torch): not for --help
+
     report = export_checkpoint(
         args.checkpoint,
         args.out,

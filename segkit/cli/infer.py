@@ -25,7 +25,6 @@ from pathlib import Path
 
 from segkit.cli import common
 from segkit.config import parse_override
-from segkit.export.source import ModelSource, infer_images
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Segment as ``args`` say and print what was written; the project's errors propagate (``main`` prints them)."""
+    from segkit.export.source import ModelSource, infer_images  # heavy (torch): not for --help
+
     if not 0.0 <= args.alpha <= 1.0:
         print(f"error: --alpha must be in [0, 1], got {args.alpha}.", file=sys.stderr)
         return 2

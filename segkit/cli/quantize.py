@@ -10,7 +10,7 @@ import argparse
 
 from segkit.cli.common import options, run_main, side_arg, verdict
 from segkit.export import INPUTS, OUTPUTS
-from segkit.quantize import FORMATS, quantize_checkpoint
+from segkit.quantize import FORMATS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from segkit.quantize import quantize_checkpoint  # heavy (torch): not for --help
+
     report = quantize_checkpoint(
         args.checkpoint,
         args.out,

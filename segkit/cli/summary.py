@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 
-from segkit.analysis.command import model_summary
 from segkit.cli.common import add_config_arguments, add_device_argument, run_main
 
 
@@ -36,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from segkit.analysis.command import model_summary  # heavy (torch): not for --help
+
     print(model_summary(args.config, args.set, input_size=args.input_size, device=args.device))
     return 0
 

@@ -35,8 +35,6 @@ from segkit.cli import common
 from segkit.config import parse_override
 from segkit.data import DATASETS
 from segkit.evaluation.command import COCO_DEFAULT_SPLIT
-from segkit.evaluation.metrics import format_metrics_table
-from segkit.export.source import ModelSource, evaluate_checkpoint
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +86,9 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate as ``args`` say and print the results; the project's errors propagate (``main`` prints them)."""
+    from segkit.evaluation.metrics import format_metrics_table  # heavy (torch): not for --help
+    from segkit.export.source import ModelSource, evaluate_checkpoint
+
     source = ModelSource(args.checkpoint, args.model, args.runtime, args.config, cli_overrides(args), args.fast)
     result = evaluate_checkpoint(
         source,

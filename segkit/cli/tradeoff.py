@@ -22,7 +22,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from segkit.analysis.command import tradeoff_report
 from segkit.cli.common import options, run_main
 
 
@@ -45,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from segkit.analysis.command import tradeoff_report  # heavy (torch): not for --help
+
     report = tradeoff_report(
         args.results, **options(args, "latency", "runtimes_json", "complexity_json", "out", "input_size")
     )

@@ -90,6 +90,13 @@ def validate_config(cfg: Config) -> None:
     need(0 <= t.momentum < 1, "train.momentum", t.momentum, "0 <= m < 1")
     need(t.grad_accum >= 1, "train.grad_accum", t.grad_accum, "an integer >= 1")
     need(t.warmup_iters >= 0, "train.warmup_iters", t.warmup_iters, "an integer >= 0")
+    need(
+        t.warmup_iters <= t.iterations,
+        "train.warmup_iters",
+        t.warmup_iters,
+        f"an integer <= train.iterations ({t.iterations}): the warmup is part of the run; lower it (e.g. --set "
+        f"train.warmup_iters=0) or raise train.iterations",
+    )
     need(0 < t.warmup_factor <= 1, "train.warmup_factor", t.warmup_factor, "0 < f <= 1")
     for key in ("log_interval", "val_interval", "ckpt_interval"):
         need(getattr(t, key) >= 1, f"train.{key}", getattr(t, key), "an integer >= 1")

@@ -29,8 +29,9 @@ from segkit.utils.distributed import DistInfo, host_max, is_initialized
 
 
 def format_miou(value: float) -> str:
-    """``0.7312``, or ``none yet`` before the first validation (stored as -1)."""
-    return "none yet" if value < 0 else f"{value:.4f}"
+    """``73.12%`` (a percentage, as every metrics table prints it), or ``none yet`` before the first validation
+    (stored as -1)."""
+    return "none yet" if value < 0 else f"{100 * value:.2f}%"
 
 
 @dataclass
@@ -154,8 +155,9 @@ def check_qat_matches(cfg: Config, ckpt: dict[str, Any], path: str | os.PathLike
 
 
 def check_resume_config(cfg: Config, path: str | os.PathLike) -> None:
-    """:func:`check_qat_matches` on the checkpoint a run resumes from, before the run is built or its work dir
-    written (memory-mapped: its tensors are not read). An unreadable file is left to :func:`restore_state`."""
+    """:func:`check_qat_matches` on the checkpoint a run resumes from, before the
+    run is built or its work dir written (memory-mapped: its tensors are not read). An unreadable file is left to
+    :func:`restore_state`."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # noqa: BLE001 - missing, old format or not a checkpoint: restore_state says which

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from segkit.evaluation.metrics import SegMetrics
+from segkit.evaluation.metrics import MIOU_DEFINITION, SegMetrics, stray_classes
 from segkit.evaluation.predict import denormalize
 from segkit.evaluation.viz import class_palette, overlay, save_label_png, side_by_side
 from segkit.utils.io import atomic_path
@@ -64,8 +64,15 @@ def metrics_to_json(
     ``"deeplabv3plus"``, so ``segkit tradeoff`` never puts a decoder result on a Table 7 row), model (architecture
     fields, how tradeoff places a converted ``tflite_...`` result), precision (``PRECISIONS``), runtime
     (``RUNTIMES``), quantization (``"ptq"`` | ``"qat"`` | None; tradeoff places a result by row, precision and
-    runtime), miou, pixel_acc, mean_acc, per_class_iou, confusion, num_images (``metrics.num_images``, the images
-    scored), protocol."""
+    runtime), miou (the mean IoU over the classes in the ground truth), miou_definition (what ``miou`` averages
+    over: :data:`segkit.evaluation.metrics.MIOU_DEFINITION`), miou_gt_or_pred (the mean over the classes in the
+    ground truth or the prediction), stray_classes (``{name: predicted pixels}`` of the classes predicted on a
+    handful of pixels and absent from the ground truth: IoU 0, counted only by ``miou_gt_or_pred``), pixel_acc,
+    mean_acc, per_class_iou (0 for a class predicted but not in the ground truth; null for one in neither),
+    confusion, num_images (``metrics.num_images``, the images scored), protocol.
+
+    Reports written before ``miou_definition`` existed hold the mean over the classes in the ground truth or the
+    prediction under ``miou``; ``segkit tradeoff`` recomputes theirs from ``confusion``."""
     k = len(metrics.per_class_iou)
     if len(class_names) != k:
         raise ValueError(f"{len(class_names)} class names for {k} classes.")
@@ -77,6 +84,9 @@ def metrics_to_json(
         "runtime": runtime,
         "quantization": quantization,
         "miou": _num(metrics.miou),
+        "miou_definition": MIOU_DEFINITION,
+        "miou_gt_or_pred": _num(metrics.miou_gt_or_pred),
+        "stray_classes": {class_names[c]: n for c, n in stray_classes(metrics)},
         "pixel_acc": _num(metrics.pixel_acc),
         "mean_acc": _num(metrics.mean_acc),
         "per_class_iou": {name: _num(float(v)) for name, v in zip(class_names, metrics.per_class_iou)},

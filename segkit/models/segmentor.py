@@ -61,6 +61,18 @@ class Segmentor(nn.Module):
                     m.eval()
         return self
 
+    def predict(self, image: object, *, probs: bool = False) -> object:
+        """The label map of one image (path, PIL image or RGB uint8 array) under the checkpoint's protocol.
+
+        :func:`segkit.load_model` replaces this with :func:`segkit.evaluation.image.predict_image` bound to the
+        model, which knows the checkpoint's ``eval`` protocol and normalisation; a model built from a config
+        alone does not, so it refuses with the fix.
+        """
+        raise NotImplementedError(
+            "Segmentor.predict needs the checkpoint's eval protocol and normalisation: load the model with "
+            "segkit.load_model(path), or call segkit.evaluation.image.predict_image(model, image, cfg=cfg)."
+        )
+
     def _upsample(self, logits: Tensor, size: tuple[int, int]) -> Tensor:
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=self.align_corners)
 

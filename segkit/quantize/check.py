@@ -15,6 +15,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from segkit.evaluation.metrics import (
+    MIOU_DEFINITION,
+    MIOU_GT_OR_PRED_DEFINITION,
+    metrics_from_confusion,
+    stray_classes,
+)
+
 AGREE_MIN = 0.99  # pixel agreement an int8 file needs with its reference model to be written
 
 
@@ -40,11 +47,14 @@ class Int8Report:
     size_bytes: int
     n_images: int
     agreement: float  # share of (content) pixels with the same label
-    miou_float: float | None = None
+    miou_float: float | None = None  # mean IoU over the classes in the ground truth (segkit's mIoU)
     miou_int8: float | None = None
     per_image: list[float] = field(default_factory=list)
     reference: str = "fp32"  # what the file was compared with: the float model, or a QAT checkpoint's fake-int8 one
     written: bool = True  # False: the verification failed and the file was not written to ``path``
+    miou_float_gt_or_pred: float | None = None  # the other definition: classes in the ground truth or the prediction
+    miou_int8_gt_or_pred: float | None = None
+    stray_int8: list[tuple[str, int]] = field(default_factory=list)  # (class, predicted px): stray int8 classes
 
     def passed(self, agree_min: float = AGREE_MIN) -> bool:
         return self.agreement >= agree_min
@@ -64,15 +74,20 @@ class Int8Report:
             f"pixel agreement {100 * self.agreement:.2f}%"
         )
         if self.miou_float is not None:
-            text += f"; mIoU (classes present) float {100 * self.miou_float:.2f} | int8 {100 * self.miou_int8:.2f}"
+            text += f"; mIoU ({MIOU_DEFINITION}) float {100 * self.miou_float:.2f} | int8 {100 * self.miou_int8:.2f}"
+            if self.miou_float_gt_or_pred is not None and self.miou_int8_gt_or_pred is not None:
+                text += (
+                    f" (over the {MIOU_GT_OR_PRED_DEFINITION}: float {100 * self.miou_float_gt_or_pred:.2f} | "
+                    f"int8 {100 * self.miou_int8_gt_or_pred:.2f})"
+                )
+            if self.stray_int8:
+                text += "; int8 stray: " + ", ".join(f"{c} ({n} px)" for c, n in self.stray_int8)
         return text
 
 
 def _miou(cm: np.ndarray) -> float:
-    present = cm.sum(1) > 0
-    inter = np.diag(cm)
-    union = cm.sum(0) + cm.sum(1) - inter
-    return float(np.mean(inter[present] / np.maximum(union[present], 1)))
+    """segkit's mIoU of a confusion matrix: over the classes in the ground truth (:data:`MIOU_DEFINITION`)."""
+    return metrics_from_confusion(cm).miou
 
 
 def verify_int8(
@@ -81,7 +96,8 @@ def verify_int8(
     """Compare ``path`` with the float ``model`` on ``images`` (from :func:`calibration_images`; masks optional).
 
     Agreement and mIoU count only the resized image content (padding excluded); mIoU is over the classes
-    present in the ground truth, the masks resized to the content with nearest neighbour.
+    present in the ground truth (as ``segkit test`` reports it; the mean over the classes in the ground truth or
+    the prediction beside it), the masks resized to the content with nearest neighbour.
     """
     import torch.nn.functional as F
 
@@ -107,12 +123,11 @@ def verify_int8(
             valid = mask != ignore_index
             for cm, pred in ((cm_f, ref), (cm_q, got)):
                 cm += np.bincount(n * mask[valid] + pred[valid], minlength=n * n).reshape(n, n)
-    return Int8Report(
-        str(path),
-        file_size(path),
-        len(images),
-        same / max(total, 1),
-        _miou(cm_f) if has_masks else None,
-        _miou(cm_q) if has_masks else None,
-        per_image,
-    )
+    report = Int8Report(str(path), file_size(path), len(images), same / max(total, 1), per_image=per_image)
+    if has_masks:
+        m_f, m_q = metrics_from_confusion(cm_f), metrics_from_confusion(cm_q)
+        report.miou_float, report.miou_int8 = m_f.miou, m_q.miou
+        report.miou_float_gt_or_pred, report.miou_int8_gt_or_pred = m_f.miou_gt_or_pred, m_q.miou_gt_or_pred
+        names = getattr(model, "class_names", None) or []
+        report.stray_int8 = [(names[c] if c < len(names) else f"class {c}", px) for c, px in stray_classes(m_q)]
+    return report

@@ -19,7 +19,8 @@ from segkit.data import DATASETS, SYNTHETIC_CLASSES, BadSampleWarning
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 JSON_KEYS = {"config", "decoder", "model", "precision", "runtime", "quantization", "miou", "pixel_acc", "mean_acc",
-             "per_class_iou", "confusion", "num_images", "protocol"}  # fmt: skip
+             "per_class_iou", "confusion", "num_images", "protocol",
+             "miou_definition", "miou_gt_or_pred", "stray_classes"}  # fmt: skip
 QUIET = ["--no-progress", "--device", "cpu"]
 
 

@@ -41,7 +41,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 VOC_SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "voc_sample"
 SIZES = {"img_a": (40, 56), "img_b": (48, 36), "img_c": (33, 47)}  # id -> (H, W)
 JSON_KEYS = {"config", "decoder", "model", "precision", "runtime", "quantization", "miou", "pixel_acc", "mean_acc",
-             "per_class_iou", "confusion", "num_images", "protocol"}  # fmt: skip
+             "per_class_iou", "confusion", "num_images", "protocol",
+             "miou_definition", "miou_gt_or_pred", "stray_classes"}  # fmt: skip
 QUIET: dict[str, Any] = {"progress": False, "device": "cpu", "log": lambda line: None}
 
 
@@ -105,7 +106,10 @@ def check_report(report: dict[str, Any], masks: dict[str, np.ndarray]) -> np.nda
     assert list(report["per_class_iou"]) == list(VOC_CLASSES)
     for name, value in report["per_class_iou"].items():
         assert value == (pytest.approx(iou[name]) if iou[name] is not None else None)
-    assert report["miou"] == pytest.approx(np.mean([v for v in iou.values() if v is not None]))
+    in_gt = [iou[name] for i, name in enumerate(VOC_CLASSES) if cm[i].sum()]
+    assert report["miou"] == pytest.approx(np.mean(in_gt))  # segkit's mIoU: over the classes in the ground truth
+    assert report["miou_definition"] == "classes in the ground truth"
+    assert report["miou_gt_or_pred"] == pytest.approx(np.mean([v for v in iou.values() if v is not None]))
     assert report["pixel_acc"] == pytest.approx(tp.sum() / cm.sum())
     recall = [tp[i] / cm[i].sum() for i in range(21) if cm[i].sum()]
     assert report["mean_acc"] == pytest.approx(np.mean(recall))

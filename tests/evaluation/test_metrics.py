@@ -50,12 +50,13 @@ def test_absent_class_is_nan_and_excluded_from_means():
     assert m.mean_acc == pytest.approx((2 / 3 + 1) / 2)
 
 
-def test_false_positive_class_counts_in_miou_not_in_mean_acc():
+def test_false_positive_class_counts_only_in_miou_gt_or_pred():
     cm = ConfusionMatrix(3)
     cm.update(T([0, 2]), T([0, 0]))  # class 2 only predicted
     m = cm.compute()
     assert m.per_class_iou[2] == 0.0 and math.isnan(m.per_class_iou[1])
-    assert m.miou == pytest.approx((1 / 2 + 0) / 2)
+    assert m.miou == pytest.approx(1 / 2)  # over the classes in the ground truth
+    assert m.miou_gt_or_pred == pytest.approx((1 / 2 + 0) / 2)  # the other definition
     assert m.mean_acc == pytest.approx(1 / 2)  # over classes present in the GT only
 
 
@@ -69,7 +70,7 @@ def test_accumulates_and_resets():
     two.reset()
     assert two.compute().confusion.sum() == 0
     empty = ConfusionMatrix(2).compute()
-    assert math.isnan(empty.miou) and math.isnan(empty.pixel_acc)
+    assert math.isnan(empty.miou) and math.isnan(empty.pixel_acc) and math.isnan(empty.miou_gt_or_pred)
 
 
 def test_bad_inputs_raise():
@@ -116,7 +117,7 @@ def test_table_and_json():
     cm = ConfusionMatrix(3)
     cm.update(T([0, 1]), T([0, 1]))
     sparse = cm.compute()
-    assert "(absent)" in format_metrics_table(sparse, ["a", "b", "c"]).splitlines()[4]
+    assert "(absent)" in format_metrics_table(sparse, ["a", "b", "c"]).splitlines()[5]
     sparse.num_images = 2
     data = metrics_to_json(sparse, ["a", "b", "c"], protocol={"scales": [1.0]}, config="voc_mnv2_os16", decoder="none")
     assert set(data) == {
@@ -127,6 +128,9 @@ def test_table_and_json():
         "runtime",
         "quantization",
         "miou",
+        "miou_definition",
+        "miou_gt_or_pred",
+        "stray_classes",
         "pixel_acc",
         "mean_acc",
         "per_class_iou",
@@ -138,6 +142,8 @@ def test_table_and_json():
     assert data["config"] == "voc_mnv2_os16" and data["decoder"] == "none"
     assert (data["precision"], data["runtime"], data["quantization"]) == ("fp32", "pytorch", None)  # the defaults
     assert data["per_class_iou"] == {"a": 1.0, "b": 1.0, "c": None}
+    assert data["miou_definition"] == "classes in the ground truth" and data["miou"] == data["miou_gt_or_pred"] == 1.0
+    assert data["stray_classes"] == {}
     assert data["confusion"] == [[1, 0, 0], [0, 1, 0], [0, 0, 0]] and data["num_images"] == 2
     json.dumps(data, allow_nan=False)  # strictly valid JSON
     with pytest.raises(ValueError, match="2 class names for 3 classes"):
@@ -158,7 +164,7 @@ def test_real_voc_sample_matches_reference(shared_data):
     m = cm.compute()
     expected = np.load(shared_data / "reference/coral_deeplabv3_mnv2_pascal_quant_confusion.npy")
     assert np.array_equal(m.confusion, expected)
-    assert m.miou == pytest.approx(ref["miou_present"], abs=1e-9)
+    assert m.miou == pytest.approx(ref["miou_present"], abs=1e-9)  # the reference's definition is segkit's
     assert m.pixel_acc == pytest.approx(ref["pixel_acc"], abs=1e-9)
     for k, v in ref["per_class"].items():
         assert m.per_class_iou[int(k)] == pytest.approx(v, abs=1e-9)

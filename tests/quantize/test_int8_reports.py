@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from segkit.analysis.plot import points
 from segkit.analysis.tradeoff import CONFIG_NAMES, load_results, load_runtime_latency, tradeoff_markdown
 from segkit.cli import main as segkit_main
+from segkit.evaluation.metrics import MIOU_DEFINITION, metrics_from_confusion
 
 SINGLE = {"scales": [1.0], "flip": False}
 FLOAT_ROW = "| MNet V2* | 16 |  |  | 2.75B | 5.00B | 75.32 | 70.00 |"
@@ -56,6 +58,10 @@ def test_segkit_test_reports_precision_and_runtime(tiny_files, tmp_path, capsys)
     assert (report["precision"], report["runtime"], report["quantization"]) == ("int8", "onnxruntime", "ptq")
     assert report["config"] == "demo_mnv2_os16" and report["model"]["width_mult"] == 0.35
     assert "(int8, onnxruntime, ptq)" in err  # the summary line says what runs
+    # one mIoU definition for int8 as for float: over the classes in the ground truth, the other one beside it
+    metrics = metrics_from_confusion(np.asarray(report["confusion"]))
+    assert report["miou_definition"] == MIOU_DEFINITION and report["miou"] == pytest.approx(metrics.miou)
+    assert report["miou_gt_or_pred"] == pytest.approx(metrics.miou_gt_or_pred)
     report, err = _report(tmp_path, capsys, "--model", str(tiny_files["float"]))
     assert (report["precision"], report["runtime"], report["quantization"]) == ("fp32", "onnxruntime", None)
     report, err = _report(tmp_path, capsys, "--checkpoint", str(tiny_files["ckpt"]))

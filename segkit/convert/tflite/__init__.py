@@ -1,7 +1,7 @@
 """Convert official TFLite MobileNetV2 models (DeepLabV3 segmentors, ImageNet classifiers) to segkit.
 
 The modules follow the data: ``reader`` parses the flatbuffer into a plain-Python graph,
-``matcher`` and ``heads`` walk it (backbone blocks, then DeepLabV3 / classifier heads),
+``matcher`` and ``heads`` walk it (backbone blocks, then DeepLabV3(+) / classifier heads),
 ``architecture`` turns what they found into a :class:`TFLiteArchitecture` (and a segkit config),
 ``weights`` builds the segkit model and loads the graph's tensors into it, and ``executor`` runs the
 graph op by op in float as a reference::
@@ -14,7 +14,8 @@ when a file is read.
 """
 
 from segkit.convert.tflite.architecture import TFLiteArchitecture, infer_architecture
-from segkit.convert.tflite.executor import run_graph
+from segkit.convert.tflite.executor import legacy_resize_bilinear, run_graph
+from segkit.convert.tflite.heads import DecoderSpec
 from segkit.convert.tflite.matcher import ConvSpec, TFLiteConversionError
 from segkit.convert.tflite.reader import (
     QuantParams,
@@ -28,6 +29,7 @@ from segkit.convert.tflite.weights import TFLiteConversion, build_converted_mode
 
 __all__ = [
     "ConvSpec",
+    "DecoderSpec",
     "QuantParams",
     "TFLiteArchitecture",
     "TFLiteConversion",
@@ -39,6 +41,7 @@ __all__ = [
     "build_converted_model",
     "convert_tflite",
     "infer_architecture",
+    "legacy_resize_bilinear",
     "load_tflite",
     "read_labels",
     "run_graph",

@@ -7,7 +7,8 @@ The architecture is read from the graph, never from the file name:
   whose MobileNetV2 channel counts equal the graph's; strides give the output stride, depthwise
   dilation factors (or SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND pairs around a conv) the dilation
   rates, which must follow TF DeepLab's rule that segkit implements;
-- head: DeepLabV3's branches or a classifier's pooling and logits (:mod:`~segkit.convert.tflite.heads`);
+- head: DeepLabV3's branches (and a DeepLabV3+ decoder: its end point, separable or not) or a classifier's
+  pooling and logits (:mod:`~segkit.convert.tflite.heads`);
 - preprocessing: the input tensor's quantization (``real = scale * (q - zero_point)`` with
   ``q`` the 0..255 pixel) gives ``mean = zero_point`` and ``std = 1 / scale``.
 """
@@ -23,7 +24,7 @@ import torch
 from torch import nn
 
 from segkit.config import Config, DataConfig, EvalConfig, ModelConfig, validate_config
-from segkit.convert.tflite.heads import HeadMatcher
+from segkit.convert.tflite.heads import DecoderSpec, HeadMatcher
 from segkit.convert.tflite.matcher import BackboneLayer, ConvSpec, TFLiteConversionError, op_desc, tensor_desc
 from segkit.convert.tflite.reader import TFLiteGraph
 from segkit.models.backbones.mobilenetv2 import INVERTED_RESIDUAL_SETTING, MobileNetV2
@@ -56,6 +57,8 @@ class TFLiteArchitecture:
         aspp_rates: rates of the 3x3 atrous branches; empty for the light head.
         branch_order: the head's concat order as found ('image_pool', 'aspp0', 'atrous_0', ...).
         align_corners: bilinear resize convention of the logits upsampling.
+        decoder: the DeepLabV3+ decoder as found (None without one): its end point
+            (``decoder_output_stride``, ``decoder_feature``) and whether its convs are separable.
         notes: assumptions the converter had to make.
     """
 
@@ -74,9 +77,19 @@ class TFLiteArchitecture:
     aspp_rates: list[int] = field(default_factory=list)
     branch_order: list[str] = field(default_factory=list)
     align_corners: bool = True
+    decoder: DecoderSpec | None = None
     notes: list[str] = field(default_factory=list)
     layers: list[BackboneLayer] = field(default_factory=list, repr=False)
     head: dict[str, ConvSpec] = field(default_factory=dict, repr=False)
+
+    @property
+    def decoder_output_stride(self) -> int | None:
+        """Stride of the decoder's low-level feature (4 for the official layer_4 end point)."""
+        if self.decoder is None:
+            return None
+        layer = self.decoder.feature.split("/")[0]
+        index = [layer_.name for layer_ in self.layers].index(layer)
+        return int(np.prod([layer_.stride for layer_ in self.layers[: index + 1]]))
 
     def summary(self) -> str:
         """Readable description of the inferred architecture."""
@@ -99,6 +112,12 @@ class TFLiteArchitecture:
                 f"head: DeepLabV3, {aspp}, {self.head_channels} channels, concat order "
                 f"{self.branch_order}, {self.num_classes} classes, align_corners={self.align_corners}"
             )
+            if self.decoder is not None:
+                proj = self.decoder.convs["feature_projection0"].out_channels
+                lines.append(
+                    f"decoder: DeepLabV3+, output stride {self.decoder_output_stride} ({self.decoder.feature}, "
+                    f"{proj}-channel projection), {'separable' if self.decoder.separable else 'regular'} 3x3 convs"
+                )
         else:
             lines.append(f"head: global average pool -> {self.num_classes}-way logits")
         lines += [f"note: {n}" for n in self.notes]
@@ -113,6 +132,10 @@ class TFLiteArchitecture:
             final_conv=self.final_conv,
             aspp=bool(self.aspp_rates),
             aspp_rates=list(self.aspp_rates) if self.aspp_rates else None,
+            decoder="deeplabv3plus" if self.decoder is not None else "none",
+            decoder_output_stride=self.decoder_output_stride or 4,  # type: ignore[arg-type]
+            decoder_feature="block" if self.decoder is not None and "/" not in self.decoder.feature else "depthwise",
+            decoder_separable=self.decoder.separable if self.decoder is not None else True,
             head_channels=self.head_channels or 256,
             dropout=0.1 if self.kind == "segmentor" else 0.2,  # official keep_prob 0.9 / 0.8
             num_classes=self.num_classes,
@@ -170,6 +193,39 @@ def _infer_width(
         f"(graph per layer: {found[:4]} ... {found[-2:]}; width 1.0 would give "
         f"{_expected_channels(1.0, 8, final_conv)[:4]} ...)."
     )
+
+
+def _check_decoder(arch: TFLiteArchitecture, reader: HeadMatcher) -> None:
+    """The decoder found must be the one segkit builds: its end point, 48-channel projection, 256-channel convs."""
+    from segkit.models.build import DECODER_LAYERS
+
+    dec = arch.decoder
+    assert dec is not None
+    graph = reader.g
+    proj0 = dec.convs["feature_projection0"]
+    stride = arch.decoder_output_stride
+    layer = dec.feature.split("/")[0]
+    if DECODER_LAYERS.get(stride or 0) != layer or stride is None or stride >= arch.output_stride:
+        raise reader.fail(
+            f"decoder: feature_projection0 {op_desc(graph, proj0.op)} reads {dec.feature} (stride {stride}); "
+            f"segkit's decoder reads {', '.join(f'{v} at stride {k}' for k, v in DECODER_LAYERS.items())} "
+            f"(TF DeepLab's end points), below the output stride {arch.output_stride}."
+        )
+    if proj0.out_channels != 48:
+        raise reader.fail(
+            f"decoder: feature_projection0 {op_desc(graph, proj0.op)} has {proj0.out_channels} filters; "
+            "segkit's decoder (as TF DeepLab) uses 48."
+        )
+    for name, conv in dec.convs.items():
+        if name.startswith("decoder_conv") and not name.endswith("depthwise") and conv.out_channels != 256:
+            raise reader.fail(
+                f"decoder: {name} {op_desc(graph, conv.op)} has {conv.out_channels} filters; segkit's decoder uses 256."
+            )
+    if not dec.encoder_first:
+        raise reader.fail(
+            f"decoder: the concat puts the low-level feature ({tensor_desc(graph, proj0.output)}) before the "
+            "encoder output; segkit's decoder (as TF DeepLab) concatenates the encoder output first."
+        )
 
 
 def infer_architecture(graph: TFLiteGraph) -> TFLiteArchitecture:
@@ -245,6 +301,9 @@ def infer_architecture(graph: TFLiteGraph) -> TFLiteArchitecture:
         arch.head, arch.branch_order, arch.align_corners, arch.num_classes = head, order, align, num_classes
         arch.head_channels = head["aspp0"].out_channels
         arch.aspp_rates = [head[f"atrous_{i}"].dilation for i in range(len(order) - 2)]
+        arch.decoder = reader.decoder
+        if arch.decoder is not None:
+            _check_decoder(arch, reader)
         for name, conv in head.items():
             if name != "classifier" and conv.out_channels != arch.head_channels:
                 raise reader.fail(

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segkit.convert.tflite.matcher import op_desc
+from segkit.convert.tflite.matcher import implied_activation, op_desc
 from segkit.convert.tflite.reader import TFLiteFormatError, TFLiteGraph, TFLiteOp
 
-__all__ = ["run_graph"]
+__all__ = ["legacy_resize_bilinear", "run_graph"]
 
 # The integer range of each quantized dtype that emulate_quantization rounds to.
 _QUANT_LIMITS = {"uint8": (0, 255), "int8": (-128, 127), "int16": (-32768, 32767)}
@@ -60,9 +60,17 @@ class _Run:
         return np.asarray(self.graph.tensors[index].data)
 
     def store(self, op: TFLiteOp, y: torch.Tensor) -> None:
-        """Record the op's output, rounded to its tensor's 8/16-bit grid when emulating quantization."""
+        """Record the op's output, rounded to its tensor's 8/16-bit grid when emulating quantization.
+
+        An activation the output's quantization range implies (0..6: ReLU6, 0..max: ReLU) is applied in
+        float too: the interpreter cannot represent values outside that range, so the graph means it.
+        """
         index = op.outputs[0]
-        self.values[index] = y if op.type in _RAW_OUTPUT_OPS else self._quantize(index, y)
+        if op.type in _RAW_OUTPUT_OPS:
+            self.values[index] = y
+            return
+        y = _activate(y, implied_activation(self.graph.tensors[index]))
+        self.values[index] = self._quantize(index, y)
 
     def _quantize(self, index: int, x: torch.Tensor) -> torch.Tensor:
         t = self.graph.tensors[index]
@@ -145,12 +153,26 @@ def _concatenation(run: _Run, op: TFLiteOp) -> torch.Tensor:
     return _fused(op, torch.cat([run.value(i) for i in op.inputs], dim=op.options.get("axis", -1)))
 
 
+def legacy_resize_bilinear(x: torch.Tensor, size: tuple[int, int] | list[int]) -> torch.Tensor:
+    """TF's legacy bilinear resize (align_corners=False, half_pixel_centers=False) of an NCHW tensor.
+
+    Output pixel ``i`` samples the input at ``i * in / out`` (clamped at the last row/column), which
+    no ``F.interpolate`` mode does; it equals an align_corners=True resize of the input with its last
+    row and column repeated, to one more pixel, cropped back.
+    """
+    h, w = int(size[0]), int(size[1])
+    padded = F.pad(x, (0, 1, 0, 1), mode="replicate")
+    return F.interpolate(padded, size=(h + 1, w + 1), mode="bilinear", align_corners=True)[..., :h, :w]
+
+
 def _resize(run: _Run, op: TFLiteOp) -> torch.Tensor:  # RESIZE_BILINEAR (RESIZE_NEAREST_NEIGHBOR: refused)
     o = op.options
     size = [int(v) for v in run.data(op.inputs[1]).reshape(-1)]
     x = run.value(op.inputs[0]).permute(0, 3, 1, 2)
-    if op.type == "RESIZE_NEAREST_NEIGHBOR" or not (o.get("align_corners") or o.get("half_pixel_centers")):
+    if op.type == "RESIZE_NEAREST_NEIGHBOR":
         raise TFLiteFormatError(f"run_graph: {op.describe()} ({o}) is not supported.")
+    if not (o.get("align_corners") or o.get("half_pixel_centers")):
+        return legacy_resize_bilinear(x, size).permute(0, 2, 3, 1)
     y = F.interpolate(x, size=size, mode="bilinear", align_corners=bool(o.get("align_corners")))
     return y.permute(0, 2, 3, 1)
 
@@ -237,15 +259,16 @@ def run_graph(
 ) -> dict[int, np.ndarray]:
     """Execute the graph op by op in float32 with PyTorch: a slow reference for checking conversions.
 
-    Supports the ops of MobileNetV2 classifiers and DeepLabV3 segmentors (the keys of ``_OPS``: convs,
-    ADD/MUL/SUB, pooling, MEAN, CONCATENATION, RESIZE_BILINEAR, RESHAPE/SQUEEZE, SOFTMAX, ARG_MAX,
-    (DE)QUANTIZE/CAST, PAD, SPACE_TO_BATCH_ND/BATCH_TO_SPACE_ND, FULLY_CONNECTED, RELU/RELU6).
+    Supports the ops of MobileNetV2 classifiers and DeepLabV3(+) segmentors (the keys of ``_OPS``: convs,
+    ADD/MUL/SUB, pooling, MEAN, CONCATENATION, RESIZE_BILINEAR (TF's legacy mode included), RESHAPE/SQUEEZE,
+    SOFTMAX, ARG_MAX, (DE)QUANTIZE/CAST, PAD, SPACE_TO_BATCH_ND/BATCH_TO_SPACE_ND, FULLY_CONNECTED, RELU/RELU6).
 
     Args:
         graph: a parsed model.
         image: the raw input tensor as the TFLite interpreter takes it (e.g. uint8 NHWC).
         emulate_quantization: round every activation to its tensor's quantization grid
-            (``q = clamp(round(x / scale) + zero_point)``), approximating the 8-bit interpreter.
+            (``q = clamp(round(x / scale) + zero_point)``), approximating the 8-bit interpreter. Without it,
+            an activation implied by an output's quantization range (0..6, 0..max) is still applied.
         stop_after: tensor indices; stop as soon as all of them are computed (e.g. to read the
             backbone output at an input size the rest of a fixed-size graph does not accept).
 

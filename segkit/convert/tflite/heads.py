@@ -2,11 +2,14 @@
 
 :class:`HeadMatcher` extends :class:`~segkit.convert.tflite.matcher.GraphMatcher` with the readers of
 the backbone output: the global pooling branch, the 1x1 branch and any 3x3 atrous branches meeting in
-a CONCATENATION, the projection and logits convs and the ops after them (their bilinear resize gives
-``align_corners``); or the classifier's pooling and logits conv / fully connected layer.
+a CONCATENATION, the projection, an optional DeepLabV3+ decoder (:class:`DecoderSpec`), the logits conv
+and the ops after it (their bilinear resize gives ``align_corners``); or the classifier's pooling and
+logits conv / fully connected layer.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -18,13 +21,43 @@ from segkit.convert.tflite.matcher import (
     op_desc,
     tensor_desc,
 )
-from segkit.convert.tflite.reader import TFLiteOp
+from segkit.convert.tflite.reader import TFLiteGraph, TFLiteOp
 
-__all__ = ["HeadMatcher"]
+__all__ = ["DecoderSpec", "HeadMatcher"]
+
+
+@dataclass
+class DecoderSpec:
+    """A DeepLabV3+ decoder as found in the graph (TF DeepLab's ``refine_by_decoder``).
+
+    Attributes:
+        feature: the backbone end point ``feature_projection0`` reads ('layer_4/depthwise_output', 'layer_4').
+        feature_tensor: that tensor's index.
+        separable: the decoder convs are depthwise 3x3 + pointwise 1x1 (TF's ``decoder_use_separable_conv``).
+        encoder_first: the concat puts the resized encoder output before the projected low-level feature (TF's).
+        convs: ``feature_projection0``, then ``decoder_conv{0,1}.depthwise`` / ``.pointwise`` (separable) or
+            ``decoder_conv{0,1}``, in execution order.
+        resizes: the bilinear resize(s) of the encoder output to the low-level feature's size.
+        output: the tensor the logits conv reads.
+    """
+
+    feature: str
+    feature_tensor: int
+    separable: bool
+    encoder_first: bool
+    convs: dict[str, ConvSpec] = field(repr=False)
+    resizes: list[TFLiteOp] = field(repr=False)
+    output: int
 
 
 class HeadMatcher(GraphMatcher):
-    """A :class:`GraphMatcher` that also reads DeepLabV3 and classifier heads."""
+    """A :class:`GraphMatcher` that also reads DeepLabV3(+) and classifier heads."""
+
+    def __init__(self, graph: TFLiteGraph) -> None:
+        super().__init__(graph)
+        self.decoder: DecoderSpec | None = None  # set by read_segmentation_head
+        # (align_corners, half_pixel_centers) of the logits upsampling (empty when the graph does not upsample)
+        self.tail_flags: set[tuple[bool, bool]] = set()
 
     def global_pool(self, op: TFLiteOp, x: int) -> bool:
         size = self.spatial(x)
@@ -128,13 +161,119 @@ class HeadMatcher(GraphMatcher):
         project = self.single_conv_reader(concat_op.outputs[0])
         if project is None or project.kernel_size != 1 or project.activation != "RELU":
             raise self.fail(f"expected the 1x1 projection conv with ReLU after {op_desc(g, concat_op)}.")
-        logits = self.single_conv_reader(project.output)
-        if logits is None or logits.kernel_size != 1 or logits.activation != "NONE":
-            raise self.fail(f"expected the 1x1 logits conv after the projection {op_desc(g, project.op)}.")
+        self.decoder = self.read_decoder(project)
+        last = self.decoder.output if self.decoder is not None else project.output
+        logits = self.single_conv_reader(last)
+        if logits is None or logits.kernel_size != 1 or logits.activation != "NONE" or logits.depthwise:
+            found = ", ".join(op_desc(g, op) for op in self.readers(last)) or "nothing"
+            where = "the decoder" if self.decoder is not None else f"the projection {op_desc(g, project.op)}"
+            raise self.fail(f"expected the 1x1 logits conv (no activation) after {where}, found {found}.")
         branches["project"] = project
         branches["classifier"] = logits
         align_corners = self.read_tail(logits.output)
+        if self.decoder is not None:
+            flags = {self._resize_flags(op) for op in self.decoder.resizes} | self.tail_flags
+            if len(flags) > 1:
+                raise self.fail(
+                    f"the decoder's resize ({op_desc(g, self.decoder.resizes[0])}) and the logits upsampling "
+                    f"disagree on (align_corners, half_pixel_centers): {sorted(flags)}; segkit uses one convention."
+                )
+            if self.decoder.resizes and not self.tail_flags:
+                align_corners = self._resize_flags(self.decoder.resizes[0])[0]
         return branches, branch_order, align_corners, logits.out_channels
+
+    @staticmethod
+    def _resize_flags(op: TFLiteOp) -> tuple[bool, bool]:
+        return bool(op.options.get("align_corners")), bool(op.options.get("half_pixel_centers"))
+
+    def _producer_through(self, t: int) -> TFLiteOp | None:
+        """The op writing ``t``, looking back through re-quantization ops."""
+        op = self.g.producer(t)
+        while op is not None and op.type in PASSTHROUGH_OPS:
+            op = self.g.producer(op.inputs[0])
+        return op
+
+    def read_decoder(self, project: ConvSpec) -> DecoderSpec | None:
+        """The DeepLabV3+ decoder between the head's projection and the logits, or None when there is none.
+
+        TF DeepLab's layout: the encoder output resized to the low-level feature's size, concatenated with
+        ``feature_projection0`` (1x1 conv + ReLU of a backbone end point), then ``decoder_conv0`` and
+        ``decoder_conv1`` (3x3 + ReLU, separable as depthwise 3x3 + ReLU -> pointwise 1x1 + ReLU).
+        """
+        g = self.g
+        readers = self.readers(project.output)
+        if not (len(readers) == 1 and readers[0].type in ("RESIZE_BILINEAR", "CONCATENATION")):
+            return None
+        concat, t, resizes = self.follow_to_concat(project.output, "decoder (encoder output)")
+        if concat.options.get("axis") not in (3, -1) or len(concat.inputs) != 2:
+            raise self.fail(
+                f"decoder: expected a channel concat (axis 3) of the encoder output and one low-level feature, "
+                f"found {op_desc(g, concat)} with axis {concat.options.get('axis')} and {len(concat.inputs)} inputs."
+            )
+        position = concat.inputs.index(t)
+        other = concat.inputs[1 - position]
+        producer = self._producer_through(other)
+        if producer is None or not self.is_conv_start(producer):
+            found = op_desc(g, producer) if producer is not None else "a graph input"
+            raise self.fail(
+                f"decoder: {op_desc(g, concat)} concatenates the encoder output with {tensor_desc(g, other)}, "
+                f"written by {found}; expected the 1x1 feature_projection0 conv."
+            )
+        proj0 = self.conv(producer)
+        if proj0.depthwise or proj0.kernel_size != 1 or proj0.activation != "RELU":
+            raise self.fail(
+                f"decoder: feature_projection0 {op_desc(g, proj0.op)} is a {proj0.kernel_size}x{proj0.kernel_size} "
+                f"{'depthwise ' if proj0.depthwise else ''}conv with {proj0.activation}; expected 1x1 with ReLU."
+            )
+        feature = self.end_points.get(proj0.input)
+        if feature is None:
+            raise self.fail(
+                f"decoder: feature_projection0 {op_desc(g, proj0.op)} reads {tensor_desc(g, proj0.input)}, which is "
+                "not a MobileNetV2 end point segkit's decoder can read (a block output or its depthwise output)."
+            )
+        convs: dict[str, ConvSpec] = {"feature_projection0": proj0}
+        x, separable = concat.outputs[0], None
+        for i in range(2):
+            name = f"decoder_conv{i}"
+            conv = self.single_conv_reader(x)
+            if conv is None:
+                found = ", ".join(op_desc(g, op) for op in self.readers(x)) or "nothing"
+                raise self.fail(f"decoder: expected {name} (a 3x3 conv) reading {tensor_desc(g, x)}, found {found}.")
+            bad = conv.kernel_size != 3 or conv.activation != "RELU" or conv.stride != 1 or conv.dilation != 1
+            if bad:
+                raise self.fail(
+                    f"decoder: {name} {op_desc(g, conv.op)} is a {conv.kernel_size}x{conv.kernel_size} conv "
+                    f"(stride {conv.stride}, rate {conv.dilation}, {conv.activation}); expected 3x3, stride 1, "
+                    "rate 1, ReLU."
+                )
+            if conv.depthwise:
+                point = self.single_conv_reader(conv.output)
+                if point is None or point.depthwise or point.kernel_size != 1 or point.activation != "RELU":
+                    found = ", ".join(op_desc(g, op) for op in self.readers(conv.output)) or "nothing"
+                    raise self.fail(
+                        f"decoder: {name}'s depthwise {op_desc(g, conv.op)} is not followed by a pointwise 1x1 conv "
+                        f"with ReLU (found {found})."
+                    )
+                convs[f"{name}.depthwise"], convs[f"{name}.pointwise"] = conv, point
+                x = point.output
+            else:
+                convs[name] = conv
+                x = conv.output
+            if separable is not None and separable != conv.depthwise:
+                raise self.fail(
+                    f"decoder: decoder_conv0 and decoder_conv1 differ in being separable ({op_desc(g, conv.op)}); "
+                    "segkit builds both the same way."
+                )
+            separable = conv.depthwise
+        return DecoderSpec(
+            feature=feature,
+            feature_tensor=proj0.input,
+            separable=bool(separable),
+            encoder_first=position == 0,
+            convs=convs,
+            resizes=resizes,
+            output=x,
+        )
 
     def read_tail(self, t: int, *, segmentor: bool = True) -> bool:
         """Check the ops after the logits; return the upsampling's align_corners."""
@@ -155,16 +294,17 @@ class HeadMatcher(GraphMatcher):
             if segmentor:
                 self.notes.append("the graph does not upsample its logits; assumed align_corners=True.")
             return True
-        flags = {
-            (bool(op.options.get("align_corners")), bool(op.options.get("half_pixel_centers"))) for op in upsampling
-        }
+        flags = {self._resize_flags(op) for op in upsampling}
+        self.tail_flags = set(flags)
         if len(flags) != 1:
             raise self.fail(f"the logits resizes disagree on align_corners/half_pixel_centers: {sorted(flags)}.")
         align, half = flags.pop()
         if not align and not half:
             self.notes.append(
                 "legacy TF resize (align_corners=False, half_pixel_centers=False) has no PyTorch "
-                "equivalent; using align_corners=False (half-pixel centers)."
+                "equivalent and no segkit model setting; using align_corners=False (half-pixel centers), which "
+                "samples (s - 1) / (2 s) of an input pixel away for a factor-s upsampling: predictions agree less "
+                "with the interpreter's (docs/official_weights.md)."
             )
         return align
 

@@ -13,15 +13,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from segkit.convert.tflite.reader import TFLiteGraph, TFLiteOp
+from segkit.convert.tflite.reader import TFLiteGraph, TFLiteOp, TFLiteTensor
 from segkit.errors import SegkitError
 from segkit.models.backbones.mobilenetv2 import INVERTED_RESIDUAL_SETTING
 
-__all__ = ["BackboneLayer", "ConvSpec", "GraphMatcher", "TFLiteConversionError", "op_desc", "tensor_desc"]
+__all__ = [
+    "BackboneLayer",
+    "ConvSpec",
+    "GraphMatcher",
+    "TFLiteConversionError",
+    "implied_activation",
+    "op_desc",
+    "tensor_desc",
+]
 
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 # Ops that only re-quantize or change the dtype of an activation: followed transparently.
 PASSTHROUGH_OPS = ("QUANTIZE", "DEQUANTIZE", "CAST")
+# The integer range of each quantized activation dtype (for activations implied by a quantization range).
+QUANT_LIMITS = {"uint8": (0, 255), "int8": (-128, 127)}
 # Ops allowed between the logits and the graph output.
 TAIL_OPS = ("RESIZE_BILINEAR", "ARG_MAX", "SOFTMAX", "RESHAPE", "SQUEEZE", "SLICE", "STRIDED_SLICE", *PASSTHROUGH_OPS)
 
@@ -41,7 +51,9 @@ class ConvSpec:
         bias: float32 ``[O]`` (zeros when the op has none).
         stride: spatial stride.
         dilation: dilation rate (from the op's options or a SPACE_TO_BATCH_ND wrapper).
-        activation: fused (or directly following) activation: 'NONE', 'RELU', 'RELU6'.
+        activation: fused (or directly following) activation: 'NONE', 'RELU', 'RELU6'; without either,
+            the one the output's quantization range implies (0..6: 'RELU6', 0..max: 'RELU').
+        implied: the activation was read from the output's quantization range, not from an op.
         input: the activation tensor read.
         output: the tensor written (after a BATCH_TO_SPACE_ND wrapper / separate activation op).
     """
@@ -55,6 +67,7 @@ class ConvSpec:
     activation: str
     input: int
     output: int
+    implied: bool = False
 
     @property
     def out_channels(self) -> int:
@@ -77,6 +90,24 @@ class BackboneLayer:
     output: int
 
 
+def implied_activation(tensor: TFLiteTensor) -> str:
+    """The activation a quantized tensor's range implies: 'RELU6' for 0..6, 'RELU' for 0..max, else 'NONE'.
+
+    Quantization-aware-trained files (e.g. the MLPerf ADE20K DeepLabV3+) often drop the fused ReLU6/ReLU
+    and let the output's quantization range clamp the values: the interpreter cannot represent anything
+    below ``scale * (q_min - zero_point)`` = 0 or above ``scale * (q_max - zero_point)``.
+    """
+    q = tensor.quant
+    if q is None or q.per_channel or tensor.dtype not in QUANT_LIMITS:
+        return "NONE"
+    lo_q, hi_q = QUANT_LIMITS[tensor.dtype]
+    scale, zero = float(q.scale[0]), int(q.zero_point[0])
+    if zero != lo_q:  # the range does not start at 0
+        return "NONE"
+    top = scale * (hi_q - zero)
+    return "RELU6" if abs(top - 6.0) <= scale else "RELU"
+
+
 def tensor_desc(graph: TFLiteGraph, index: int) -> str:
     t = graph.tensor(index)
     name = t.name if len(t.name) <= 90 else t.name[:87] + "..."
@@ -94,6 +125,8 @@ class GraphMatcher:
     def __init__(self, graph: TFLiteGraph) -> None:
         self.g = graph
         self.notes: list[str] = []
+        # Backbone end points by tensor (aliases included): 'layer_4', 'layer_4/depthwise_output', ...
+        self.end_points: dict[int, str] = {}
 
     def fail(self, message: str) -> TFLiteConversionError:
         return TFLiteConversionError(f"{self.g.path.name}: {message}")
@@ -227,6 +260,15 @@ class GraphMatcher:
         nxt = g.consumers(out)
         if activation == "NONE" and len(nxt) == 1 and nxt[0].type in ("RELU", "RELU6"):
             activation, out = nxt[0].type, nxt[0].outputs[0]
+        implied = False
+        if activation == "NONE":
+            activation = implied_activation(g.tensor(out))
+            implied = activation != "NONE"
+            if implied and "quantization range" not in " ".join(self.notes):
+                self.notes.append(
+                    "activations read from the output tensors' quantization ranges (0..6: ReLU6, 0..max: ReLU), "
+                    "not from fused activations."
+                )
         if activation not in ("NONE", "RELU", "RELU6"):
             raise self.fail(f"{op_desc(g, op)}: activation {activation} is not supported (NONE, RELU, RELU6).")
         return ConvSpec(
@@ -239,11 +281,29 @@ class GraphMatcher:
             activation=activation,
             input=x,
             output=out,
+            implied=implied,
         )
 
     def single_conv_reader(self, t: int) -> ConvSpec | None:
         starts = [op for op in self.readers(t) if self.is_conv_start(op)]
         return self.conv(starts[0]) if len(starts) == 1 else None
+
+    def backbone_conv_reader(self, t: int) -> ConvSpec | None:
+        """The one conv of the backbone reading ``t``.
+
+        Where the graph branches (a DeepLabV3+ decoder taps a backbone tensor with its 1x1
+        ``feature_projection0``), the conv whose output feeds a CONCATENATION is the decoder's, not the backbone's.
+        """
+        starts = [op for op in self.readers(t) if self.is_conv_start(op)]
+        if len(starts) > 1:
+            starts = [
+                op for op in starts if not any(r.type == "CONCATENATION" for r in self.readers(self.conv(op).output))
+            ]
+        return self.conv(starts[0]) if len(starts) == 1 else None
+
+    def add_end_point(self, t: int, name: str) -> None:
+        for alias in self.aliases(t):
+            self.end_points.setdefault(alias, name)
 
     # --- input ------------------------------------------------------------------------------
     def read_input(self) -> tuple[int, tuple[int, int], str, list[float], list[float]]:
@@ -277,7 +337,7 @@ class GraphMatcher:
 
     # --- backbone ---------------------------------------------------------------------------
     def read_block(self, t: int, name: str) -> BackboneLayer | None:
-        first = self.single_conv_reader(t)
+        first = self.backbone_conv_reader(t)
         if first is None:
             return None
         expand = None
@@ -286,7 +346,7 @@ class GraphMatcher:
         else:
             if first.kernel_size != 1 or first.activation != "RELU6":
                 return None
-            dw = self.single_conv_reader(first.output)
+            dw = self.backbone_conv_reader(first.output)
             if dw is None or not dw.depthwise:
                 return None
             expand = first
@@ -295,7 +355,7 @@ class GraphMatcher:
                 f"{name}: expected a 3x3 depthwise conv with ReLU6, found {op_desc(self.g, dw.op)} "
                 f"({dw.kernel_size}x{dw.kernel_size}, {dw.activation})."
             )
-        proj = self.single_conv_reader(dw.output)
+        proj = self.backbone_conv_reader(dw.output)
         if proj is None or proj.depthwise or proj.kernel_size != 1 or proj.activation != "NONE":
             found = ", ".join(op_desc(self.g, op) for op in self.readers(dw.output)) or "nothing"
             raise self.fail(
@@ -309,6 +369,8 @@ class GraphMatcher:
                 raise self.fail(f"{name}: residual {op_desc(self.g, adds[0])} has a fused activation.")
             out = adds[0].outputs[0]
         convs = [c for c in (expand, dw, proj) if c is not None]
+        self.add_end_point(dw.output, f"{name}/depthwise_output")
+        self.add_end_point(out, name)
         return BackboneLayer(name, convs, stride=dw.stride, dilation=dw.dilation, residual=bool(adds), output=out)
 
     def read_backbone(self, x: int) -> list[BackboneLayer]:
@@ -319,6 +381,7 @@ class GraphMatcher:
         layers = [
             BackboneLayer("layer_1", [stem], stride=2, dilation=stem.dilation, residual=False, output=stem.output)
         ]
+        self.add_end_point(stem.output, "layer_1")
         num_blocks = sum(n for _, _, n, _ in INVERTED_RESIDUAL_SETTING)
         while len(layers) <= num_blocks:
             name = f"layer_{len(layers) + 1}"

@@ -24,6 +24,7 @@ from torch import nn
 
 from segkit.config import Config
 from segkit.convert.tflite.architecture import TFLiteArchitecture, infer_architecture
+from segkit.convert.tflite.classes import ADE20K_TOP31_CLASSES
 from segkit.convert.tflite.matcher import BackboneLayer, ConvSpec, TFLiteConversionError
 from segkit.convert.tflite.reader import load_tflite
 
@@ -138,6 +139,16 @@ def build_converted_model(arch: TFLiteArchitecture) -> nn.Module:
     }
     for name, (conv, bn) in targets.items():
         _load_conv(conv, bn, arch.head[name], f"head.{name}", weight=project_w if name == "project" else None)
+    if arch.decoder is not None:
+        # convs in execution order: feature_projection0, decoder_conv0(.depthwise/.pointwise), decoder_conv1(...)
+        pairs = _conv_bn_pairs(head.decoder)
+        specs = list(arch.decoder.convs.items())
+        if len(pairs) != len(specs):
+            raise TFLiteConversionError(
+                f"head.decoder: {len(specs)} convs in the graph ({', '.join(n for n, _ in specs)}), {len(pairs)} in segkit."
+            )
+        for (conv, bn), (name, spec) in zip(pairs, specs):
+            _load_conv(conv, bn, spec, f"head.decoder.{name}")
     return model.eval()
 
 
@@ -173,7 +184,8 @@ def convert_tflite(
     Args:
         path: the .tflite file.
         out: where to write the segkit checkpoint (kind 'segmentor' or 'classifier'); None: do not write.
-        class_names: one name per class; default: PASCAL VOC's names for a 21-class segmentor, else none.
+        class_names: one name per class; default: PASCAL VOC's names for a 21-class segmentor, the MLPerf
+            ADE20K names (ADE20K's 31 most frequent classes + 'other' as 0) for a 32-class one, else none.
         labels_file: read ``class_names`` from this file, one name per line (:func:`read_labels`).
 
     Raises:
@@ -210,6 +222,11 @@ def convert_tflite(
         class_names = list(VOC_CLASSES)
         palette = VOC_PALETTE[:21].tolist()
         arch.notes.append("21 classes: assumed PASCAL VOC's class names and palette.")
+    elif arch.kind == "segmentor" and arch.num_classes == len(ADE20K_TOP31_CLASSES):
+        class_names = list(ADE20K_TOP31_CLASSES)
+        arch.notes.append(
+            "32 classes: assumed MLPerf's ADE20K classes (ADE20K's 31 most frequent, in ADE20K's order, + 'other' as 0)."
+        )
     if out is not None:
         from segkit.checkpoint.format import save_checkpoint
 
