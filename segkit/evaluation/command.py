@@ -33,8 +33,9 @@ from segkit.data import (
     resolve_data_root,
 )
 from segkit.evaluation.evaluator import evaluate, protocol_dict
+from segkit.evaluation.image import label_map
 from segkit.evaluation.metrics import SegMetrics
-from segkit.evaluation.predict import MAX_PIXELS, normalize, predict, resize_label, resized_extent
+from segkit.evaluation.predict import MAX_PIXELS
 from segkit.evaluation.report import PredictionWriter, format_report_json, metrics_to_json, model_identity
 from segkit.evaluation.viz import class_palette, legend_names, save_label_png, save_overlay
 from segkit.utils.device import resolve_device
@@ -247,28 +248,8 @@ def output_names(paths: Sequence[Path]) -> list[str]:
 def segment(
     model: Any, image: np.ndarray, cfg: Config, device: str | torch.device, budget: int | None = MAX_PIXELS
 ) -> np.ndarray:
-    """The label map [H, W] (uint8) of an RGB image under ``cfg.eval``.
-
-    The label map is predicted at the protocol's base extent (the image, or its ``resize_longer``
-    extent) and only then resized to the image, as uint8: no full-size logits or int64 copies.
-    """
-    proto = cfg.eval
-    x = normalize(image, cfg.model.input_mean, cfg.model.input_std)[None].to(device)  # [1, 3, H, W]
-    base = resized_extent(image.shape[:2], proto.resize_longer)
-    label = predict(
-        model,
-        x,
-        base,
-        scales=proto.scales,
-        flip=proto.flip,
-        resize_longer=proto.resize_longer,
-        pad_to=proto.pad_to,
-        slide=proto.slide,
-        max_pixels=budget,
-        antialias=proto.antialias,
-    )  # [1, *base]
-    del x
-    return resize_label(label.to(torch.uint8), image.shape[:2])[0].cpu().numpy()
+    """The label map [H, W] of an RGB image under ``cfg.eval``: :func:`segkit.evaluation.image.label_map`."""
+    return label_map(model, image, cfg, device, budget)
 
 
 @dataclass

@@ -39,7 +39,7 @@ from segkit.evaluation.predict import (
     resized_extent,
 )
 
-__all__ = ["as_rgb_array", "attach_predict", "predict_image"]
+__all__ = ["as_rgb_array", "attach_predict", "label_map", "predict_image"]
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
 
@@ -95,6 +95,54 @@ def _probabilities(model: nn.Module, x: Tensor, cfg: Config, base: tuple[int, in
         return acc.div_(len(views))
 
 
+def _label_dtype(cfg: Config) -> torch.dtype:
+    return torch.uint8 if cfg.model.num_classes <= 256 else torch.int64
+
+
+def _checked_base(size: tuple[int, int], cfg: Config, max_pixels: int | None) -> tuple[int, int]:
+    """The protocol's base extent of an image of ``size``, after the pixel budget is checked (before any copy)."""
+    proto = cfg.eval
+    check_budget(
+        1,
+        size,
+        scales=proto.scales,
+        resize_longer=proto.resize_longer,
+        pad_to=proto.pad_to,
+        slide=proto.slide,
+        max_pixels=max_pixels,
+    )
+    return resized_extent(size, proto.resize_longer)
+
+
+def label_map(
+    model: Any, rgb: np.ndarray, cfg: Config, device: str | torch.device, max_pixels: int | None = MAX_PIXELS
+) -> np.ndarray:
+    """The label map [H, W] of an RGB uint8 array under ``cfg.eval`` (uint8; int64 beyond 256 classes).
+
+    The labels are predicted at the protocol's base extent (the image, or its ``resize_longer`` extent) and only
+    then resized to the image with nearest neighbour: no full-size logits or int64 copies. ``model`` is a segkit
+    model or an exported file's runner; ``device`` is where its inputs go.
+    """
+    size = (int(rgb.shape[0]), int(rgb.shape[1]))
+    proto = cfg.eval
+    base = _checked_base(size, cfg, max_pixels)
+    x = normalize(rgb, cfg.model.input_mean, cfg.model.input_std)[None].to(device)  # [1, 3, H, W]
+    label = predict(
+        model,
+        x,
+        base,
+        scales=proto.scales,
+        flip=proto.flip,
+        resize_longer=proto.resize_longer,
+        pad_to=proto.pad_to,
+        slide=proto.slide,
+        max_pixels=max_pixels,
+        antialias=proto.antialias,
+    )  # [1, *base]
+    del x
+    return resize_label(label.to(_label_dtype(cfg)), size)[0].cpu().numpy()
+
+
 def predict_image(
     model: nn.Module,
     image: ImageLike,
@@ -129,34 +177,12 @@ def predict_image(
             "segkit.load_model(path), or pass cfg=segkit.load_config(...)."
         )
     rgb = as_rgb_array(image)
-    size = (int(rgb.shape[0]), int(rgb.shape[1]))
-    proto = cfg.eval
-    dtype = torch.uint8 if cfg.model.num_classes <= 256 else torch.int64
-    base = resized_extent(size, proto.resize_longer)
-    check_budget(
-        1,
-        size,
-        scales=proto.scales,
-        resize_longer=proto.resize_longer,
-        pad_to=proto.pad_to,
-        slide=proto.slide,
-        max_pixels=max_pixels,
-    )  # refused before the float copy of the image is made
-    x = normalize(rgb, cfg.model.input_mean, cfg.model.input_std)[None].to(_device(model))  # [1, 3, H, W]
     if not probs:
-        label = predict(
-            model,
-            x,
-            base,
-            scales=proto.scales,
-            flip=proto.flip,
-            resize_longer=proto.resize_longer,
-            pad_to=proto.pad_to,
-            slide=proto.slide,
-            max_pixels=max_pixels,
-            antialias=proto.antialias,
-        )  # [1, *base]
-        return resize_label(label.to(dtype), size)[0].cpu().numpy()
+        return label_map(model, rgb, cfg, _device(model), max_pixels)
+    size = (int(rgb.shape[0]), int(rgb.shape[1]))
+    dtype = _label_dtype(cfg)
+    base = _checked_base(size, cfg, max_pixels)
+    x = normalize(rgb, cfg.model.input_mean, cfg.model.input_std)[None].to(_device(model))  # [1, 3, H, W]
     with torch.inference_mode():
         soft = _probabilities(model, x, cfg, base, max_pixels)  # [1, C, *base]
         del x

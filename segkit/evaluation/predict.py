@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -187,6 +188,13 @@ def _scaled(base: tuple[int, int], s: float) -> tuple[int, int]:
     return base if s == 1.0 else (max(1, int(base[0] * s + 0.5)), max(1, int(base[1] * s + 0.5)))
 
 
+def _refuse_before_work(image: Tensor, *, slide: Sequence[int] | None, **budget: Any) -> None:
+    """A bad ``slide`` (crop, stride) or a protocol over the pixel budget, refused before any resize or pad."""
+    if slide is not None:
+        slide_windows((1, 1), *(int(v) for v in slide))
+    check_budget(image.shape[0], image.shape[-2:], slide=slide, **budget)
+
+
 def check_budget(
     batch: int,
     size: tuple[int, int] | Sequence[int],
@@ -309,16 +317,7 @@ def predict_logits(
         InferenceError: a forward pass larger than ``max_pixels``, or a bad ``slide``.
     """
     _check_image(image)
-    if slide is not None:
-        slide_windows((1, 1), *(int(v) for v in slide))  # a bad (crop, stride) is refused before any work
-    check_budget(
-        image.shape[0],
-        image.shape[-2:],
-        resize_longer=resize_longer,
-        pad_to=pad_to,
-        slide=slide,
-        max_pixels=max_pixels,
-    )
+    _refuse_before_work(image, resize_longer=resize_longer, pad_to=pad_to, slide=slide, max_pixels=max_pixels)
     align_corners = _align_corners(model)
     with torch.inference_mode():
         h, w = resized_extent((image.shape[-2], image.shape[-1]), resize_longer)
@@ -433,16 +432,8 @@ def predict(
     target = (int(image.shape[-2]), int(image.shape[-1])) if target_size is None else tuple(int(s) for s in target_size)
     if len(target) != 2 or min(target) < 1:
         raise ValueError(f"target_size must be (H, W) with positive sizes, got {target_size!r}.")
-    if slide is not None:
-        slide_windows((1, 1), *(int(v) for v in slide))  # a bad (crop, stride) is refused before any work
-    check_budget(
-        image.shape[0],
-        image.shape[-2:],
-        scales=scales,
-        resize_longer=resize_longer,
-        pad_to=pad_to,
-        slide=slide,
-        max_pixels=max_pixels,
+    _refuse_before_work(
+        image, scales=scales, resize_longer=resize_longer, pad_to=pad_to, slide=slide, max_pixels=max_pixels
     )
     align_corners = _align_corners(model)
     with torch.inference_mode():

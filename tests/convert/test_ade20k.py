@@ -143,7 +143,7 @@ def test_checkpoint_loads_with_the_ade20k_classes(ade_checkpoint: Path) -> None:
 
     assert list(ADE20K_TOP31_CLASSES) == ADE20K_TOP31
     model = segkit.load_model(ade_checkpoint)
-    ckpt = torch.load(ade_checkpoint, map_location="cpu", weights_only=False)
+    ckpt = torch.load(ade_checkpoint, map_location="cpu", weights_only=True)
     assert ckpt["class_names"] == ADE20K_TOP31
     assert ckpt["config"]["model"]["decoder"] == "deeplabv3plus" and ckpt["config"]["model"]["tf_same_padding"]
     assert model.head.decoder is not None and model.decoder_in == "layer_4/depthwise_output"

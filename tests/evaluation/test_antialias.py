@@ -114,8 +114,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_cli_antialias_reaches_the_protocol_and_the_report(
     checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import segkit.evaluation.command
     import segkit.evaluation.evaluator
+    import segkit.evaluation.image
 
     calls: list[dict] = []
 
@@ -124,7 +124,7 @@ def test_cli_antialias_reaches_the_protocol_and_the_report(
         return predict(*args, **kwargs)
 
     monkeypatch.setattr(segkit.evaluation.evaluator, "predict", recording)
-    monkeypatch.setattr(segkit.evaluation.command, "predict", recording)  # segkit infer's
+    monkeypatch.setattr(segkit.evaluation.image, "predict", recording)  # segkit infer's label maps
     reports = {}
     for name, extra in (("plain", []), ("aa", ["--antialias"])):
         out = tmp_path / f"{name}.json"
