@@ -3,12 +3,14 @@
 #   make test  - set up and run the whole test suite (what .ci/run runs)
 #   make test-fast - set up and run the tests not marked slow (no training runs, subprocesses, wheels, benchmarks)
 #   make lint  - ruff check + ruff format --check (what .ci/run runs before the tests)
+#   make browser-deps - onnxruntime-web (npm ci) and, on Debian, Chromium + chromedriver: the browser test of
+#                 segkit export --format web (skipped, saying why, without them; .ci/run runs this)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 WORK_DIR ?= work_dirs/demo_mnv2_os16
 
-.PHONY: setup demo test test-fast lint clean
+.PHONY: setup demo test test-fast lint clean browser-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +20,16 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 setup: $(VENV)/.installed
+
+# npm ci installs package-lock.json's pinned onnxruntime-web into node_modules (it writes node_modules/.package-lock.json)
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser-deps: node_modules/.package-lock.json
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver; }
 
 demo: setup
 	$(PY) tools/train.py --config demo_mnv2_os16 --work-dir $(WORK_DIR) --overwrite

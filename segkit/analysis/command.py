@@ -23,6 +23,8 @@ from segkit.analysis.complexity import (
     config_row,
     count_complexity,
     count_config,
+    dataset_rows,
+    dataset_rows_markdown,
     extra_rows,
     extra_rows_markdown,
     format_count,
@@ -108,6 +110,10 @@ def table7_report(
     extras = extra_rows(input_size)
     if extras:
         lines += ["\nNot in Table 7 (segkit configurations, single scale):", extra_rows_markdown(extras)]
+    lines += [
+        "\nOther data sets (TF DeepLab's MobileNetV2 models at their eval sizes; 'diff tf1' = segkit / official - 1):",
+        dataset_rows_markdown(dataset_rows()),
+    ]
     files = _write([(json_path, json.dumps(rows, indent=2) + "\n"), (markdown_path, markdown + "\n")])
     return CommandOutput("\n".join(lines), files)
 
@@ -144,33 +150,90 @@ def config_complexity(
 
 
 def model_summary(
-    config: str | os.PathLike,
+    config: str | os.PathLike | None = None,
     overrides: Sequence[str] | Mapping[str, Any] = (),
     *,
-    input_size: int | Sequence[int] = 513,
+    checkpoint: str | os.PathLike | None = None,
+    input_size: int | Sequence[int] | None = None,
     device: str = "meta",
 ) -> str:
-    """The config line and the per-layer table (:func:`~segkit.analysis.complexity.format_table`) of the model
-    ``config`` builds, at ``input_size`` (H, or H W); on the ``meta`` device (shapes only) unless ``device`` names
-    another (cpu, cuda, cuda:N: a real forward pass)."""
+    """The model line and the per-layer table (:func:`~segkit.analysis.complexity.format_table`: layers, output
+    shapes, params, MAdds) of the model ``config`` builds, or of the model stored in ``checkpoint`` (a trained or
+    converted one, built from the checkpoint's own config as :func:`segkit.checkpoint.load.load_model` builds it).
+
+    ``overrides`` apply to that config. ``input_size`` is H (square) or H W; default: 513 (the paper's eval crop) for
+    ``config``, the checkpoint's input size (its ``eval.pad_to``, else ``data.crop_size``) for ``checkpoint``. The
+    model runs on the ``meta`` device (shapes only, no weights read into it) unless ``device`` names another (cpu,
+    cuda, cuda:N: a real forward pass).
+
+    Raises:
+        AnalysisError: neither or both of ``config`` and ``checkpoint``, or a bad ``input_size``.
+        CheckpointError / ConfigError: an unreadable checkpoint, a bad config name or override.
+    """
     import torch
 
-    from segkit.models import build_model
     from segkit.utils.device import resolve_device
 
-    sizes = [input_size] if isinstance(input_size, int) else list(input_size)
-    if len(sizes) not in (1, 2) or min(sizes) < 1:
+    if (config is None) == (checkpoint is None):
+        raise AnalysisError(
+            "segkit summary needs one model: --config NAME|PATH (a config) or --checkpoint CKPT (a saved model)."
+        )
+    sizes = None if input_size is None else [input_size] if isinstance(input_size, int) else list(input_size)
+    if sizes is not None and (len(sizes) not in (1, 2) or min(sizes) < 1):
         raise AnalysisError(f"--input-size takes one or two positive integers (H or H W), got {sizes}.")
-    cfg = load_config(config, overrides)
+    size_note = ""
+    if checkpoint is None:
+        cfg, kind = load_config(config, overrides), "segmentor"
+    else:
+        cfg, kind = _checkpoint_config(checkpoint, overrides)
+        if sizes is None:  # the size the checkpoint's model is evaluated (and exported) at
+            sizes = [cfg.eval.pad_to or cfg.data.crop_size]
+            size_note = f"; input size: its {'eval.pad_to' if cfg.eval.pad_to else 'data.crop_size'}"
+    sizes = sizes or [513]
     with torch.device("meta") if device == "meta" else resolve_device(device):
-        model = build_model(cfg)
+        model = _build(cfg, kind)
     report = count_complexity(model, sizes[0] if len(sizes) == 1 else tuple(sizes))
     m = cfg.model
-    header = (
-        f"Config: {cfg.name}  (backbone {m.backbone}, OS {m.output_stride}, ASPP {m.aspp}, "
-        f"decoder {m.decoder}, {m.num_classes} classes)"
-    )
+    if kind == "classifier":
+        what = f"ImageNet classifier, backbone {m.backbone}, {m.num_classes} classes"
+    else:
+        what = (
+            f"backbone {m.backbone}, OS {m.output_stride}, ASPP {m.aspp}, decoder {m.decoder}, {m.num_classes} classes"
+        )
+    header = f"Config: {cfg.name}  ({what})"
+    if checkpoint is not None:
+        header = f"Checkpoint: {checkpoint}  (config {cfg.name}: {what}{size_note})"
     return f"{header}\n{format_table(report)}"
+
+
+def _checkpoint_config(path: str | os.PathLike, overrides: Sequence[str] | Mapping[str, Any]) -> tuple[Any, str]:
+    """``(config, kind)`` stored in a segkit checkpoint, ``overrides`` applied (as ``load_model`` applies them)."""
+    from segkit.checkpoint.format import checkpoint_config, load_checkpoint
+    from segkit.checkpoint.load import KINDS
+    from segkit.config import ConfigError, apply_overrides, config_from_dict
+
+    ckpt = load_checkpoint(path)
+    kind = ckpt.get("kind", "segmentor")
+    if kind not in KINDS:
+        raise AnalysisError(
+            f"{path} holds a checkpoint of unknown kind {kind!r}; segkit summarises 'segmentor' and 'classifier' "
+            "checkpoints."
+        )
+    cfg = checkpoint_config(ckpt)
+    if overrides:
+        items = dict(overrides) if isinstance(overrides, Mapping) else list(overrides)
+        try:
+            cfg = config_from_dict(apply_overrides(ckpt["config"], items))
+        except ConfigError as exc:
+            raise ConfigError(f"Overriding the config stored in {path}: {exc}") from None
+    return cfg, kind
+
+
+def _build(cfg: Any, kind: str) -> Any:
+    """The untrained model of ``cfg``: a classifier for a ``classifier`` checkpoint, else a segmentor."""
+    from segkit.models.build import build_classifier, build_model
+
+    return build_classifier(cfg) if kind == "classifier" else build_model(cfg)
 
 
 @dataclass

@@ -43,6 +43,7 @@ from segkit.models.build import build_model, count_parameters
 
 __all__ = [
     "CONVENTIONS",
+    "DATASET_ROWS",
     "MF_SCALES",
     "EXTRA_ROWS",
     "TABLE7",
@@ -52,6 +53,8 @@ __all__ = [
     "count_complexity",
     "count_config",
     "count_trainable_parameters",
+    "dataset_rows",
+    "dataset_rows_markdown",
     "config_markdown",
     "config_row",
     "extra_rows",
@@ -332,7 +335,7 @@ EXTRA_ROWS: tuple[tuple[str, str], ...] = (
 
 def count_config(
     cfg: Config | str,
-    input_size: int = 513,
+    input_size: int | Sequence[int] = 513,
     *,
     scales: Sequence[float] = (1.0,),
     flip: bool = False,
@@ -344,7 +347,8 @@ def count_config(
 
     Args:
         cfg: a :class:`Config` or a config name/path.
-        input_size: the square eval crop; scale ``s`` runs at ``scale_dimension(input_size, s)``.
+        input_size: the eval crop, ``N`` (square) or ``(H, W)``; scale ``s`` runs at ``scale_dimension(side, s)``
+            of each side.
         scales: one pass per scale (``MF_SCALES`` for the paper's MF rows).
         flip: count every scale twice (original + left-right flipped).
         overrides: ``["model.output_stride=8", ...]`` when ``cfg`` is a name.
@@ -354,10 +358,80 @@ def count_config(
     with torch.device("meta"):
         model = build_model(cfg)
     total = ComplexityReport()
-    for size in multi_scale_sizes(input_size, scales):
+    height, width = _pair(input_size)
+    for size in zip(multi_scale_sizes(height, scales), multi_scale_sizes(width, scales)):
         report = count_complexity(model, size)
         total = total + report + (report if flip else ComplexityReport())
     return total
+
+
+@dataclass(frozen=True)
+class DatasetRow:
+    """A Table-7-style row of another data set: a segkit config, the size TF DeepLab evaluates at, and the official
+    figures it targets (``official_madds`` None where the source quotes none)."""
+
+    network: str
+    config: str
+    input_size: tuple[int, int]
+    scales: tuple[float, ...]
+    flip: bool
+    official_miou: float
+    official_madds: float | None
+    source: str
+
+
+# TF DeepLab's MobileNetV2 models of research/deeplab/g3doc/model_zoo.md at their eval sizes: Cityscapes at its
+# eval_crop_size 1025x2049 (g3doc/cityscapes.md), ADE20K at the 513x513 crop of g3doc/ade20k.md.
+DATASET_ROWS: tuple[DatasetRow, ...] = (
+    DatasetRow("MNet V2* (Cityscapes)", "cityscapes_mnv2_os16", (1025, 2049), (1.0,), False, 70.71, 21.27e9,
+               "model_zoo.md mobilenetv2_coco_cityscapes_trainfine, OS16"),
+    DatasetRow("MNet V2* (Cityscapes) MS+flip", "cityscapes_mnv2_os8", (1025, 2049), (0.75, 1.0, 1.25), True, 73.57,
+               433.24e9, "model_zoo.md mobilenetv2_coco_cityscapes_trainfine, OS8 [0.75:0.25:1.25] + flip"),
+    DatasetRow("MNet V2* + decoder (ADE20K)", "ade20k_mnv2_os16_plus", (513, 513), (1.0,), False, 32.04, None,
+               "model_zoo.md mobilenetv2_ade20k_train, OS16 (no MAdds quoted)"),
+)  # fmt: skip
+
+
+def dataset_rows(input_size: Sequence[int] | None = None) -> list[dict[str, object]]:
+    """Measure :data:`DATASET_ROWS` at their sizes (or ``input_size`` (H, W) for all): ``network, config, os,
+    input_size, passes, params, madds_pytorch, madds_tf1, official_madds, official_miou, source``."""
+    rows = []
+    for row in DATASET_ROWS:
+        size = tuple(input_size) if input_size is not None else row.input_size
+        report = count_config(row.config, size, scales=row.scales, flip=row.flip)
+        rows.append(
+            {
+                "network": row.network,
+                "config": row.config,
+                "os": load_config(row.config).model.output_stride,
+                "input_size": list(size),
+                "passes": len(report.input_sizes),
+                "params": report.params,
+                "madds_pytorch": report.madds_pytorch,
+                "madds_tf1": report.madds_tf1,
+                "official_madds": row.official_madds,
+                "official_miou": row.official_miou,
+                "source": row.source,
+            }
+        )
+    return rows
+
+
+def dataset_rows_markdown(rows: list[dict[str, object]]) -> str:
+    """Markdown table of :func:`dataset_rows`' rows, with the difference of the tf1 count to the official MAdds."""
+    lines = [
+        "| Network | config | OS | input | passes | Params | MAdds pytorch | MAdds tf1 | official | diff tf1 | official mIoU |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        official = r["official_madds"]
+        diff = f"{_rel(r['madds_tf1'], official):+.2%}" if official else ""
+        lines.append(
+            f"| {r['network']} | {r['config']} | {r['os']} | {r['input_size'][0]}x{r['input_size'][1]} | {r['passes']} "
+            f"| {r['params'] / 1e6:.3f}M | {r['madds_pytorch'] / 1e9:.2f}B | {r['madds_tf1'] / 1e9:.2f}B "
+            f"| {f'{official / 1e9:g}B' if official else '-'} | {diff} | {r['official_miou']:.2f} |"
+        )
+    return "\n".join(lines)
 
 
 def extra_rows(input_size: int = 513) -> list[dict[str, object]]:

@@ -1,33 +1,41 @@
 """The trade-off figure of ``segkit tradeoff``: mIoU vs MAdds, and vs measured CPU latency.
 
-:func:`points` lists what is drawn (the paper's eight points, segkit's float results, and beside them the int8 /
-fake-int8 / other-runtime results: at the same MAdds, slightly offset, and at the latency of their runtime next to
-that runtime's fp32 latency); :func:`plot` draws them. segkit's mIoU is the mean over the classes in the ground
-truth (the axis says so); a result whose report did not record its definition has `` (mIoU def.?)`` in its label.
+:func:`points` lists what is drawn: the paper's eight points, segkit's float results, and beside them the int8 /
+fake-int8 / other-runtime results, each at its row's MAdds (one x for every point of one network: the markers of
+one MAdds value share x and differ only by their mIoU) and at the latency of its runtime next to that runtime's fp32
+latency. :func:`plot` draws them and places every label where it overlaps no other label, no marker, the legend or
+the axes' titles (:func:`place_labels`; a label moved away from its point gets a leader line). The titles say
+what was evaluated: the paper's data (VOC 2012 val, 1449 images) and segkit's, with the image count of its JSON
+reports. segkit's mIoU is the mean over the classes in the ground truth; a result whose report did not record its
+definition has `` (mIoU def.?)`` in its label.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from segkit.analysis.complexity import TABLE7, Table7Row
-from segkit.analysis.tradeoff import EXTRA, ROWS, LatencyKey, Result, main_results, variant_results
+from segkit.analysis.tradeoff import (
+    EXTRA,
+    OFFICIAL_FILE_MIOU,
+    OFFICIAL_ROW,
+    PAPER_DATA,
+    ROWS,
+    LatencyKey,
+    Result,
+    evaluated_data,
+    main_results,
+    variant_results,
+)
 from segkit.evaluation.metrics import MIOU_DEFINITION
 from segkit.utils.io import atomic_path
 
-__all__ = ["Point", "plot", "points"]
+__all__ = ["Point", "figure", "label_boxes", "place_labels", "plot", "points", "titles"]
 
-# label placement (points) where the default would overlap a neighbour
-LABEL_OFFSETS = {
-    "voc_mnv2_os16_aspp": (5, 6),
-    "voc_mnv1_os16_aspp": (5, -11),
-    "voc_mnv2_os16": (-20, 8),
-    "voc_mnv2_os8_aspp": (-60, 8),
-    "voc_mnv1_os8_aspp": (5, -11),
-    "voc_r101_os8_aspp": (-95, -12),
-}
 COLORS = {"MNet V1": "tab:blue", "MNet V2*": "tab:green", "ResNet-101": "tab:red"}
 SHORT = {"pytorch": "PyTorch", "onnxruntime": "ORT", "openvino": "OpenVINO", "litert": "LiteRT"}
 # kind -> (marker, size, legend text)
@@ -41,6 +49,10 @@ STYLE = {
     "float-variant": ("^", 70, "float, another runtime / bf16"),
     "runtime-fp32": ("o", 60, "fp32 in the same runtime (hollow)"),
 }
+LABEL_FONT = 7
+GAP_PT = 6.0  # between a marker and its label
+DPI = 120
+LEADER = {"arrowstyle": "-", "color": "0.45", "linewidth": 0.6, "shrinkA": 1, "shrinkB": 4}  # label -> its point
 
 
 @dataclass(frozen=True)
@@ -55,7 +67,6 @@ class Point:
     color: str
     label: str = ""
     link: tuple[float, float] | None = None
-    offset: tuple[int, int] | None = None  # of the label, in points
 
 
 def _label(row: Table7Row) -> str:
@@ -107,10 +118,10 @@ def points(
         for row in TABLE7
     ]
     for kind, main in (("segkit", own), ("official", official)):
-        out += [
-            Point("madds", madds[c] / 1e9, r.miou, kind, _color(c), (EXTRA.get(c, "") + _mark(r)).strip())
-            for c, r in main.items()
-        ]
+        for c, r in main.items():
+            text = {"segkit": "segkit", "official": "official fp32"}[kind]
+            label = f"{EXTRA[c]} {text}" if c in EXTRA else text
+            out.append(Point("madds", madds[c] / 1e9, r.miou, kind, _color(c), label + _mark(r)))
     for row in TABLE7:
         if row.config in latency and not row.mf:
             y = own[row.config].miou if row.config in own else row.paper_miou
@@ -123,9 +134,10 @@ def points(
     for (config, converted), rows in variants.items():
         mf = config in ROWS and ROWS[config].mf
         paper = ROWS[config].paper_miou if config in ROWS else None
-        for i, r in enumerate(rows):
-            x = madds[config] / 1e9 * 1.1 ** (i + 1)  # same MAdds: offset to the right, labels staggered
-            out.append(Point("madds", x, r.miou, _kind(r), _color(config), _short(r), offset=(8, 3 - 9 * i)))
+        if converted:  # the official weights: the published figure of their own file, not the float paper network's
+            paper = OFFICIAL_FILE_MIOU if config == OFFICIAL_ROW else None
+        for r in rows:
+            out.append(Point("madds", madds[config] / 1e9, r.miou, _kind(r), _color(config), _short(r)))
             if mf or r.latency_key not in runtime_latency:
                 continue
             link, runtime = None, SHORT.get(r.runtime, r.runtime)
@@ -135,17 +147,101 @@ def points(
             if ref is not None and ref_y is not None and r.precision != "fp32":
                 link = (ref, ref_y)
                 if (config, converted, r.runtime) not in drawn_refs:  # one fp32 point per row and runtime
-                    k = sum(d[:2] == (config, converted) for d in drawn_refs)  # stagger labels of near points
                     drawn_refs.add((config, converted, r.runtime))
                     label = f"{'official ' if converted else ''}fp32 {runtime}"
-                    out.append(
-                        Point("latency", ref, ref_y, "runtime-fp32", _color(config), label, offset=(5, 5 + 8 * k))
-                    )
+                    out.append(Point("latency", ref, ref_y, "runtime-fp32", _color(config), label))
             label = f"{_name(config) + ' ' if named else ''}{_short(r)}"
-            out.append(
-                Point("latency", runtime_latency[r.latency_key], r.miou, _kind(r), _color(config), label, link, (5, -9))
-            )
+            out.append(Point("latency", runtime_latency[r.latency_key], r.miou, _kind(r), _color(config), label, link))
     return out
+
+
+def titles(results: list[Result]) -> tuple[str, str]:
+    """The titles of the two panels; they state the data of the paper and of segkit's results (image counts)."""
+    data = evaluated_data(results)
+    seg = f"segkit: {data}" if data else "no segkit results"
+    return (
+        f"mIoU vs compute: paper Table 7 ({PAPER_DATA})\n{seg}",
+        f"mIoU vs measured CPU latency\n{seg}" if data else "mIoU vs measured CPU latency (paper mIoU)",
+    )
+
+
+def _overlaps(a: Sequence[float], b: Sequence[float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def label_boxes(annotations: Sequence[Any], renderer: Any) -> list[tuple[float, float, float, float]]:
+    """``(x0, y0, x1, y1)`` in pixels of each annotation's text (its leader line left out)."""
+    from matplotlib.text import Text
+
+    return [tuple(Text.get_window_extent(a, renderer).extents) for a in annotations]
+
+
+def place_labels(ax: Any, annotations: Sequence[Any], obstacles: Sequence[Sequence[float]], renderer: Any) -> None:
+    """Move each annotation (text at its point, ``textcoords="offset points"``) to the nearest free spot: right or
+    left of its point, then stepped up and down; free means inside the axes and clear of every label placed before
+    it and of ``obstacles`` (pixel boxes: markers, the legend). A label moved up or down gets a leader line (an
+    annotation without text) from its near edge to its point."""
+    frame = ax.get_window_extent(renderer).extents
+    px_per_pt = ax.figure.dpi / 72.0
+    gap = GAP_PT * px_per_pt
+    fixed = [tuple(o) for o in obstacles]
+    taken: list[tuple[float, float, float, float]] = []  # the labels placed so far
+    for ann in annotations:
+        ann.set_position((0, 0))
+        x0, y0, x1, y1 = label_boxes([ann], renderer)[0]
+        w, h = x1 - x0, y1 - y0
+        px, py = ax.transData.transform(ann.xy)
+        # every obstacle but the markers under its own point
+        blocking = [*(o for o in fixed if not (o[0] <= px <= o[2] and o[1] <= py <= o[3])), *taken]
+        best = None
+        for step in range(0, 60):
+            for sign in (1, -1) if step else (1,):
+                dy = sign * step * (h * 0.55)
+                far = 3 * gap if step else gap  # a moved label: a column further out, its leader line visible
+                for dx in (far, -far - w):
+                    box = (px + dx, py + dy - h / 2, px + dx + w, py + dy + h / 2)
+                    inside = box[0] >= frame[0] + 2 and box[2] <= frame[2] - 2
+                    inside = inside and box[1] >= frame[1] + 2 and box[3] <= frame[3] - 2
+                    if inside and not any(_overlaps(box, o) for o in blocking):
+                        best = (dx, dy, box)
+                        break
+                if best:
+                    break
+            if best:
+                break
+        if best is None:  # no free spot at all: keep it right of its point
+            best = (gap, 0.0, (px + gap, py - h / 2, px + gap + w, py + h / 2))
+        dx, dy, box = best
+        ann.set_position((dx / px_per_pt, dy / px_per_pt))
+        ann.set_horizontalalignment("left")
+        ann.set_verticalalignment("center")
+        if dy:  # a leader line from the label's near edge to its point
+            edge = dx if dx > 0 else dx + w
+            ax.annotate(
+                "",
+                ann.xy,
+                xytext=(edge / px_per_pt, dy / px_per_pt),
+                textcoords="offset points",
+                arrowprops=LEADER,
+                annotation_clip=False,
+            ).set_in_layout(False)
+        taken.append(box)
+
+
+def _marker_box(ax: Any, p: Point, size: float) -> tuple[float, float, float, float]:
+    px, py = ax.transData.transform((p.x, p.y))
+    r = math.sqrt(size) / 2 * ax.figure.dpi / 72.0
+    return (px - r, py - r, px + r, py + r)
+
+
+def _line_boxes(ax: Any, start: tuple[float, float], end: tuple[float, float]) -> list[tuple[float, ...]]:
+    """Small pixel boxes along the line from ``start`` to ``end`` (data coordinates): labels keep off the line."""
+    (x0, y0), (x1, y1) = ax.transData.transform([start, end])
+    n = max(2, int(math.hypot(x1 - x0, y1 - y0) / 4))
+    return [
+        (x - 1.5, y - 1.5, x + 1.5, y + 1.5)
+        for x, y in ((x0 + (x1 - x0) * i / n, y0 + (y1 - y0) * i / n) for i in range(n + 1))
+    ]
 
 
 def plot(
@@ -161,11 +257,26 @@ def plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig = figure(madds, results, latency, runtime_latency, plt)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, format="png")
+    plt.close(fig)
+
+
+def figure(
+    madds: Mapping[str, int],
+    results: list[Result],
+    latency: Mapping[str, float],
+    runtime_latency: Mapping[LatencyKey, float] | None,
+    plt: Any,
+) -> Any:
+    """The matplotlib figure of :func:`plot`, its labels placed (each axes' annotations in ``ax.texts``)."""
     pts = points(madds, results, latency, runtime_latency)
     with_latency = any(p.panel == "latency" for p in pts)
-    fig, axes = plt.subplots(1, 2 if with_latency else 1, figsize=(13 if with_latency else 7.5, 5.5), squeeze=False)
+    fig, axes = plt.subplots(
+        1, 2 if with_latency else 1, figsize=(15 if with_latency else 8, 6.5), squeeze=False, dpi=DPI
+    )
     ax, ax2 = axes[0][0], axes[0][1] if with_latency else None
-    paper_offsets = {_label(row): LABEL_OFFSETS.get(row.config, (5, 4)) for row in TABLE7}
     for p in pts:
         target = ax if p.panel == "madds" else ax2
         marker, size, _ = STYLE[p.kind]
@@ -180,19 +291,8 @@ def plot(
             color="none" if hollow else p.color,
             edgecolors=p.color if hollow else ("black" if p.kind not in ("paper", "paper-mf") else None),
             linewidths=1.0 if hollow else 0.5,
+            zorder=3,
         )
-        if p.label:
-            paper_label = p.kind.startswith("paper") and p.panel == "madds"
-            offset = p.offset or (paper_offsets.get(p.label, (5, 4)) if paper_label else None)
-            if offset is None:
-                offset = (5, -10) if p.panel == "madds" else (5, 3)
-            target.annotate(
-                p.label,
-                (p.x, p.y),
-                fontsize=7 if p.kind in ("paper", "paper-mf", "segkit", "official") else 6,
-                xytext=offset,
-                textcoords="offset points",
-            )
     for network, color in COLORS.items():
         ax.scatter([], [], color=color, label=network)
     for kind in STYLE:
@@ -202,18 +302,54 @@ def plot(
             ax.scatter(
                 [], [], marker=marker, s=size, color="none" if hollow else "gray", edgecolors="black", label=text
             )
+    madds_title, latency_title = titles(results)
     ax.set_xscale("log")
     ax.set_xlabel("MAdds at 513x513 (billions, log; TF1 convention)")
-    ax.set_ylabel(f"PASCAL VOC 2012 val mIoU (%)\nsegkit: mean over the {MIOU_DEFINITION}")
-    ax.set_title("MobileNetV2 paper, Table 7: mIoU vs compute")
+    ax.set_ylabel(f"mIoU (%)\nsegkit: mean over the {MIOU_DEFINITION}")
+    ax.set_title(madds_title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left")
+    _pad_limits(ax, log=True)
     if ax2 is not None:
         ax2.set_xlabel("segkit CPU latency, 513x513 batch 1 (ms; int8 and fp32 in their runtime)")
         ax2.set_ylabel(f"mIoU (%) (segkit's if measured, else the paper's)\nsegkit: mean over the {MIOU_DEFINITION}")
-        ax2.set_title("mIoU vs measured CPU latency")
+        ax2.set_title(latency_title, fontsize=10)
         ax2.grid(True, alpha=0.3)
+        _pad_limits(ax2, log=False)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    renderer = fig.canvas.get_renderer()
+    for target, panel in ((ax, "madds"), (ax2, "latency")):
+        if target is None:
+            continue
+        mine = [p for p in pts if p.panel == panel]
+        markers = [_marker_box(target, p, STYLE[p.kind][1]) for p in mine]
+        markers += [box for p in mine if p.link is not None for box in _line_boxes(target, p.link, (p.x, p.y))]
+        legend = target.get_legend()
+        obstacles = [*markers, *([legend.get_window_extent(renderer).extents] if legend else [])]
+        annotations = [
+            target.annotate(
+                p.label,
+                (p.x, p.y),
+                xytext=(0, 0),
+                textcoords="offset points",
+                fontsize=LABEL_FONT,
+                annotation_clip=False,
+            )
+            for p in mine
+            if p.label
+        ]
+        for a in annotations:
+            a.set_in_layout(False)
+        place_labels(target, annotations, obstacles, renderer)
+    return fig
+
+
+def _pad_limits(ax: Any, *, log: bool) -> None:
+    """Room around the data for labels: a wider x range (labels sit right or left of their point) and 8% in y."""
+    x0, x1 = ax.get_xlim()
+    y0, y1 = ax.get_ylim()
+    if log:
+        ax.set_xlim(x0 / 1.6, x1 * 4.0)
+    else:
+        ax.set_xlim(x0 - 0.05 * (x1 - x0), x1 + 0.3 * (x1 - x0))
+    ax.set_ylim(y0 - 0.08 * (y1 - y0), y1 + 0.08 * (y1 - y0))

@@ -17,7 +17,8 @@ changes it); one with neither keeps its ``miou``, its definition "not recorded",
 Results of converted official weights are drawn and tabulated apart from models segkit trained.
 A result is placed by (row, precision, runtime, quantization), the report's ``precision``, ``runtime`` and
 ``quantization`` fields (default fp32 / pytorch / none; a second result for one such place is noted and the last
-read kept): the float result stays on its row; an int8 (or fake-int8, bf16, other-runtime) result gets a row
+read kept when both were evaluated alike, and refused with an :class:`AnalysisError` naming both files when their
+protocols or data differ): the float result stays on its row; an int8 (or fake-int8, bf16, other-runtime) result gets a row
 and marker of its own beside it, with the latency of its runtime (:func:`load_runtime_latency`). The figure:
 :mod:`segkit.analysis.plot`; the whole ``segkit tradeoff`` command: :func:`segkit.analysis.command.tradeoff_report`.
 
@@ -54,8 +55,11 @@ __all__ = [
     "MADDS_FORMAT",
     "RUNTIMES_FORMAT",
     "MIOU_UNKNOWN",
+    "OFFICIAL_FILE_MIOU",
+    "PAPER_DATA",
     "LatencyKey",
     "Result",
+    "evaluated_data",
     "load_latency",
     "load_madds",
     "load_results",
@@ -78,6 +82,20 @@ LATENCY_FORMAT = '{"rows": [{"config": NAME, "latency_ms": MS}, ...]}'
 RUNTIMES_FORMAT = '{"models": [{"config": NAME, "input_size": 513, "rows": [{"row": NAME, "latency_ms": MS}, ...]}]}'
 MADDS_FORMAT = "segkit complexity --table7 --json FILE"
 MIOU_UNKNOWN = "not recorded"  # the mIoU definition of a report with neither miou_definition nor a confusion matrix
+# The published VOC 2012 val mIoU of the official 8-bit file (deeplabv3_mnv2_pascal_quant.tflite, TF DeepLab's
+# quantize.md: 74.26; its float twin, trained without quantization and not published as a file, is Table 7's 75.32).
+# segkit's converted float checkpoint holds that file's (dequantized) weights, so both are paired with 74.26.
+OFFICIAL_FILE_MIOU = 74.26
+PAPER_DATA = "PASCAL VOC 2012 val, 1449 images"  # what Table 7's mIoU was measured on
+DATASET_NAMES = {
+    "voc": "PASCAL VOC 2012",
+    "coco": "COCO",
+    "ade20k": "ADE20K",
+    "ade20k_top31": "ADE20K (31 classes)",
+    "cityscapes": "Cityscapes",
+    "folder": "folder data set",
+    "synthetic": "synthetic set",
+}
 
 
 @dataclass(frozen=True)
@@ -96,6 +114,8 @@ class Result:
     runtime: str = "pytorch"
     quantization: str | None = None
     miou_definition: str = MIOU_DEFINITION
+    num_images: int | None = None  # the report's ``num_images``
+    protocol: str = ""  # the report's ``protocol`` (JSON, keys sorted; "" when not recorded)
 
     @property
     def key(self) -> tuple[str, bool, str, str]:
@@ -107,6 +127,26 @@ class Result:
         official file itself (its own row in runtimes.json), not a segkit PTQ / QAT file."""
         official_file = self.converted and self.precision == "int8" and self.quantization is None
         return (*self.key, official_file)
+
+    @property
+    def data(self) -> str:
+        """``PASCAL VOC 2012 val, 8 images``: what was evaluated (from the report's protocol and ``num_images``)."""
+        protocol = json.loads(self.protocol) if self.protocol else {}
+        dataset = protocol.get("dataset")
+        split = str(protocol.get("split") or "").split(" (")[0]  # "val (two folds: ...)" -> "val"
+        name = " ".join(p for p in (DATASET_NAMES.get(dataset, dataset or "data set not recorded"), split) if p)
+        count = f"{self.num_images} images" if self.num_images is not None else "image count not recorded"
+        return f"{name}, {count}"
+
+    @property
+    def published_miou(self) -> float | None:
+        """The published mIoU of exactly this network or file: the paper's for segkit's own rows,
+        :data:`OFFICIAL_FILE_MIOU` for the official file and its converted checkpoint, ``None`` for segkit's own
+        int8 files of the official weights (nothing was published for them)."""
+        if not self.converted:
+            return ROWS[self.config].paper_miou if self.config in ROWS else None
+        official = self.config == OFFICIAL_ROW and (self.precision == "fp32" or self.quantization is None)
+        return OFFICIAL_FILE_MIOU if official else None
 
     @property
     def variant(self) -> str:
@@ -198,7 +238,12 @@ def result_miou(data: Mapping[str, Any]) -> tuple[float, str, float | None]:
 
 
 def load_results(results_dir: Path) -> tuple[list[Result], list[str]]:
-    """The evaluation results under ``results_dir`` (recursively), and one note per file skipped."""
+    """The evaluation results under ``results_dir`` (recursively), and one note per file skipped.
+
+    Raises:
+        AnalysisError: two results for one place (row, weights, precision, runtime, quantization) were evaluated
+            with different protocols or data (a one-line message naming both files).
+    """
     found: dict[tuple[str, bool, str, str, str | None], Result] = {}  # (*Result.key, quantization)
     notes: list[str] = []
     for path in sorted(results_dir.rglob("*.json")):
@@ -250,15 +295,50 @@ def load_results(results_dir: Path) -> tuple[list[Result], list[str]]:
                 "matrix"
             )
         precision, runtime = str(data.get("precision") or "fp32"), str(data.get("runtime") or "pytorch")
-        result = Result(config, miou, path, converted, precision, runtime, data.get("quantization"), definition)
+        result = Result(
+            config,
+            miou,
+            path,
+            converted,
+            precision,
+            runtime,
+            data.get("quantization"),
+            definition,
+            data["num_images"] if isinstance(data.get("num_images"), int) else None,
+            json.dumps(data["protocol"], sort_keys=True) if isinstance(data.get("protocol"), dict) else "",
+        )
         ident = (*result.key, result.quantization)
         if ident in found:
+            _refuse_protocol_collision(found[ident], result)
             notes.append(
                 f"{path}: a second result for {config}{', official weights' if converted else ''} "
                 f"{result.variant} (also {found[ident].path}); keeping the last one read"
             )
         found[ident] = result
     return list(found.values()), notes
+
+
+def _protocol_difference(a: Result, b: Result) -> str:
+    """``num_images 8 vs 1449; resize_longer 513 vs None``: how two results were evaluated differently ("" if alike
+    or when either did not record its protocol)."""
+    if not a.protocol or not b.protocol:
+        return ""
+    first = {**json.loads(a.protocol), "num_images": a.num_images}
+    second = {**json.loads(b.protocol), "num_images": b.num_images}
+    keys = sorted(k for k in {*first, *second} if first.get(k) != second.get(k))
+    return "; ".join(f"{k} {first.get(k)} vs {second.get(k)}" for k in keys)
+
+
+def _refuse_protocol_collision(kept: Result, new: Result) -> None:
+    """Raise :class:`AnalysisError` when two results for one place of the figure were evaluated differently."""
+    difference = _protocol_difference(kept, new)
+    if difference:
+        official = ", official weights" if new.converted else ""
+        raise AnalysisError(
+            f"--results holds two results for {new.config}{official} {new.variant} evaluated differently "
+            f"({difference}): {kept.path} and {new.path}; one point cannot show both, so move one of them out of the "
+            "results folder (or evaluate both alike)."
+        )
 
 
 def load_latency(path: Path | None) -> dict[str, float]:
@@ -373,6 +453,11 @@ def variant_results(results: list[Result], config: str, converted: bool) -> list
     return sorted(rest, key=lambda r: (order.get(r.precision, len(order)), r.runtime, r.quantization or ""))
 
 
+def evaluated_data(results: list[Result]) -> str:
+    """``PASCAL VOC 2012 val, 8 images``: the distinct data the results were evaluated on, "; "-joined."""
+    return "; ".join(dict.fromkeys(r.data for r in sorted(results, key=lambda r: str(r.path))))
+
+
 def _runtime_latency_text(r: Result, runtime_latency: Mapping[LatencyKey, float]) -> str:
     """``30 (fp32 35)``: the result's latency in its runtime, and the fp32 latency of that runtime."""
     if r.latency_key not in runtime_latency:
@@ -396,7 +481,7 @@ def tradeoff_markdown(
     own, official = _by_config(results, False), _by_config(results, True)
     runtime_latency = runtime_latency or {}
     lines = [
-        "| Network | OS | ASPP | MF | MAdds paper | MAdds segkit (tf1) | mIoU paper | mIoU segkit | CPU latency 513 (ms) |",
+        "| Network | OS | ASPP | MF | MAdds paper | MAdds segkit (tf1) | mIoU published | mIoU segkit | CPU latency 513 (ms) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
 
@@ -408,7 +493,8 @@ def tradeoff_markdown(
         )
 
     def block(network: str, arch: tuple[int, bool, bool], paper: tuple[str, str], config: str, **kw: Any) -> None:
-        """The float line (unless ``float_line`` is False), then one line per other result of the row."""
+        """The float line (unless ``float_line`` is False), then one line per other result of the row; a result of
+        the official weights is paired with the published figure of its own file (:attr:`Result.published_miou`)."""
         miou, mf = kw["miou"], arch[2]
         if kw.get("float_line", True):
             lat = f"{latency[config]:.0f}" if config in latency and not mf else "-"
@@ -416,17 +502,21 @@ def tradeoff_markdown(
         for converted in kw["converted"]:
             for r in variant_results(results, config, converted):
                 lat = "-" if mf else _runtime_latency_text(r, runtime_latency)
-                line(f"{kw.get('variant_network', network)}, {r.variant}", arch, paper, config, f"{r.miou:.2f}", lat)
+                published = r.published_miou
+                own = (paper[0], f"{published:.2f}" if converted and published is not None else "-")
+                name = f"{kw.get('variant_network', network)}, {r.variant}"
+                line(name, arch, own if converted else paper, config, f"{r.miou:.2f}", lat)
 
     for row in TABLE7:
         paper = (f"{row.paper_madds / 1e9:g}B", f"{row.paper_miou:.2f}")
         block(row.network, (row.os, row.aspp, row.mf), paper, row.config, miou=own, converted=(False,))
     for row in TABLE7:
         if any(r.config == row.config and r.converted for r in results):
+            published = f"{OFFICIAL_FILE_MIOU:.2f}" if row.config == OFFICIAL_ROW else "-"
             block(
                 f"{row.network}, official weights converted",
                 (row.os, row.aspp, row.mf),
-                (f"{row.paper_madds / 1e9:g}B", f"{row.paper_miou:.2f}"),
+                (f"{row.paper_madds / 1e9:g}B", published),
                 row.config,
                 miou=official,
                 converted=(True,),
@@ -439,7 +529,13 @@ def tradeoff_markdown(
             merged = {**own, **{k: v for k, v in official.items() if k not in own}}
             arch = (cfg.output_stride, cfg.aspp, False)
             block(f"{network} (not in Table 7)", arch, ("-", "-"), config, miou=merged, converted=(False, True))
-    lines += ["", f"mIoU segkit: mean IoU over the {MIOU_DEFINITION} of the evaluated set (segkit test, quantize)."]
+    lines += [
+        "",
+        f"mIoU segkit: mean IoU over the {MIOU_DEFINITION} of the evaluated set (segkit test, quantize), "
+        f"evaluated on: {evaluated_data(results) or 'no results'}. mIoU published: Table 7's ({PAPER_DATA}) for "
+        f"the networks segkit trains; {OFFICIAL_FILE_MIOU:.2f} for the official 8-bit file and the float checkpoint "
+        "converted from it; - for int8 files segkit made (nothing published).",
+    ]
     unknown = sorted(str(r.path) for r in results if r.miou_definition != MIOU_DEFINITION)
     if unknown:
         lines.append(

@@ -36,6 +36,7 @@ from segkit.models.backbones import MobileNetV2, load_backbone_state
 from segkit.models.backbones._base import unwrap_state_dict
 from segkit.models.build import build_classifier, build_model, last_layer_note
 from segkit.models.classifier import MobileNetV2Classifier
+from segkit.utils.cache import ZOO_PREFIX, zoo_checkpoint_path
 
 __all__ = ["LoadReport", "bare_state_dict", "load_classifier", "load_eval_model", "load_model", "load_state_into"]
 
@@ -220,6 +221,15 @@ def _read_state(path_or_state: str | os.PathLike | Mapping[str, Any]) -> tuple[d
         obj, source = dict(path_or_state), "state dict"
     else:
         source = str(path_or_state)
+        if source.startswith(ZOO_PREFIX):  # a zoo model: its converted checkpoint in the cache (segkit.zoo fills it)
+            name = source[len(ZOO_PREFIX) :]
+            cached = zoo_checkpoint_path(name)
+            if not cached.is_file():
+                raise CheckpointError(
+                    f"train.init_weights={source}: not in segkit's cache yet ({cached}); `segkit train` fetches it, "
+                    f"or run `segkit zoo --fetch {name}` (Python: segkit.zoo.fetch_checkpoint({name!r})) first."
+                )
+            source = str(cached)
         if not Path(source).is_file():
             raise CheckpointError(
                 f"train.init_weights file not found: {source}. Pass a torchvision mobilenet_v2 "

@@ -19,7 +19,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("segkit.cli.train", "train a segmentor (or an ImageNet classifier) from a config"),
     "test": ("segkit.cli.test", "evaluate a checkpoint: per-class IoU, mIoU, accuracies, JSON report"),
     "infer": ("segkit.cli.infer", "segment images with a checkpoint: label maps and overlays"),
-    "convert": ("segkit.cli.convert", "convert an official TFLite MobileNetV2 model to a segkit checkpoint"),
+    "convert": (
+        "segkit.cli.convert",
+        "convert an official model (TFLite file, Hugging Face model, zoo:NAME) to a segkit checkpoint",
+    ),
+    "zoo": ("segkit.cli.zoo", "list the official models by name; fetch one into the cache"),
     "summary": ("segkit.cli.summary", "print a model's layers, output shapes, params and MAdds"),
     "complexity": ("segkit.cli.complexity", "params and MAdds of the paper's Table 7 or of any config"),
     "tradeoff": ("segkit.cli.tradeoff", "plot and tabulate mIoU against MAdds (and latency) for Table 7"),
@@ -60,7 +64,7 @@ def _load(name: str):
                 file=sys.stderr,
             )
         else:
-            extra = " (pip install 'segkit[deploy]')" if name in ("export", "quantize") else ""
+            extra = " (pip install 'segkit-deeplab[deploy]')" if name in ("export", "quantize") else ""
             print(
                 f"error: segkit {name} needs the Python package {exc.name!r}, which is not installed; "
                 f"install it{extra} and retry.",

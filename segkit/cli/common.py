@@ -11,9 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from segkit.errors import USER_ERROR, SegkitError
-from segkit.evaluation.predict import MAX_PIXELS, MAX_SCALE, MAX_SIDE, MF_SCALES, MIN_SCALE, MIN_SIDE
-from segkit.runtimes.backends import RUNTIMES
-from segkit.utils.device import resolve_device
+from segkit.evaluation.limits import MAX_PIXELS, MAX_SCALE, MAX_SIDE, MF_SCALES, MIN_SCALE, MIN_SIDE
+from segkit.runtimes.names import RUNTIMES
 
 __all__ = [
     "ERRORS",
@@ -27,7 +26,6 @@ __all__ = [
     "options",
     "pixels_arg",
     "protocol_overrides",
-    "resolve_device",
     "run_main",
     "scales_arg",
     "verdict",
@@ -92,7 +90,8 @@ def add_config_arguments(
 
 
 def add_device_argument(parser: argparse.ArgumentParser, *, default: str | None = None, extra: str = "") -> None:
-    """``--device``: cpu, cuda or cuda:N; ``default`` None means CUDA when available (:func:`resolve_device`)."""
+    """``--device``: cpu, cuda or cuda:N; ``default`` None means CUDA when available
+    (:func:`segkit.utils.device.resolve_device`)."""
     shown = "cuda when available, else cpu" if default is None else default
     parser.add_argument("--device", default=default, help=f"cpu, cuda or cuda:N{extra} (default: {shown})")
 

@@ -3,6 +3,8 @@
     segkit export --checkpoint ckpt.pth --format onnx --out model.onnx --input-size 513 513
     segkit export --checkpoint ckpt.pth --format onnx --out model.onnx --dynamic
     segkit export --checkpoint ckpt.pth --format tflite --out model.tflite --input uint8 --output labels
+    segkit export --checkpoint ckpt.pth --format web --out site/ --input-size 513 513
+    segkit export --checkpoint ckpt.pth --format web --out site/ --model model_int8.onnx
 
 '--input uint8' puts the normalisation inside the graph (RGB uint8 NHWC in); '--output labels' puts the
 argmax inside (a uint8 label map [N, H, W] out). The file carries segkit's metadata (config, class
@@ -10,6 +12,11 @@ names, palette, mean/std, input size, input/output kinds). The export is then ru
 (onnxruntime / ai-edge-litert) next to the PyTorch model on the '--verify' data (a data-set root;
 default: the config's val split when it is on disk, else segkit's synthetic images), and the max
 |logit difference| (absolute and relative to the logit range) and the pixel agreement are printed.
+
+'--format web' writes a folder: a page segmenting images or the camera with onnxruntime-web (WASM, or
+WebGPU for a float model), the model (fp32 ONNX, or the '--model' file, e.g. an int8 one of segkit quantize,
+verified against the checkpoint), its metadata and onnxruntime-web's files (copied from node_modules, else
+linked from the CDN). Serve it with any static server; WASM threads need the COOP/COEP headers (docs/deploy.md).
 
 The file is verified beside '--out' and renamed onto it only when the verification passed: a file that
 fails it is not written ('--out' keeps what it held). '--out' is never one of the inputs.
@@ -26,8 +33,7 @@ import sys
 from pathlib import Path
 
 from segkit.cli.common import add_config_arguments, options, run_main, side_arg, verdict
-from segkit.export import DEFAULT_EXPORTER, EXPORTERS, FORMATS, INPUTS, OPSET, OUTPUTS
-from segkit.export.onnx import OPSETS
+from segkit.export.formats import DEFAULT_EXPORTER, EXPORTERS, FORMATS, INPUTS, OPSET, OPSETS, OUTPUTS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint", required=True, help="segkit checkpoint (.pth), or a bare state dict with --config"
     )
     parser.add_argument("--format", choices=FORMATS, help="default: from the --out extension")
-    parser.add_argument("--out", required=True, type=Path, help="the file to write (.onnx or .tflite), atomically")
+    parser.add_argument(
+        "--out", required=True, type=Path, help="the file to write (.onnx or .tflite), atomically; a folder for web"
+    )
     size = parser.add_mutually_exclusive_group()
     size.add_argument(
         "--input-size",
@@ -71,6 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--verify-images", type=int, default=8, metavar="N", help="images verified (default 8)")
     parser.add_argument("--no-verify", action="store_true", help="skip the verification")
+    web = parser.add_argument_group("--format web (a static page running the model with onnxruntime-web)")
+    web.add_argument(
+        "--model",
+        type=Path,
+        metavar="FILE.onnx",
+        help="ship this ONNX file (e.g. segkit quantize's int8 file), verified against --checkpoint, instead of "
+        "exporting the checkpoint to fp32",
+    )
+    web.add_argument(
+        "--ort-web",
+        type=Path,
+        metavar="DIR",
+        help="node_modules/onnxruntime-web to copy next to the page (default: $SEGKIT_ORT_WEB, else node_modules "
+        "here or above, else the page links the public CDN)",
+    )
     add_config_arguments(
         parser,
         config_help="config name or YAML path, only for a bare state dict",
@@ -80,12 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from segkit.export import export_checkpoint  # heavy (torch): not for --help
+    web = {"model_file": args.model, "ort_web": args.ort_web}
+    if args.format == "web" or any(web.values()):  # heavy imports (torch): not for --help
+        from segkit.export.web import export_web as export  # a folder; it refuses --model/--ort-web without web
+    else:
+        from segkit.export import export_checkpoint as export
 
-    report = export_checkpoint(
+        web = {}
+    report = export(
         args.checkpoint,
         args.out,
         **options(args, "format", "input_size", "dynamic", "input", "output", "opset", "exporter", "config"),
+        **web,
         verify_root=args.verify,
         verify_images=args.verify_images,
         skip_verify=args.no_verify,

@@ -4,8 +4,10 @@ Subcommands (``segkit prepare-data <subcommand> ...``)::
 
     voc --root data [--download]                  PASCAL VOC 2012 (verify, or fetch it)
     sbd --root data --sbd-dir PATH                SBD -> train_aug (or --download)
+    ade20k --root data [--download]               ADE20K (ADEChallengeData2016: verify, or fetch it)
+    cityscapes --root data/cityscapes             check an unpacked Cityscapes tree, write its train-id masks
     verify --root data                            check every listed sample of a VOC tree
-    verify --dataset folder --root my_data        ... of any data set (voc, coco, folder, synthetic)
+    verify --dataset folder --root my_data        ... of any data set (voc, coco, folder, synthetic, ade20k, ...)
     verify --config my_config                     ... of the data set a config trains on
     coco --root data/coco                         COCO -> VOC-class mask cache
     synthetic                                     the synthetic set the demo trains on
@@ -20,17 +22,14 @@ from __future__ import annotations
 import argparse
 
 from segkit.config import DATASET_NAMES
-from segkit.data import command
-from segkit.data.prepare import DOWNLOAD_TIMEOUT
-from segkit.data.sbd import SBD_URL
-from segkit.data.voc import VOC_URL
+from segkit.data.sources import ADE20K_URL, DOWNLOAD_TIMEOUT, SBD_URL, SYNTHETIC_CONFIG, VOC_URL
 
 _SUMMARY, _, _DETAILS = __doc__.partition("\n\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``segkit prepare-data`` argument parser; each subcommand's ``run`` is its :mod:`segkit.data.command`
-    function, called with the other arguments."""
+    """The ``segkit prepare-data`` argument parser; each subcommand's ``run`` names its :mod:`segkit.data.command`
+    function (imported when it runs, not for ``--help``), called with the other arguments."""
     parser = argparse.ArgumentParser(
         description=_SUMMARY, epilog=_DETAILS, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -47,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--expect-counts",
             default=default,
-            help="'voc' (official sizes: train 1464, val 1449, train_aug 10582), 'off', 'split=N,...', "
-            "or 'auto' (VOC's sizes for the voc data set, else none); default: %(default)s",
+            help="'voc' (official sizes: train 1464, val 1449, train_aug 10582), 'ade20k', 'cityscapes', 'off', "
+            "'split=N,...', or 'auto' (the official sizes of voc, ade20k and cityscapes, else none); "
+            "default: %(default)s",
         )
         p.add_argument("--max-report", type=int, default=20, help="entries shown per problem kind")
 
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true", help=f"fetch and extract {VOC_URL} (about 2 GB)")
     fetching(p, "the .tar")
     checks(p, "voc")
-    p.set_defaults(run=command.voc_command)
+    p.set_defaults(run="voc_command")
 
     p = sub.add_parser("sbd", help="build the train_aug split from SBD")
     common(p, "folder that holds VOCdevkit/VOC2012")
@@ -75,7 +75,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true", help=f"fetch and extract {SBD_URL} into ROOT/SBD")
     p.add_argument("--overwrite", action="store_true", help="rewrite masks that already exist")
     fetching(p, "benchmark.tgz")
-    p.set_defaults(run=command.sbd_command)
+    p.set_defaults(run="sbd_command")
+
+    p = sub.add_parser("ade20k", help="verify ADE20K's ADEChallengeData2016 (or --download it)")
+    common(p, "folder that holds (or will hold) ADEChallengeData2016")
+    p.add_argument("--download", action="store_true", help=f"fetch and extract {ADE20K_URL} (about 1 GB)")
+    fetching(p, "the .zip")
+    checks(p, "auto")
+    p.set_defaults(run="ade20k_command")
+
+    p = sub.add_parser("cityscapes", help="check an unpacked Cityscapes tree and write its *_labelTrainIds.png masks")
+    common(p, "folder holding leftImg8bit/ and gtFine/ (gtCoarse/ for train_extra)", default="data/cityscapes")
+    p.add_argument(
+        "--splits", nargs="+", default=["train", "val"], help="splits to prepare (train val test train_extra)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="rewrite *_labelTrainIds.png masks that exist")
+    checks(p, "auto")
+    p.set_defaults(run="cityscapes_command")
 
     p = sub.add_parser("verify", help="check every listed image and mask of a data set, through its own loading")
     common(p, "the data set's data.root (default: data, or --config's)", default=None)
@@ -89,8 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--splits",
         nargs="+",
-        help="splits to check (default: voc: train val train_aug; coco: "
-        "train2017 val2017; folder: its splits/*.txt, else train val)",
+        help="splits to check (default: voc: train val train_aug; coco: train2017 val2017; ade20k: training "
+        "validation; cityscapes: train val; folder: its splits/*.txt, else train val)",
     )
     p.add_argument(
         "--num-classes",
@@ -99,17 +115,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ignore-index", type=int, help="mask value of unlabelled pixels (default: 255)")
     checks(p, "auto")
-    p.set_defaults(run=command.verify_command)
+    p.set_defaults(run="verify_command")
 
     p = sub.add_parser("coco", help="build the COCO -> VOC-class mask cache")
     common(p, "folder with annotations/instances_<split>.json and <split>/ images")
-    p.add_argument("--splits", nargs="+", default=["train2017", "val2017"])
-    p.set_defaults(run=command.coco_command)
+    p.add_argument(
+        "--splits",
+        nargs="+",
+        default=["train2017", "val2017"],
+        help="COCO splits to convert (default: train2017 val2017)",
+    )
+    p.set_defaults(run="coco_command")
 
     p = sub.add_parser("synthetic", help="generate the synthetic demo set")
     p.add_argument(
         "--config",
-        default=command.SYNTHETIC_CONFIG,
+        default=SYNTHETIC_CONFIG,
         metavar="NAME",
         help="take data.root and data.synthetic_* from this config; the flags below override them "
         "(default: %(default)s, so the set is the one its training uses)",
@@ -120,14 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-val", type=int, help="validation images")
     p.add_argument("--image-size", type=int, help="image side in pixels")
     p.add_argument("--seed", type=int, help="generation seed")
-    p.set_defaults(run=command.synthetic_command)
+    p.set_defaults(run="synthetic_command")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    from segkit.data import command  # heavy (numpy, torch): not for --help
+
     options = vars(args)
     del options["command"]
-    result = options.pop("run")(**options)
+    result = getattr(command, options.pop("run"))(**options)
     print(result.text)
     return 0 if result.ready else 1
 

@@ -17,7 +17,8 @@ protocol: resize the longer side keeping the aspect ratio, pad bottom/right with
 the prediction back and resize it to the mask with nearest neighbour; '--slide CROP STRIDE', overlapping
 windows with their logits averaged. A forward pass over '--max-pixels' is refused with the fix.
 
-The '--json' report records the config name, the architecture, the precision (fp32 | bf16 | int8 |
+The '--json' report records the model file (path, size, time, sha256), the data set, root and split, the
+protocol (its name and parameters), the config name, the architecture, the precision (fp32 | bf16 | int8 |
 fake-int8) and runtime (pytorch | onnxruntime | openvino | litert) that ran the model, and for an int8
 file its quantization (ptq | qat); 'segkit tradeoff' places the result by them.
 
@@ -32,9 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from segkit.cli import common
-from segkit.config import parse_override
-from segkit.data import DATASETS
-from segkit.evaluation.command import COCO_DEFAULT_SPLIT
+from segkit.config import DATASET_NAMES, parse_override
+from segkit.data.sources import COCO_DEFAULT_SPLIT
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="data set root (VOC: the folder holding VOCdevkit/VOC2012); default: the checkpoint's data.root",
     )
     parser.add_argument(
-        "--dataset", choices=list(DATASETS), help="data set kind; default: the checkpoint's data.dataset"
+        "--dataset", choices=list(DATASET_NAMES), help="data set kind; default: the checkpoint's data.dataset"
     )
     parser.add_argument(
         "--split",

@@ -1,7 +1,7 @@
 """Train a segmentation model from a config.
 
     segkit train --config voc_mnv2_os16 [--set train.lr=0.01 ...] [--work-dir DIR]
-        [--data-root DIR] [--resume [CKPT] | --overwrite] [--device cpu|cuda|cuda:N] [--seed N]
+        [--data-root DIR] [--resume [CKPT] [--reschedule] | --overwrite] [--device cpu|cuda|cuda:N] [--seed N]
     torchrun --nproc_per_node 2 -m segkit.cli train --config ...      # DDP (gloo on CPU, NCCL on GPUs)
 
 Exit codes: 0 done, 1 diverged or a checkpoint could not be written, 2 a usage/config/data error,
@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start a new run in a work dir that holds another run's checkpoints (they are deleted)",
     )
+    parser.add_argument(
+        "--reschedule",
+        action="store_true",
+        help="with --resume: accept a changed train.iterations; the poly LR follows the new total from the resumed "
+        "iteration on (without it such a resume is refused)",
+    )
     add_device_argument(parser)
     parser.add_argument("--seed", type=int, help="overrides train.seed")
     parser.add_argument(
@@ -73,6 +79,11 @@ def run(args: argparse.Namespace) -> int:
     if options.pop("print_config"):
         print(training_config(config, overrides, data_root=args.data_root, seed=args.seed).to_yaml(), end="")
         return 0
+    if not args.resume:  # train.init_weights: zoo:NAME -> fetched and converted into the cache the loop reads
+        from segkit.zoo.command import fetch_init_weights
+
+        cfg = training_config(config, overrides, data_root=args.data_root, seed=args.seed)
+        fetch_init_weights(cfg.train.init_weights, log=lambda line: print(line, file=sys.stderr))
     return train_command(config, overrides, **options)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from segkit.config.losses import parse_loss
 from segkit.config.schema import MAX_FROZEN_STAGES, Config, ConfigError
 
 
@@ -68,11 +69,24 @@ def validate_config(cfg: Config) -> None:
             m.aspp_rates,
             "null (tied to the output stride) or three rates >= 1, e.g. [6, 12, 18]",
         )
+    need(
+        m.resize_mode == "pytorch" or not m.align_corners,
+        "model.align_corners",
+        m.align_corners,
+        "false with model.resize_mode=tf_legacy (TF's legacy resize is align_corners=False without half-pixel "
+        "centers); set model.align_corners=false or model.resize_mode=pytorch",
+    )
     for key in ("input_mean", "input_std"):
         value = getattr(m, key)
         need(len(value) == 3, f"model.{key}", value, "three RGB values on the 0..255 scale")
     need(all(s > 0 for s in m.input_std), "model.input_std", m.input_std, "positive values")
     need(d.crop_size >= 16, "data.crop_size", d.crop_size, "an integer >= 16")
+    need(
+        d.resize_range is None or (len(d.resize_range) == 2 and 16 <= d.resize_range[0] <= d.resize_range[1]),
+        "data.resize_range",
+        d.resize_range,
+        "null or [min_side, max_side] with 16 <= min_side <= max_side, e.g. [513, 513] (TF DeepLab's ADE20K)",
+    )
     need(
         0 < d.scale_min <= d.scale_max,
         "data.scale_min/scale_max",
@@ -98,6 +112,7 @@ def validate_config(cfg: Config) -> None:
         f"train.warmup_iters=0) or raise train.iterations",
     )
     need(0 < t.warmup_factor <= 1, "train.warmup_factor", t.warmup_factor, "0 < f <= 1")
+    parse_loss(t.loss)  # one line naming the closest loss when a name is unknown
     for key in ("log_interval", "val_interval", "ckpt_interval"):
         need(getattr(t, key) >= 1, f"train.{key}", getattr(t, key), "an integer >= 1")
     need(
@@ -111,6 +126,24 @@ def validate_config(cfg: Config) -> None:
         "eval.slide",
         e.slide,
         "null or [crop, stride] with crop >= 16 and 1 <= stride <= crop",
+    )
+    need(
+        e.resize_range is None or (len(e.resize_range) == 2 and 16 <= e.resize_range[0] <= e.resize_range[1]),
+        "eval.resize_range",
+        e.resize_range,
+        "null or [min_side, max_side] with 16 <= min_side <= max_side, e.g. [513, 513] (TF DeepLab) or [512, 2048]",
+    )
+    need(
+        e.resize_factor is None or (e.resize_factor >= 1 and e.resize_range is not None),
+        "eval.resize_factor",
+        e.resize_factor,
+        "null, or an integer >= 1 together with eval.resize_range (e.g. 16, TF DeepLab's resize_factor)",
+    )
+    need(
+        e.resize_range is None or e.resize_longer is None,
+        "eval.resize_range",
+        e.resize_range,
+        "null when eval.resize_longer is set (one resize per protocol); set eval.resize_longer=null",
     )
     for key in ("resize_longer", "pad_to"):
         value = getattr(e, key)

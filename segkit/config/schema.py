@@ -18,7 +18,7 @@ TF_STD = [127.5, 127.5, 127.5]
 
 # The data sets ``data.dataset`` names: defined once here (the lowest layer that needs them); segkit.data.build.DATASETS
 # builds exactly these, and every command's --dataset choices are this tuple.
-DatasetName = Literal["voc", "coco", "folder", "synthetic"]
+DatasetName = Literal["voc", "coco", "folder", "synthetic", "ade20k", "ade20k_top31", "cityscapes"]
 DATASET_NAMES: tuple[str, ...] = typing.get_args(DatasetName)
 
 
@@ -49,6 +49,9 @@ class ModelConfig:
     num_classes: int = 21
     aux_head: bool = False  # FCN head on the stride-16 features, training only
     align_corners: bool = True
+    # bilinear resizes: "pytorch" (F.interpolate, align_corners above) or "tf_legacy" (TF1 resize_bilinear without
+    # half-pixel centers: src = dst * in / out; converted TF DeepLab graphs such as the ADE20K file; align_corners false)
+    resize_mode: Literal["pytorch", "tf_legacy"] = "pytorch"
     tf_same_padding: bool = False  # TF 'SAME' padding for stride-2 convs (official weights)
     bn_eps: float = 1e-5  # backbone BN (official TF: 1e-3)
     bn_momentum: float = 0.1  # PyTorch convention (official TF decay 0.997 -> 0.003)
@@ -69,6 +72,9 @@ class DataConfig:
     train_split: str = "train_aug"
     val_split: str = "val"
     crop_size: int = 513
+    # [min_side, max_side]: resize each training image into this range before the random scale (TF DeepLab's
+    # min_resize_value / max_resize_value, ADE20K: [513, 513]); None: off
+    resize_range: list[int] | None = None
     scale_min: float = 0.5
     scale_max: float = 2.0
     scale_step: float = 0.25
@@ -101,6 +107,7 @@ class TrainConfig:
     decay_bias: bool = False
     bias_lr_mult: float = 2.0
     aux_weight: float = 0.4
+    loss: str = "ce"  # "ce", "dice", "lovasz", "focal" or a weighted sum: "ce+dice", "ce+0.5*dice" (config.losses)
     amp: Literal["none", "bf16", "fp16"] = "none"  # CUDA only
     channels_last: bool = False
     grad_accum: int = 1
@@ -126,6 +133,10 @@ class EvalConfig:
     resize_longer: int | None = None
     pad_to: int | None = None
     slide: list[int] | None = None  # [crop, stride]: sliding-window inference (segkit.evaluation.predict); None: off
+    # [min_side, max_side]: shorter side to min_side unless the longer would pass max_side, then the longer to max_side
+    # (TF DeepLab min/max_resize_value: [513, 513]; mmseg's ADE20K Resize scale=(2048, 512): [512, 2048]); None: off
+    resize_range: list[int] | None = None
+    resize_factor: int | None = None  # with resize_range: sides rounded up to k * factor + 1 (TF's resize_factor)
     antialias: bool = False  # low-pass input resizes that shrink (resize_longer, scales < 1), as PIL
 
 

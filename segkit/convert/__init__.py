@@ -4,7 +4,7 @@
     conversion = convert_tflite("deeplabv3_mnv2_pascal_quant.tflite", "deeplab_official.pth")
 
 The TFLite modules (:mod:`segkit.convert.tflite`) need the optional ``tflite`` package
-(``pip install 'segkit[tflite]'``) and import it only when a file is read.
+(``pip install 'segkit-deeplab[tflite]'``) and import it only when a file is read.
 """
 
 from segkit.convert.tflite import (

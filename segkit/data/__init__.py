@@ -1,4 +1,5 @@
-"""Data sets (VOC, SBD train_aug, COCO->VOC, own folders, synthetic), data I/O, checks and joint transforms.
+"""Data sets (VOC, SBD train_aug, COCO->VOC, ADE20K, Cityscapes, own folders, synthetic), data I/O, checks and
+joint transforms.
 
 ``io`` reads images, masks and split lists and writes label PNGs; ``verify`` checks any data set
 through its own loading; ``prepare`` downloads and extracts the public data sets; ``command`` is what
@@ -10,42 +11,38 @@ This package never imports ``segkit.models``.
 
 from __future__ import annotations
 
-from segkit.config import DATASET_NAMES
-from segkit.data.base import BadSampleWarning, DuplicateIdWarning, SegmentationDataset, collate_drop_bad, is_bad_sample
-from segkit.data.build import DATASETS, build_dataset, resolve_data_root
-from segkit.data.classes import VOC_CLASSES, VOC_PALETTE, read_classes_file
-from segkit.data.coco import COCOSegmentation
-from segkit.data.folder import FolderDataset
-from segkit.data.io import DatasetError, read_image, read_mask, read_split_file, save_label_png
-from segkit.data.synthetic import SYNTHETIC_CLASSES, SyntheticVOC, generate_synthetic_voc
-from segkit.data.transforms import SegTransform, build_eval_transform, build_train_transform
-from segkit.data.voc import VOCSegmentation
+from segkit.utils.lazy import lazy_exports
 
-__all__ = [
-    "BadSampleWarning",
-    "COCOSegmentation",
-    "DATASETS",
-    "DATASET_NAMES",
-    "DatasetError",
-    "DuplicateIdWarning",
-    "FolderDataset",
-    "SYNTHETIC_CLASSES",
-    "SegTransform",
-    "SegmentationDataset",
-    "SyntheticVOC",
-    "VOCSegmentation",
-    "VOC_CLASSES",
-    "VOC_PALETTE",
-    "build_dataset",
-    "build_eval_transform",
-    "build_train_transform",
-    "collate_drop_bad",
-    "generate_synthetic_voc",
-    "is_bad_sample",
-    "read_classes_file",
-    "read_image",
-    "read_mask",
-    "read_split_file",
-    "resolve_data_root",
-    "save_label_png",
-]
+# public name -> defining module, imported on first use: light modules (segkit.data.sources) stay light
+_EXPORTS = {
+    "ADE20KSegmentation": "segkit.data.ade20k",
+    "BadSampleWarning": "segkit.data.base",
+    "COCOSegmentation": "segkit.data.coco",
+    "CityscapesSegmentation": "segkit.data.cityscapes",
+    "DATASETS": "segkit.data.build",
+    "DATASET_NAMES": "segkit.config",
+    "DatasetError": "segkit.data.io",
+    "DuplicateIdWarning": "segkit.data.base",
+    "FolderDataset": "segkit.data.folder",
+    "SYNTHETIC_CLASSES": "segkit.data.synthetic",
+    "SegTransform": "segkit.data.transforms",
+    "SegmentationDataset": "segkit.data.base",
+    "SyntheticVOC": "segkit.data.synthetic",
+    "VOCSegmentation": "segkit.data.voc",
+    "VOC_CLASSES": "segkit.data.classes",
+    "VOC_PALETTE": "segkit.data.classes",
+    "build_dataset": "segkit.data.build",
+    "build_eval_transform": "segkit.data.transforms",
+    "build_train_transform": "segkit.data.transforms",
+    "collate_drop_bad": "segkit.data.base",
+    "generate_synthetic_voc": "segkit.data.synthetic",
+    "is_bad_sample": "segkit.data.base",
+    "read_classes_file": "segkit.data.classes",
+    "read_image": "segkit.data.io",
+    "read_mask": "segkit.data.io",
+    "read_split_file": "segkit.data.io",
+    "resolve_data_root": "segkit.data.build",
+    "save_label_png": "segkit.data.io",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

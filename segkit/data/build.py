@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from segkit.config import DATASET_NAMES, Config, DataConfig
+from segkit.data.ade20k import ADE20KSegmentation
 from segkit.data.base import DatasetError, SegmentationDataset, SkipMode
+from segkit.data.cityscapes import CityscapesSegmentation
 from segkit.data.coco import COCOSegmentation
 from segkit.data.folder import FolderDataset
 from segkit.data.synthetic import SyntheticVOC
@@ -53,12 +55,33 @@ def _synthetic(cfg: DataConfig, split: str, transform: Transform | None, num_cla
     )
 
 
+def _ade20k(cfg: DataConfig, split: str, transform: Transform | None, num_classes: int | None,
+            skip_mode: SkipMode) -> SegmentationDataset:  # fmt: skip
+    return ADE20KSegmentation(cfg.root, split, variant="150", transform=transform, ignore_index=cfg.ignore_index,
+                              skip_bad_samples=cfg.skip_bad_samples, skip_mode=skip_mode)  # fmt: skip
+
+
+def _ade20k_top31(cfg: DataConfig, split: str, transform: Transform | None, num_classes: int | None,
+                  skip_mode: SkipMode) -> SegmentationDataset:  # fmt: skip
+    return ADE20KSegmentation(cfg.root, split, variant="top31", transform=transform, ignore_index=cfg.ignore_index,
+                              skip_bad_samples=cfg.skip_bad_samples, skip_mode=skip_mode)  # fmt: skip
+
+
+def _cityscapes(cfg: DataConfig, split: str, transform: Transform | None, num_classes: int | None,
+                skip_mode: SkipMode) -> SegmentationDataset:  # fmt: skip
+    return CityscapesSegmentation(cfg.root, split, transform=transform, ignore_index=cfg.ignore_index,
+                                  skip_bad_samples=cfg.skip_bad_samples, skip_mode=skip_mode)  # fmt: skip
+
+
 # One builder per name of segkit.config.DATASET_NAMES (data.dataset's values), in that order.
 DATASETS: dict[str, Builder] = {
     "voc": _voc,
     "coco": _coco,
     "folder": _folder,
     "synthetic": _synthetic,
+    "ade20k": _ade20k,
+    "ade20k_top31": _ade20k_top31,
+    "cityscapes": _cityscapes,
 }
 if tuple(DATASETS) != DATASET_NAMES:  # pragma: no cover - a data set added in one place only
     raise RuntimeError(f"segkit.data.build.DATASETS {tuple(DATASETS)} != segkit.config.DATASET_NAMES {DATASET_NAMES}")

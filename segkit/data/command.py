@@ -1,5 +1,5 @@
-"""What ``segkit prepare-data`` does, one function per subcommand (``voc``, ``sbd``, ``verify``, ``coco``,
-``synthetic``)::
+"""What ``segkit prepare-data`` does, one function per subcommand (``voc``, ``sbd``, ``ade20k``, ``cityscapes``,
+``verify``, ``coco``, ``synthetic``)::
 
     result = verify_command(root="my_data", dataset="folder")
     print(result.text)          # the report
@@ -20,13 +20,16 @@ from typing import Any
 
 from segkit.config import DataConfig
 from segkit.data.io import DatasetError
-from segkit.data.prepare import DOWNLOAD_TIMEOUT, prepare_sbd, prepare_voc, synthetic_settings
+from segkit.data.prepare import prepare_sbd, prepare_voc, synthetic_settings
+from segkit.data.sources import DOWNLOAD_TIMEOUT, SYNTHETIC_CONFIG
 from segkit.data.verify import format_report, parse_expected_counts, verify_dataset
 from segkit.data.voc import TRAIN_AUG, mask_dirname, split_file, voc_dir
 
 __all__ = [
     "SYNTHETIC_CONFIG",
     "Prepared",
+    "ade20k_command",
+    "cityscapes_command",
     "coco_command",
     "sbd_command",
     "synthetic_command",
@@ -34,8 +37,6 @@ __all__ = [
     "verify_settings",
     "voc_command",
 ]
-
-SYNTHETIC_CONFIG = "demo_mnv2_os16"  # the config whose synthetic set `synthetic` generates by default
 
 
 @dataclass(frozen=True)
@@ -184,3 +185,73 @@ def synthetic_command(
         f"synthetic set ({settings['num_train']} train, {settings['num_val']} val, {settings['image_size']}px, "
         f"seed {settings['seed']}) in {voc_dir(out)}"
     )
+
+
+def ade20k_command(
+    root: str | os.PathLike = "data",
+    *,
+    download: bool = False,
+    keep_archive: bool = False,
+    timeout: float = DOWNLOAD_TIMEOUT,
+    expect_counts: str = "auto",
+    max_report: int = 20,
+    progress: bool = True,
+) -> Prepared:
+    """Fetch ADE20K's ``ADEChallengeData2016.zip`` into ``root`` (when ``download``), then check both splits
+    (every image with its mask, labels 0..150; ``expect_counts`` ``auto``: 20,210 training, 2,000 validation)."""
+    from pathlib import Path
+
+    from segkit.data.ade20k import ADE20K_SPLITS, ade20k_dir
+    from segkit.data.prepare import fetch
+    from segkit.data.sources import ADE20K_URL
+
+    expected = parse_expected_counts(expect_counts, "ade20k")
+    if download:
+        with _writing(root):
+            Path(root).mkdir(parents=True, exist_ok=True)
+            fetch(
+                ADE20K_URL, Path(root) / Path(ADE20K_URL).name, Path(root), keep_archive=keep_archive, timeout=timeout
+            )
+    if not (ade20k_dir(root) / "images").is_dir():
+        raise DatasetError(
+            f"No ADE20K under {root} ({ade20k_dir(root)}/images missing): unzip {ADE20K_URL} there, or run "
+            f"`segkit prepare-data ade20k --download --root {root}` (about 1 GB).",
+            problem="missing data",
+        )
+    problems = verify_dataset(DataConfig(dataset="ade20k", root=str(root)), ADE20K_SPLITS, expected, progress=progress)
+    return _report(problems, max_report)
+
+
+def cityscapes_command(
+    root: str | os.PathLike = "data/cityscapes",
+    *,
+    splits: Sequence[str] = ("train", "val"),
+    overwrite: bool = False,
+    expect_counts: str = "auto",
+    max_report: int = 20,
+    progress: bool = True,
+) -> Prepared:
+    """Check a Cityscapes tree the user unpacked under ``root`` (one line naming every missing folder and archive),
+    write ``*_labelTrainIds.png`` beside each ``*_labelIds.png`` of ``splits`` (atomically; existing ones kept unless
+    ``overwrite``), then check every sample (``expect_counts`` ``auto``: 2,975 train, 500 val, 19,998 train_extra).
+
+    Raises:
+        DatasetError: folders or masks are missing (the message lists them and the archives to unzip), or a mask
+            holds a label id above 33.
+    """
+    from segkit.data.cityscapes import check_cityscapes_tree, write_train_ids
+    from segkit.data.sources import CITYSCAPES_URL
+
+    expected = parse_expected_counts(expect_counts, "cityscapes")
+    missing = check_cityscapes_tree(root, splits)
+    if missing:
+        raise DatasetError(
+            f"The Cityscapes tree under {root} is incomplete; missing: {'; '.join(missing)}. Download the archives "
+            f"from {CITYSCAPES_URL} (after registering) and unzip them into {root}.",
+            problem="missing data",
+        )
+    with _writing(root):
+        written = write_train_ids(root, splits, overwrite=overwrite, progress=progress)
+    problems = verify_dataset(DataConfig(dataset="cityscapes", root=str(root)), splits, expected, progress=progress)
+    report = _report(problems, max_report)
+    return Prepared(f"wrote {written} *_labelTrainIds.png masks under {root}\n{report.text}", ready=report.ready)

@@ -18,14 +18,16 @@ import os
 import tarfile
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from segkit.data.io import DatasetError
-from segkit.data.sbd import SBD_URL, build_train_aug
-from segkit.data.voc import VOC_URL, split_file, voc_dir, voc_not_found_error
+from segkit.data.sbd import build_train_aug
+from segkit.data.sources import DOWNLOAD_TIMEOUT, SBD_URL, VOC_URL
+from segkit.data.voc import split_file, voc_dir, voc_not_found_error
 from segkit.utils.io import atomic_path
 
 __all__ = [
@@ -39,7 +41,6 @@ __all__ = [
     "voc_ready_for_sbd",
 ]
 
-DOWNLOAD_TIMEOUT = 60.0  # seconds the server may stay silent (connecting or mid-transfer) before giving up
 _NETWORK_ERRORS = (OSError, http.client.HTTPException)  # URLError, HTTPError and timeouts are OSErrors
 
 
@@ -81,19 +82,23 @@ def download(url: str, dest: Path, timeout: float = DOWNLOAD_TIMEOUT) -> Path:
 
 
 def extract(archive: Path, dest: Path) -> None:
-    """Extract a tar archive into ``dest`` (with the safe 'data' filter where Python has it).
+    """Extract a tar archive (with the safe 'data' filter where Python has it) or a zip archive into ``dest``.
 
     Raises:
         DatasetError: the archive is corrupt or truncated, or ``dest`` cannot be written.
     """
     print(f"extracting {archive} -> {dest}")
     try:
+        if zipfile.is_zipfile(archive):  # ADE20K's archive; zipfile drops absolute paths and '..' from names
+            with zipfile.ZipFile(archive) as zipped:
+                zipped.extractall(dest)
+            return
         with tarfile.open(archive) as tar:
             if hasattr(tarfile, "data_filter"):
                 tar.extractall(dest, filter="data")
             else:  # pragma: no cover - Python without extraction filters
                 tar.extractall(dest)  # noqa: S202
-    except (tarfile.TarError, EOFError, OSError) as exc:
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
         raise DatasetError(
             f"Cannot extract {archive} into {dest}: {_one_line(exc)}. A corrupt or incomplete "
             f"archive: delete {archive} and run again (or check that {dest} is writable with free space)."

@@ -17,10 +17,9 @@ from tqdm import tqdm
 
 from segkit.data.classes import VOC_PALETTE
 from segkit.data.io import DatasetError, read_split_file, save_label_png
+from segkit.data.sources import SBD_URL as SBD_URL  # where prepare_sbd downloads it from
 from segkit.data.voc import TRAIN_AUG, mask_dirname, split_file, voc_dir, voc_not_found_error
 from segkit.utils.io import atomic_path, atomic_write_text
-
-SBD_URL = "http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours/benchmark.tgz"
 
 
 def load_sbd_mask(path: str | os.PathLike) -> np.ndarray:

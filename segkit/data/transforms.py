@@ -71,6 +71,30 @@ class RandomScale(A.DualTransform):
         return ("scale_min", "scale_max", "scale_step")
 
 
+class RangeResize(A.DualTransform):
+    """Resize into ``[min_side, max_side]``, aspect kept (TF DeepLab's ``resize_to_range``): the shorter side to
+    ``min_side`` unless the longer would pass ``max_side``, else the longer side to ``max_side``; image bilinear,
+    mask nearest neighbour."""
+
+    def __init__(self, min_side: int, max_side: int, p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.min_side, self.max_side = min_side, max_side
+
+    def _size(self, shape: Sequence[int]) -> tuple[int, int]:
+        h, w = shape[0], shape[1]
+        scale = min(self.min_side / min(h, w), self.max_side / max(h, w))
+        return max(1, int(w * scale + 0.5)), max(1, int(h * scale + 0.5))  # (W, H) for cv2
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        return cv2.resize(img, self._size(img.shape), interpolation=cv2.INTER_LINEAR)
+
+    def apply_to_mask(self, mask: np.ndarray, **params: Any) -> np.ndarray:
+        return cv2.resize(mask, self._size(mask.shape), interpolation=cv2.INTER_NEAREST_EXACT)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("min_side", "max_side")
+
+
 class SegTransform:
     """An albumentations pipeline returning a float image tensor and a LongTensor mask.
 
@@ -119,6 +143,8 @@ def build_train_transform(data_cfg: DataConfig, mean: Sequence[float], std: Sequ
     if data_cfg.color_jitter > 0:
         s = data_cfg.color_jitter
         steps.append(A.ColorJitter(brightness=s, contrast=s, saturation=s, hue=0.0, p=1.0))
+    if data_cfg.resize_range is not None:  # TF DeepLab's min/max resize, before the random scale
+        steps.append(RangeResize(*data_cfg.resize_range))
     steps += [
         RandomScale(data_cfg.scale_min, data_cfg.scale_max, data_cfg.scale_step),
         # normalised before padding, so padding with 0 is exactly the mean pixel

@@ -21,8 +21,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from segkit.config import DataConfig
+from segkit.data.ade20k import ADE20K_SPLIT_SIZES
 from segkit.data.base import BadSampleWarning, DuplicateIdWarning, SegmentationDataset
 from segkit.data.build import DATASETS
+from segkit.data.cityscapes import CITYSCAPES_SPLIT_SIZES
 from segkit.data.io import DatasetError
 from segkit.data.synthetic import read_manifest
 from segkit.data.voc import TRAIN_AUG, VOC_SPLIT_SIZES
@@ -34,6 +36,15 @@ DEFAULT_SPLITS: dict[str, tuple[str, ...]] = {
     "coco": ("train2017", "val2017"),
     "synthetic": ("train", "val"),
     "folder": ("train", "val"),  # or every list in splits/
+    "ade20k": ("training", "validation"),
+    "ade20k_top31": ("training", "validation"),
+    "cityscapes": ("train", "val"),
+}
+OFFICIAL_SIZES: dict[str, dict[str, int]] = {  # what --expect-counts auto (or the data set's name) checks
+    "voc": dict(VOC_SPLIT_SIZES),
+    "ade20k": dict(ADE20K_SPLIT_SIZES),
+    "ade20k_top31": dict(ADE20K_SPLIT_SIZES),
+    "cityscapes": dict(CITYSCAPES_SPLIT_SIZES),
 }
 _SHOWN_IDS = 10
 
@@ -48,13 +59,16 @@ def default_splits(data: DataConfig) -> list[str]:
 
 
 def parse_expected_counts(text: str, dataset: str = "voc") -> dict[str, int]:
-    """``auto`` -> VOC's official sizes for ``voc``, none otherwise; ``voc``, ``off``, ``train=1464,val=1449``.
+    """``auto`` -> the official sizes of ``dataset`` (VOC, ADE20K, Cityscapes; none for the others); a data set's
+    name (``voc``, ``ade20k``, ``cityscapes``) -> its sizes; ``off``; ``train=1464,val=1449``.
 
     Raises:
         DatasetError: any other text (``problem="usage"``).
     """
-    if text == "voc" or (text == "auto" and dataset == "voc"):
-        return dict(VOC_SPLIT_SIZES)
+    if text in OFFICIAL_SIZES:
+        return dict(OFFICIAL_SIZES[text])
+    if text == "auto" and dataset in OFFICIAL_SIZES:
+        return dict(OFFICIAL_SIZES[dataset])
     if text in ("off", "auto"):
         return {}
     counts = {}
@@ -62,7 +76,8 @@ def parse_expected_counts(text: str, dataset: str = "voc") -> dict[str, int]:
         name, _, value = item.partition("=")
         if not name.strip() or not value.strip().isdigit():
             raise DatasetError(
-                f"--expect-counts: expected 'auto', 'voc', 'off' or 'split=N,...', got {text!r}.", problem="usage"
+                f"--expect-counts: expected 'auto', 'voc', 'off' or 'split=N,...' (or 'ade20k', 'cityscapes'), got {text!r}.",
+                problem="usage",
             )
         counts[name.strip()] = int(value)
     return counts

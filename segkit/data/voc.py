@@ -21,9 +21,9 @@ import numpy as np
 from segkit.data.base import SegmentationDataset, SkipMode
 from segkit.data.classes import VOC_CLASSES, VOC_PALETTE, read_classes_file
 from segkit.data.io import DatasetError, read_split_file
+from segkit.data.sources import VOC_URL
 
 VOC_SUBDIR = Path("VOCdevkit") / "VOC2012"
-VOC_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
 TRAIN_AUG = "train_aug"
 # Sizes of the official lists (train_aug = VOC train + SBD train/val - VOC val).
 VOC_SPLIT_SIZES: dict[str, int] = {"train": 1464, "val": 1449, "trainval": 2913, TRAIN_AUG: 10582}

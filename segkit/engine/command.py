@@ -45,6 +45,7 @@ def train_command(
     overwrite: bool = False,
     device: str | None = None,
     progress: bool = True,
+    reschedule: bool = False,
 ) -> int:
     """Train :func:`training_config` (see :func:`segkit.engine.loop.train` for the other arguments); returns the exit
     code: 0 done, 128 + N stopped by signal N (``latest.pth`` saved, the resume command logged).
@@ -56,5 +57,15 @@ def train_command(
     if resume and overwrite:
         raise WorkDirError("--resume continues the run in the work dir and --overwrite replaces it; pass one of them.")
     cfg = training_config(config, overrides, data_root=data_root, seed=seed)
-    result = train(cfg, work_dir=work_dir, resume=resume, device=device, progress=progress, overwrite=overwrite)
+    if reschedule and not resume:
+        raise WorkDirError("--reschedule changes the schedule of a resumed run; pass it with --resume.")
+    result = train(
+        cfg,
+        work_dir=work_dir,
+        resume=resume,
+        device=device,
+        progress=progress,
+        overwrite=overwrite,
+        reschedule=reschedule,
+    )
     return exit_code(result)

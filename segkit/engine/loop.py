@@ -123,7 +123,9 @@ def build_training(
     model.to(device)
     if cfg.train.channels_last and device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    criterion = SegmentationLoss(ignore_index=cfg.data.ignore_index, aux_weight=cfg.train.aux_weight)
+    criterion = SegmentationLoss(
+        ignore_index=cfg.data.ignore_index, aux_weight=cfg.train.aux_weight, loss=cfg.train.loss
+    )
     # fused: skips a non-finite step on the device; QAT: the float model's modules own the graph's parameters
     optimizer = build_optimizer(getattr(model, "float_model", model), cfg.train, fused=True)
     scheduler = build_scheduler(optimizer, cfg.train)
@@ -240,12 +242,14 @@ def check_finite(tr: Training) -> None:
         raise exc
 
 
-def validate(tr: Training, logger: RunLogger, log: Any = print) -> float:
-    """Evaluate on the validation split (sharded over ranks), log the table, return mIoU.
+def validate(tr: Training, logger: RunLogger, log: Any = print, *, progress: bool = True) -> float:
+    """Evaluate on the validation split (sharded over ranks), log the table and the time taken, return mIoU.
 
-    Under DDP every rank first takes rank 0's buffers (BN running statistics drift apart when BN is
-    not synchronised), so the mIoU is that of the weights rank 0 saves.
+    ``progress``: a ``validation`` bar on rank 0 (removed when done; the training bar stays). Under DDP every rank
+    first takes rank 0's buffers (BN running statistics drift apart when BN is not synchronised), so the mIoU is that
+    of the weights rank 0 saves.
     """
+    start = time.perf_counter()
     if tr.dist.enabled:
         for buffer in tr.net.buffers():
             dist.broadcast(buffer, 0)
@@ -257,18 +261,31 @@ def validate(tr: Training, logger: RunLogger, log: Any = print) -> float:
         device=tr.device,
         train=False,
     )
-    metrics = evaluate(
-        tr.net,
-        loader,
-        tr.cfg.model.num_classes,
-        ignore_index=tr.cfg.data.ignore_index,
-        device=tr.device,
-        protocol=tr.cfg.eval,
-        progress=False,
+    bar = tqdm(
+        total=len(loader),
+        desc="validation",
+        unit="img",
+        leave=False,
+        dynamic_ncols=True,
+        disable=not (progress and tr.dist.is_main),
     )
+    with bar:
+        metrics = evaluate(
+            tr.net,
+            _CountedBatches(loader, bar),
+            tr.cfg.model.num_classes,
+            ignore_index=tr.cfg.data.ignore_index,
+            device=tr.device,
+            protocol=tr.cfg.eval,
+            progress=False,
+        )
     names = list(tr.val_set.class_names)
     if tr.dist.is_main:
-        log(f"Validation at iteration {tr.iteration}:\n{format_metrics_table(metrics, names)}")
+        took = time.perf_counter() - start
+        log(
+            f"Validation at iteration {tr.iteration} ({metrics.num_images} images in {took:.1f} s):\n"
+            f"{format_metrics_table(metrics, names)}"
+        )
         if metrics.bad_samples:
             log(tr.val_set.bad_samples_report(metrics.bad_samples))
         per_class = {n: (None if math.isnan(v) else float(v)) for n, v in zip(names, metrics.per_class_iou)}
@@ -286,6 +303,36 @@ def validate(tr: Training, logger: RunLogger, log: Any = print) -> float:
     return float(metrics.miou)
 
 
+class _CountedBatches:
+    """``loader`` advancing ``bar`` by one per batch done; stops its DataLoader workers like the loader's iterator."""
+
+    def __init__(self, loader: Any, bar: tqdm) -> None:
+        self.loader, self.bar, self.batches, self.fetched = loader, bar, None, 0
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> _CountedBatches:
+        self.batches, self.fetched = iter(self.loader), 0
+        return self
+
+    def __next__(self) -> Any:
+        if self.fetched:  # the batch before this one has been scored
+            self.bar.update(1)
+        try:
+            batch = next(self.batches)
+        except StopIteration:
+            self.fetched = 0
+            raise
+        self.fetched += 1
+        return batch
+
+    def _shutdown_workers(self) -> None:
+        shutdown = getattr(self.batches, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+
+
 def train(
     cfg: Config,
     *,
@@ -294,6 +341,7 @@ def train(
     device: str | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    reschedule: bool = False,
 ) -> dict[str, Any]:
     """Train ``cfg``; write the config, logs, checkpoints and plots to ``work_dir``.
 
@@ -304,6 +352,8 @@ def train(
         device: ``cpu``, ``cuda``, ``cuda:N`` or None (CUDA when available).
         progress: show a tqdm bar (main process only).
         overwrite: a new run may replace the checkpoints of another run in ``work_dir``.
+        reschedule: a resumed run may change ``train.iterations``: the poly schedule of the new total applies from the
+            resumed iteration on (refused otherwise).
 
     Returns:
         ``{"iteration", "best_miou", "last_miou", "work_dir", "stopped_by_signal"}``.
@@ -318,8 +368,8 @@ def train(
     lock = None
     try:
         cfg = absolute_data_root(cfg, log)
-        if resume_path is not None:  # train.qat switched: one line before the (QAT) model is built
-            check_resume_config(cfg, resume_path)
+        if resume_path is not None:  # train.qat or train.iterations changed: one line before the model is built
+            check_resume_config(cfg, resume_path, reschedule=reschedule)
         seed_everything(cfg.train.seed + dist_info.rank, cfg.train.deterministic)
         tr = build_training(cfg, work_dir, device, dist_info, log, load_init_weights=not resume)
         error = None
@@ -363,7 +413,7 @@ def _run(tr: Training, *, resumed: bool, progress: bool, log: Any) -> dict[str, 
             if logging:
                 _log_train(tr, values, logger, bar, speed.images_per_s(tr.iteration))
             if validating:
-                last_miou = _validate_and_keep_best(tr, logger, log)
+                last_miou = _validate_and_keep_best(tr, logger, log, progress)
             if saving or signum:
                 save_run_checkpoint(tr, "latest.pth")
             speed.restart(tr.iteration)
@@ -464,9 +514,9 @@ def _log_train(tr: Training, values: dict[str, torch.Tensor], logger: RunLogger,
     logger.log("train", tr.iteration, record)
 
 
-def _validate_and_keep_best(tr: Training, logger: RunLogger, log: Any) -> float:
+def _validate_and_keep_best(tr: Training, logger: RunLogger, log: Any, progress: bool) -> float:
     """Validate; a new best mIoU is saved to ``best.pth``. Returns the mIoU."""
-    miou = validate(tr, logger, log)
+    miou = validate(tr, logger, log, progress=progress)
     if miou > tr.best_miou:
         tr.best_miou = miou
         save_run_checkpoint(tr, "best.pth")

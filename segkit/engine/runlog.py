@@ -116,7 +116,7 @@ def plot_curves(records: Iterable[dict[str, Any]], out_png: str | os.PathLike) -
             label="aux",
             alpha=0.7,
         )
-    axes[0].set(title="training loss", xlabel="iteration", ylabel="cross-entropy")
+    axes[0].set(title="training loss", xlabel="iteration", ylabel="loss (train.loss)")
     axes[0].legend()
     axes[1].plot([r["iter"] for r in train], [r["lr"] for r in train])
     axes[1].set(title="learning rate (poly)", xlabel="iteration")

@@ -16,6 +16,7 @@ from segkit.checkpoint.load import LoadReport, load_state_into
 from segkit.config import Config, ConfigError
 from segkit.data.build import resolve_data_root
 from segkit.data.samplers import SeededSamples
+from segkit.data.workers import loader_workers
 from segkit.engine.signals import ignore_stop_signals
 from segkit.utils.distributed import DistInfo
 
@@ -95,7 +96,7 @@ def make_loader(
     dataset: Dataset, cfg: Config, *, sampler: Sampler, batch_size: int, device: torch.device, train: bool
 ) -> DataLoader:
     """Training loader (seeded samples, persistent workers) or evaluation loader; workers ignore SIGINT/SIGTERM."""
-    workers = cfg.data.num_workers
+    workers = loader_workers(cfg.data.num_workers)  # at most the usable CPUs (one warning)
     return DataLoader(
         SeededSamples(dataset) if train else dataset,
         batch_size=batch_size,

@@ -154,8 +154,36 @@ def check_qat_matches(cfg: Config, ckpt: dict[str, Any], path: str | os.PathLike
     )
 
 
-def check_resume_config(cfg: Config, path: str | os.PathLike) -> None:
-    """:func:`check_qat_matches` on the checkpoint a run resumes from, before the
+def saved_iterations(ckpt: dict[str, Any]) -> int | None:
+    """The ``train.iterations`` of the run that wrote ``ckpt`` (None for a checkpoint without its config)."""
+    config = ckpt.get("config")
+    train = config.get("train") if isinstance(config, dict) else None
+    value = train.get("iterations") if isinstance(train, dict) else None
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def check_iterations_match(cfg: Config, ckpt: dict[str, Any], path: str | os.PathLike, *, reschedule: bool) -> None:
+    """CheckpointError when ``cfg`` changes ``train.iterations`` of the run being resumed and ``reschedule`` is
+    False (the poly LR schedule would change mid-run), or when the new total is below the checkpoint's iteration."""
+    saved, wanted = saved_iterations(ckpt), cfg.train.iterations
+    if saved is None or saved == wanted:
+        return
+    reached = ckpt.get("iteration")
+    if isinstance(reached, int) and wanted < reached:
+        raise CheckpointError(
+            f"{path} is at iteration {reached}, above train.iterations={wanted}; resume with train.iterations >= "
+            f"{reached} (the run's own total is {saved}), or start a new run from its weights with train.init_weights."
+        )
+    if not reschedule:
+        raise CheckpointError(
+            f"{path} was trained with train.iterations={saved}, the config has {wanted}: the poly LR schedule would "
+            f"change mid-run; resume with --set train.iterations={saved}, or add --reschedule to continue on the "
+            f"schedule of the new total (see docs/training.md)."
+        )
+
+
+def check_resume_config(cfg: Config, path: str | os.PathLike, *, reschedule: bool = False) -> None:
+    """:func:`check_qat_matches` and :func:`check_iterations_match` on the checkpoint a run resumes from, before the
     run is built or its work dir written (memory-mapped: its tensors are not read). An unreadable file is left to
     :func:`restore_state`."""
     try:
@@ -164,6 +192,7 @@ def check_resume_config(cfg: Config, path: str | os.PathLike) -> None:
         return
     if isinstance(ckpt, dict):
         check_qat_matches(cfg, ckpt, path)
+        check_iterations_match(cfg, ckpt, path, reschedule=reschedule)
 
 
 def restore_state(tr: Training, path: Path, log: Any = print) -> None:
@@ -177,6 +206,24 @@ def restore_state(tr: Training, path: Path, log: Any = print) -> None:
     tr.load_state_dict(ckpt, log)
     tr.last_saved = (Path(path), tr.iteration)
     log(f"Resumed from {path} at iteration {tr.iteration} (best mIoU so far {format_miou(tr.best_miou)}).")
+    saved = saved_iterations(ckpt)
+    if saved is not None and saved != tr.cfg.train.iterations:  # allowed by --reschedule (check_resume_config)
+        reschedule_lr(tr, log, saved)
+
+
+def reschedule_lr(tr: Training, log: Any, saved: int) -> None:
+    """Put the optimiser on the schedule of the config's ``train.iterations`` from the resumed iteration on.
+
+    The restored scheduler already computes the poly factor over the new total at its next step; this sets the LR
+    of the first resumed step too (it was computed over the old total when the checkpoint was written).
+    """
+    factor = tr.scheduler.lr_lambdas[0](tr.iteration)
+    for group, base in zip(tr.optimizer.param_groups, tr.scheduler.base_lrs):
+        group["lr"] = base * factor
+    log(
+        f"Rescheduled: train.iterations {saved} -> {tr.cfg.train.iterations}; the poly LR is "
+        f"{tr.cfg.train.lr * factor:.3g} at iteration {tr.iteration} and decays to 0 at {tr.cfg.train.iterations}."
+    )
 
 
 # ----------------------------------------------------------------------------- RNG
@@ -234,6 +281,7 @@ __all__ = [
     "gather_rng_states",
     "last_good_checkpoint",
     "save_run_checkpoint",
+    "reschedule_lr",
     "restore_state",
     "rng_state",
     "save_state",

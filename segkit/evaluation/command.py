@@ -3,6 +3,7 @@
     model, cfg = load_eval_model("best.pth")                      # segkit.checkpoint.load
     result = evaluate_model(model, cfg, json_path="val.json")     # cfg.data's val split: metrics, JSON report
     result = segment_images(model, cfg, list_images(Path("photos")), "out")  # <name>.png, <name>_overlay.jpg
+    seg = Segmenter.of(model, cfg); label, protocol = seg.label(rgb)         # infer's per-image step, for any frames
 
 Loading what a command names (a checkpoint, an exported file, a checkpoint in a runtime) happens one layer up:
 :func:`segkit.export.source.evaluate_checkpoint` and :func:`segkit.export.source.infer_images` load the model and
@@ -23,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from segkit.config import Config
+from segkit.config import Config, EvalConfig
 from segkit.data import (
     DatasetError,
     build_dataset,
@@ -32,12 +33,30 @@ from segkit.data import (
     read_image,
     resolve_data_root,
 )
+from segkit.data.sources import COCO_DEFAULT_SPLIT
+from segkit.data.workers import loader_workers
 from segkit.evaluation.evaluator import evaluate, protocol_dict
 from segkit.evaluation.image import label_map
 from segkit.evaluation.metrics import SegMetrics
-from segkit.evaluation.predict import MAX_PIXELS
-from segkit.evaluation.report import PredictionWriter, format_report_json, metrics_to_json, model_identity
-from segkit.evaluation.viz import class_palette, legend_names, save_label_png, save_overlay
+from segkit.evaluation.predict import MAX_PIXELS, InferenceError, check_budget, slide_windows
+from segkit.evaluation.protocol import fitted_protocol, fixed_input_size, protocol_name, protocol_record
+from segkit.evaluation.report import (
+    PredictionWriter,
+    file_record,
+    format_report_json,
+    metrics_to_json,
+    model_identity,
+)
+from segkit.evaluation.viz import (
+    CONTOURS,
+    DEFAULT_ALPHA,
+    DEFAULT_CONTOUR,
+    class_palette,
+    legend_names,
+    save_label_png,
+    save_legend,
+    save_overlay,
+)
 from segkit.utils.device import resolve_device
 from segkit.utils.io import OutputPathError, atomic_write_text, check_output
 
@@ -46,9 +65,12 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "EvalResult",
     "InferResult",
+    "Segmenter",
+    "check_protocol",
     "check_eval_outputs",
     "default_split",
     "evaluate_model",
+    "infer_report",
     "list_images",
     "note",
     "output_names",
@@ -56,7 +78,6 @@ __all__ = [
     "segment_images",
 ]
 
-COCO_DEFAULT_SPLIT = "val2017"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 
 Log = Callable[[str], Any]
@@ -140,6 +161,7 @@ def evaluate_model(
     progress: bool = True,
     max_pixels: int | None = MAX_PIXELS,
     name: str | None = None,
+    model_file: str | os.PathLike | None = None,
     log: Log = note,
 ) -> EvalResult:
     """Evaluate ``model`` on ``split`` of ``cfg.data`` under the protocol ``cfg.eval``: ``segkit test``'s work.
@@ -159,6 +181,8 @@ def evaluate_model(
         progress: show a progress bar.
         max_pixels: pixel budget of one forward pass (None: no limit).
         name: what the log line calls the model (e.g. its file).
+        model_file: the checkpoint or exported file the model was read from, recorded in the report with its size,
+            time and sha256 (:func:`segkit.evaluation.report.file_record`; default: the model's ``path``, if any).
         log: where the line goes (default: stderr).
     """
     device = resolve_device(device)
@@ -171,7 +195,7 @@ def evaluate_model(
         dataset,
         batch_size=1,
         shuffle=False,
-        num_workers=cfg.data.num_workers,
+        num_workers=loader_workers(cfg.data.num_workers),  # at most the usable CPUs (one warning)
         pin_memory=device.type == "cuda",
         collate_fn=collate_drop_bad,
     )
@@ -206,17 +230,30 @@ def evaluate_model(
     result.report = metrics_to_json(
         metrics,
         names,
-        {**protocol_dict(cfg.eval), "dataset": cfg.data.dataset, "split": split},
+        {**protocol_dict(cfg.eval), "name": protocol_name(cfg.eval), "dataset": cfg.data.dataset, "split": split},
         ident["config"],
         decoder=ident["model"]["decoder"],
         model=ident["model"],
         precision=ident["precision"],
         runtime=ident["runtime"],
         quantization=ident["quantization"],
+        model_file=file_record(model_file if model_file is not None else getattr(model, "path", None)),
+        data={"dataset": cfg.data.dataset, "root": str(cfg.data.root), "split": split},
     )
+    scored = getattr(dataset, "miou_classes", None)  # ADE20K top31: MLPerf's mIoU over classes 1..31
+    if scored:
+        result.report["miou_mlperf"] = _mean_iou_over(metrics, scored)
+        result.report["miou_mlperf_classes"] = f"{min(scored)}..{max(scored)} present in the ground truth"
     if json_path is not None:
         atomic_write_text(json_path, format_report_json(result.report))
     return result
+
+
+def _mean_iou_over(metrics: SegMetrics, classes: Sequence[int]) -> float | None:
+    """The mean IoU over ``classes`` that occur in the ground truth (None when none does)."""
+    present = set(metrics.gt_classes.tolist())
+    values = [float(metrics.per_class_iou[c]) for c in classes if c in present]
+    return sum(values) / len(values) if values else None
 
 
 # -- segkit infer -------------------------------------------------------------------------------------------------
@@ -245,25 +282,137 @@ def output_names(paths: Sequence[Path]) -> list[str]:
     return [f"{p.stem}_{p.suffix.lstrip('.').lower()}" if stems.count(p.stem) > 1 else p.stem for p in paths]
 
 
+def check_protocol(protocol: EvalConfig, max_pixels: int | None = MAX_PIXELS) -> None:
+    """Refuse, before any image, what no image could run: a bad ``slide``, a ``pad_to`` pass over the budget.
+
+    Raises:
+        InferenceError: with the fix.
+    """
+    if protocol.slide is not None:
+        slide_windows((1, 1), *(int(v) for v in protocol.slide))
+    check_budget(1, (1, 1), pad_to=protocol.pad_to, max_pixels=max_pixels)
+
+
 def segment(
-    model: Any, image: np.ndarray, cfg: Config, device: str | torch.device, budget: int | None = MAX_PIXELS
+    model: Any,
+    image: np.ndarray,
+    cfg: Config,
+    device: str | torch.device,
+    budget: int | None = MAX_PIXELS,
+    protocol: EvalConfig | None = None,
 ) -> np.ndarray:
-    """The label map [H, W] of an RGB image under ``cfg.eval``: :func:`segkit.evaluation.image.label_map`."""
-    return label_map(model, image, cfg, device, budget)
+    """The label map [H, W] of an RGB image under ``protocol`` (default ``cfg.eval``):
+    :func:`segkit.evaluation.image.label_map`."""
+    return label_map(model, image, cfg, device, budget, protocol)
+
+
+@dataclass
+class Segmenter:
+    """The per-image step of ``segkit infer`` for one model: the protocol an image gets, its label map, and its two
+    pictures. :func:`segment_images` runs it over files; any other source of RGB frames can run it the same way::
+
+        seg = Segmenter.of(model, cfg, device="cpu")
+        label, protocol = seg.label(rgb)               # InferenceError when the image is over the pixel budget
+        seg.write(Path("out"), "frame_0001", rgb, label)
+
+    Attributes:
+        fit: give a fixed-size model's protocol (pad to N) the fixed-input protocol for an image larger than N x N
+            (:func:`segkit.evaluation.protocol.fitted_protocol`); False: ``cfg.eval`` as it is for every image.
+        alpha: weight of the class colours in the overlay.
+        contour: class boundaries in the overlay: ``"class"``, ``"white"`` or ``"none"``
+            (:data:`segkit.evaluation.viz.CONTOURS`).
+    """
+
+    model: Any
+    cfg: Config
+    device: torch.device
+    palette: np.ndarray
+    names: list[str]
+    max_pixels: int | None = MAX_PIXELS
+    fit: bool = True
+    alpha: float = DEFAULT_ALPHA
+    contour: str = DEFAULT_CONTOUR
+
+    @classmethod
+    def of(cls, model: Any, cfg: Config, *, device: str | torch.device | None = None, **options: Any) -> Segmenter:
+        """A segmenter with the model's colours and names (``palette``, ``class_names``), else VOC's
+        (:func:`segkit.evaluation.viz.class_palette`); ``options``: ``max_pixels``, ``fit``, ``alpha``, ``contour``."""
+        num_classes = cfg.model.num_classes
+        names = legend_names(num_classes, getattr(model, "class_names", None))
+        palette = class_palette(num_classes, getattr(model, "palette", None))
+        seg = cls(model, cfg, resolve_device(device), palette, names, **options)
+        if not 0.0 <= seg.alpha <= 1.0:
+            raise InferenceError(f"alpha must be in [0, 1], got {seg.alpha}; e.g. {DEFAULT_ALPHA} (the default).")
+        if seg.contour not in CONTOURS:
+            raise InferenceError(f"contour must be one of {', '.join(CONTOURS)}, got {seg.contour!r}.")
+        return seg
+
+    def protocol(self, size: tuple[int, int]) -> EvalConfig:
+        """The protocol an image of ``size`` (H, W) gets."""
+        return fitted_protocol(self.cfg.eval, size) if self.fit else self.cfg.eval
+
+    def fit_protocol(self) -> EvalConfig | None:
+        """The protocol an image larger than a fixed-size model's input gets; None when no image is fitted."""
+        side = fixed_input_size(self.cfg.eval) if self.fit else None
+        return fitted_protocol(self.cfg.eval, (side + 1, side + 1)) if side is not None else None
+
+    def describe(self) -> str:
+        """The protocol in words, with the fixed-size fit when it applies."""
+        fit = self.fit_protocol()
+        if fit is None:
+            return protocol_name(self.cfg.eval)
+        side = fit.resize_longer
+        return f"{protocol_name(self.cfg.eval)}; images larger than {side}x{side}: {protocol_name(fit)}"
+
+    def label(self, rgb: np.ndarray) -> tuple[np.ndarray, EvalConfig]:
+        """``(label map [H, W], the protocol used)`` of an RGB uint8 image.
+
+        Raises:
+            InferenceError: the image is over the pixel budget under its protocol (the message names the fix).
+        """
+        protocol = self.protocol((int(rgb.shape[0]), int(rgb.shape[1])))
+        return segment(self.model, rgb, self.cfg, self.device, self.max_pixels, protocol), protocol
+
+    def write(self, folder: Path, stem: str, rgb: np.ndarray, label: np.ndarray) -> tuple[Path, Path]:
+        """Write ``<stem>.png`` (palette label map) and ``<stem>_overlay.jpg`` into ``folder`` (created); their paths."""
+        folder.mkdir(parents=True, exist_ok=True)
+        png, jpg = folder / f"{stem}.png", folder / f"{stem}_overlay.jpg"
+        save_label_png(png, label, self.palette)
+        save_overlay(jpg, rgb, label, self.palette, self.names, alpha=self.alpha, contour=self.contour)
+        return png, jpg
 
 
 @dataclass
 class InferResult:
-    """What :func:`segment_images` did: the images it was given, and ``(path, reason)`` of those it skipped."""
+    """What :func:`segment_images` did.
+
+    Attributes:
+        paths: the images it was given.
+        output: the output folder (created only when an image was written).
+        failed: ``(path, reason)`` of the images skipped: unreadable, or over the pixel budget.
+        protocol: the protocol in words (:meth:`Segmenter.describe`).
+        fitted: the images a fixed-size model's protocol resized to fit.
+        fit_protocol: the protocol those got, in words ('' when the model is not fixed-size).
+        report: what ``json_path`` holds (:func:`infer_report`).
+    """
 
     paths: list[Path]
     output: Path
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    protocol: str = ""
+    fitted: list[Path] = field(default_factory=list)
+    fit_protocol: str = ""
+    report: dict[str, Any] = field(default_factory=dict)
 
     @property
     def done(self) -> int:
         """How many images were segmented."""
         return len(self.paths) - len(self.failed)
+
+
+def _read_reason(exc: DatasetError) -> str:
+    cause = exc.__cause__
+    return f"not a readable image ({type(cause).__name__}: {cause})" if cause else f"not a readable image ({exc})"
 
 
 def segment_images(
@@ -273,44 +422,96 @@ def segment_images(
     output: str | os.PathLike,
     *,
     device: str | torch.device | None = None,
-    alpha: float = 0.5,
+    alpha: float = DEFAULT_ALPHA,
+    contour: str = DEFAULT_CONTOUR,
+    fit: bool = True,
     progress: bool = True,
     max_pixels: int | None = MAX_PIXELS,
+    json_path: str | os.PathLike | None = None,
+    legend_path: str | os.PathLike | None = None,
+    model_file: str | os.PathLike | None = None,
     log: Log = note,
 ) -> InferResult:
     """Write ``<name>.png`` (the label map in the class colours) and ``<name>_overlay.jpg`` (the prediction over the
-    image, with a legend) into ``output`` for each image: ``segkit infer``'s work.
+    image, with class boundaries and a legend) into ``output`` for each image: ``segkit infer``'s work
+    (:class:`Segmenter` per image).
 
-    Colours and legend names are the model's (``palette``, ``class_names``), else VOC's
-    (:func:`segkit.evaluation.viz.class_palette`). An unreadable image is skipped with a warning to ``log`` and
-    listed in the result's ``failed``; the others are still processed.
+    A line naming the protocol goes to ``log`` first. An image that cannot be read, or that is over the pixel budget
+    under its protocol, is skipped with one ``warning: skipping <path>: <reason>`` line to ``log`` and listed in the
+    result's ``failed``; the others are still processed. ``output`` is created with the first image written (not at
+    all when none is).
+
+    Args:
+        fit: a fixed-size model's protocol (pad to N) shrinks an image larger than N x N to fit (:class:`Segmenter`).
+        json_path: write :func:`infer_report` there (atomically), also when nothing was segmented.
+        legend_path: write a PNG legend of every class of the model there (:func:`segkit.evaluation.viz.save_legend`).
+        model_file: the checkpoint or exported file, recorded in the report (default: the model's ``path``, if any).
 
     Raises:
-        OutputPathError: ``output`` is one of ``paths``, the folder one of them lies in, a file, or not writable
-            (before any image is read).
+        OutputPathError: ``output``, ``json_path`` or ``legend_path`` is an input, is of the wrong kind or not
+            writable, or ``output`` holds the images (before any image is read).
+        InferenceError: a protocol no image could run (a bad slide, a pad over the budget), before any image.
     """
-    device = resolve_device(device)
     paths = [Path(p) for p in paths]
-    num_classes = cfg.model.num_classes
-    names = legend_names(num_classes, getattr(model, "class_names", None))
-    palette = class_palette(num_classes, getattr(model, "palette", None))
+    seg = Segmenter.of(model, cfg, device=device, max_pixels=max_pixels, fit=fit, alpha=alpha, contour=contour)
+    inputs = {"--input": paths}
     # never over or beside the images read (:func:`segkit.utils.io.check_output`), and writable, before any image
-    out = check_output(output, inputs={"--input": paths}, kind="folder", flag="--output", beside_inputs=False)
-    out.mkdir(parents=True, exist_ok=True)
-    result = InferResult(paths, out)
+    out = check_output(output, inputs=inputs, kind="folder", flag="--output", beside_inputs=False)
+    for flag, path in (("--json", json_path), ("--legend", legend_path)):
+        if path is not None:
+            check_output(path, inputs=inputs, flag=flag)
+    check_protocol(cfg.eval, max_pixels)
+    fit = seg.fit_protocol()
+    result = InferResult(paths, out, protocol=seg.describe(), fit_protocol=protocol_name(fit) if fit else "")
+    log(f"Segmenting {len(paths)} image(s) on {seg.device}; protocol: {result.protocol}")
+    if legend_path is not None:
+        save_legend(legend_path, seg.palette, seg.names)
+    records: list[dict[str, Any]] = []
     bar = tqdm(
         list(zip(paths, output_names(paths))), desc="infer", unit="img", disable=not progress, dynamic_ncols=True
     )
     for path, stem in bar:
+        record: dict[str, Any] = {"input": str(path)}
+        records.append(record)
         try:
             image = read_image(path)  # RGB uint8 [H, W, 3]
-        except DatasetError as exc:
-            reason = f"{type(exc.__cause__).__name__}: {exc.__cause__}" if exc.__cause__ else str(exc)
+            record["size"] = [int(image.shape[0]), int(image.shape[1])]
+            label, protocol = seg.label(image)
+        except (DatasetError, InferenceError) as exc:  # unreadable, or over the pixel budget: skip it, go on
+            reason = (
+                _read_reason(exc) if isinstance(exc, DatasetError) else f"{image.shape[1]}x{image.shape[0]} px: {exc}"
+            )
             result.failed.append((path, reason))
-            log(f"warning: skipping {path}: not a readable image ({reason})")
+            record["skipped"] = reason
+            log(f"warning: skipping {path}: {reason}")
             continue
-        label = segment(model, image, cfg, device, max_pixels)
-        save_label_png(out / f"{stem}.png", label, palette)
-        save_overlay(out / f"{stem}_overlay.jpg", image, label, palette, names, alpha=alpha)
+        if protocol is not cfg.eval:
+            result.fitted.append(path)
+        png, jpg = seg.write(out, stem, image, label)
+        record.update(protocol=protocol_name(protocol), label_map=png.name, overlay=jpg.name)
     bar.close()
+    result.report = infer_report(seg, result, records, model_file)
+    if json_path is not None:
+        atomic_write_text(json_path, format_report_json(result.report))
     return result
+
+
+def infer_report(
+    seg: Segmenter, result: InferResult, images: list[dict[str, Any]], model_file: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """``segkit infer --json``: model_file (:func:`segkit.evaluation.report.file_record`), model (config name,
+    architecture, precision, runtime), protocol (the model's, name and parameters), fit_larger_images (the protocol
+    an image larger than a fixed-size model's input gets; null when none), output, segmented, skipped, and images
+    (``input``, ``size`` [H, W], and ``protocol``, ``label_map``, ``overlay`` or ``skipped`` with the reason)."""
+    fit = seg.fit_protocol()
+    path = model_file if model_file is not None else getattr(seg.model, "path", None)
+    return {
+        "model_file": file_record(path),
+        "model": model_identity(seg.model, seg.cfg),
+        "protocol": protocol_record(seg.cfg.eval),
+        "fit_larger_images": protocol_record(fit) if fit is not None else None,
+        "output": str(result.output),
+        "segmented": result.done,
+        "skipped": len(result.failed),
+        "images": images,
+    }

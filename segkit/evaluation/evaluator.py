@@ -55,6 +55,10 @@ def protocol_dict(protocol: EvalProtocol | None) -> dict[str, Any]:
         out["slide"] = [int(v) for v in protocol.slide]
     if getattr(protocol, "antialias", False):
         out["antialias"] = True
+    if getattr(protocol, "resize_range", None) is not None:  # ADE20K's min/max resize (segkit.evaluation.predict)
+        out["resize_range"] = [int(v) for v in protocol.resize_range]
+        if getattr(protocol, "resize_factor", None):
+            out["resize_factor"] = int(protocol.resize_factor)
     return out
 
 

@@ -3,7 +3,8 @@
 :func:`predict_image` takes an image as a file path, a PIL image or an RGB uint8 array [H, W, 3], normalises it with
 the model config's ``input_mean``/``input_std`` and predicts under the config's own evaluation protocol
 (``eval.scales``, ``eval.flip``, ``eval.resize_longer``, ``eval.pad_to``, ``eval.slide``, ``eval.antialias``), exactly
-as ``segkit infer`` does. The label map has the image's size. :func:`segkit.load_model` attaches it to the
+as ``segkit infer`` does; a fixed-size model's protocol (pad to N) shrinks an image larger than N x N to fit first
+(:func:`segkit.evaluation.protocol.fitted_protocol`). The label map has the image's size. :func:`segkit.load_model` attaches it to the
 segmentation models it returns as ``model.predict``::
 
     model = segkit.load_model("work_dirs/demo_mnv2_os16/best.pth")
@@ -23,7 +24,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from segkit.config import Config
+from segkit.config import Config, EvalConfig
 from segkit.data.io import _rgb8, read_image
 from segkit.evaluation.predict import (
     MAX_PIXELS,
@@ -31,13 +32,14 @@ from segkit.evaluation.predict import (
     _align_corners,
     _resize,
     _scaled,
+    base_extent,
     check_budget,
     normalize,
     predict,
     predict_logits,
     resize_label,
-    resized_extent,
 )
+from segkit.evaluation.protocol import fitted_protocol
 
 __all__ = ["as_rgb_array", "attach_predict", "label_map", "predict_image"]
 
@@ -75,10 +77,11 @@ def _device(model: nn.Module) -> torch.device:
     return tensor.device if tensor is not None else torch.device("cpu")
 
 
-def _probabilities(model: nn.Module, x: Tensor, cfg: Config, base: tuple[int, int], max_pixels: int | None) -> Tensor:
-    """Softmax [1, C, *base] of the protocol for the normalised image ``x`` [1, 3, H, W]: the mean over every scale
-    and its flip (what :func:`predict` argmaxes)."""
-    proto = cfg.eval
+def _probabilities(
+    model: nn.Module, x: Tensor, proto: EvalConfig, base: tuple[int, int], max_pixels: int | None
+) -> Tensor:
+    """Softmax [1, C, *base] of the protocol ``proto`` for the normalised image ``x`` [1, 3, H, W]: the mean over
+    every scale and its flip (what :func:`predict` argmaxes)."""
     align_corners = _align_corners(model)
     views = [(s, f) for s in proto.scales for f in ((False, True) if proto.flip else (False,))]
     acc: Tensor | None = None
@@ -99,9 +102,8 @@ def _label_dtype(cfg: Config) -> torch.dtype:
     return torch.uint8 if cfg.model.num_classes <= 256 else torch.int64
 
 
-def _checked_base(size: tuple[int, int], cfg: Config, max_pixels: int | None) -> tuple[int, int]:
+def _checked_base(size: tuple[int, int], proto: EvalConfig, max_pixels: int | None) -> tuple[int, int]:
     """The protocol's base extent of an image of ``size``, after the pixel budget is checked (before any copy)."""
-    proto = cfg.eval
     check_budget(
         1,
         size,
@@ -110,22 +112,30 @@ def _checked_base(size: tuple[int, int], cfg: Config, max_pixels: int | None) ->
         pad_to=proto.pad_to,
         slide=proto.slide,
         max_pixels=max_pixels,
+        resize_range=proto.resize_range,
+        resize_factor=proto.resize_factor,
     )
-    return resized_extent(size, proto.resize_longer)
+    return base_extent(size, proto.resize_longer, proto.resize_range, proto.resize_factor)
 
 
 def label_map(
-    model: Any, rgb: np.ndarray, cfg: Config, device: str | torch.device, max_pixels: int | None = MAX_PIXELS
+    model: Any,
+    rgb: np.ndarray,
+    cfg: Config,
+    device: str | torch.device,
+    max_pixels: int | None = MAX_PIXELS,
+    protocol: EvalConfig | None = None,
 ) -> np.ndarray:
-    """The label map [H, W] of an RGB uint8 array under ``cfg.eval`` (uint8; int64 beyond 256 classes).
+    """The label map [H, W] of an RGB uint8 array under ``protocol`` (default ``cfg.eval`` as it is; uint8, int64
+    beyond 256 classes).
 
     The labels are predicted at the protocol's base extent (the image, or its ``resize_longer`` extent) and only
     then resized to the image with nearest neighbour: no full-size logits or int64 copies. ``model`` is a segkit
     model or an exported file's runner; ``device`` is where its inputs go.
     """
     size = (int(rgb.shape[0]), int(rgb.shape[1]))
-    proto = cfg.eval
-    base = _checked_base(size, cfg, max_pixels)
+    proto = cfg.eval if protocol is None else protocol
+    base = _checked_base(size, proto, max_pixels)
     x = normalize(rgb, cfg.model.input_mean, cfg.model.input_std)[None].to(device)  # [1, 3, H, W]
     label = predict(
         model,
@@ -138,6 +148,8 @@ def label_map(
         slide=proto.slide,
         max_pixels=max_pixels,
         antialias=proto.antialias,
+        resize_range=proto.resize_range,
+        resize_factor=proto.resize_factor,
     )  # [1, *base]
     del x
     return resize_label(label.to(_label_dtype(cfg)), size)[0].cpu().numpy()
@@ -150,6 +162,7 @@ def predict_image(
     probs: bool = False,
     cfg: Config | None = None,
     max_pixels: int | None = MAX_PIXELS,
+    fit: bool = True,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """The label map of one image at its size, under the model config's protocol and normalisation.
 
@@ -159,6 +172,8 @@ def predict_image(
         probs: also return the class probabilities.
         cfg: the config whose ``eval`` protocol and ``model.input_mean/std`` apply; default ``model.segkit_config``.
         max_pixels: the pixel budget of one forward pass (None: no limit); see :func:`segkit.evaluation.predict.predict`.
+        fit: a fixed-size model's protocol (pad to N) shrinks an image larger than N x N to fit
+            (:func:`segkit.evaluation.protocol.fitted_protocol`); False: the config's protocol as it is.
 
     Returns:
         ``labels``: [H, W] class indices (uint8, int64 beyond 256 classes); with ``probs=True``
@@ -177,14 +192,15 @@ def predict_image(
             "segkit.load_model(path), or pass cfg=segkit.load_config(...)."
         )
     rgb = as_rgb_array(image)
-    if not probs:
-        return label_map(model, rgb, cfg, _device(model), max_pixels)
     size = (int(rgb.shape[0]), int(rgb.shape[1]))
+    proto = fitted_protocol(cfg.eval, size) if fit else cfg.eval
+    if not probs:
+        return label_map(model, rgb, cfg, _device(model), max_pixels, proto)
     dtype = _label_dtype(cfg)
-    base = _checked_base(size, cfg, max_pixels)
+    base = _checked_base(size, proto, max_pixels)
     x = normalize(rgb, cfg.model.input_mean, cfg.model.input_std)[None].to(_device(model))  # [1, 3, H, W]
     with torch.inference_mode():
-        soft = _probabilities(model, x, cfg, base, max_pixels)  # [1, C, *base]
+        soft = _probabilities(model, x, proto, base, max_pixels)  # [1, C, *base]
         del x
         label = resize_label(soft.argmax(1).to(dtype), size)[0].cpu().numpy()
         soft = _resize(soft, size, _align_corners(model))[0].cpu().numpy().astype(np.float32, copy=False)

@@ -8,6 +8,8 @@ records about the model); ``PredictionWriter`` writes ``<id>.png`` (palette labe
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
 import math
 import os
@@ -29,6 +31,7 @@ __all__ = [
     "REPORT_MODEL_FIELDS",
     "RUNTIMES",
     "PredictionWriter",
+    "file_record",
     "format_report_json",
     "metrics_to_json",
     "model_identity",
@@ -59,8 +62,11 @@ def metrics_to_json(
     precision: str = "fp32",
     runtime: str = "pytorch",
     quantization: str | None = None,
+    model_file: Mapping[str, Any] | None = None,
+    data: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A JSON-ready dict (NaN -> null): config (the config's name), decoder (``model.decoder``: ``"none"`` or
+    """A JSON-ready dict (NaN -> null): model_file (where the model came from, :func:`file_record`), data (``dataset``,
+    ``root`` and ``split`` scored), config (the config's name), decoder (``model.decoder``: ``"none"`` or
     ``"deeplabv3plus"``, so ``segkit tradeoff`` never puts a decoder result on a Table 7 row), model (architecture
     fields, how tradeoff places a converted ``tflite_...`` result), precision (``PRECISIONS``), runtime
     (``RUNTIMES``), quantization (``"ptq"`` | ``"qat"`` | None; tradeoff places a result by row, precision and
@@ -77,6 +83,8 @@ def metrics_to_json(
     if len(class_names) != k:
         raise ValueError(f"{len(class_names)} class names for {k} classes.")
     return {
+        "model_file": dict(model_file) if model_file is not None else None,
+        "data": dict(data) if data is not None else None,
         "config": config,
         "decoder": decoder,
         "model": dict(model) if model is not None else None,  # architecture, so segkit tradeoff can place any result
@@ -111,6 +119,24 @@ def model_identity(model: Any, cfg: Any) -> dict[str, Any]:
         "runtime": str(getattr(model, "runtime", None) or "pytorch"),
         "quantization": quantization,
     }
+
+
+def file_record(path: str | os.PathLike | None, *, digest: bool = True) -> dict[str, Any] | None:
+    """Where a report's model came from: ``path`` (absolute), ``size`` (bytes), ``mtime`` (UTC, ISO 8601) and
+    ``sha256`` (None with ``digest`` False); None when ``path`` is None or not a file."""
+    if path is None or not Path(path).is_file():
+        return None
+    path = Path(path).resolve()
+    stat = path.stat()
+    sha = None
+    if digest:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        sha = h.hexdigest()
+    mtime = datetime.datetime.fromtimestamp(stat.st_mtime, datetime.timezone.utc).isoformat(timespec="seconds")
+    return {"path": str(path), "size": stat.st_size, "mtime": mtime, "sha256": sha}
 
 
 _NUMBER_LIST = re.compile(r"\[\s*-?\d[\d.eE+-]*(?:\s*,\s*-?\d[\d.eE+-]*)*\s*\]")

@@ -14,37 +14,33 @@ part of the segmentor). Resizing and padding an image to a static input size hap
 
 from __future__ import annotations
 
-from segkit.export.cache import cached_export, load_for_tools
-from segkit.export.command import EXTENSIONS, FORMATS, ExportReport, export_checkpoint, export_format, export_model
-from segkit.export.errors import ExportError
-from segkit.export.onnx import DEFAULT_EXPORTER, EXPORTERS, OPSET, export_onnx
-from segkit.export.tflite import export_tflite
-from segkit.export.verify import VerifyReport, verification_images, verify
-from segkit.export.wrapper import INPUTS, OUTPUTS, ExportWrapper
-from segkit.runtimes.metadata import model_metadata, read_metadata, write_tflite_metadata
+from segkit.utils.lazy import lazy_exports
 
-__all__ = [
-    "DEFAULT_EXPORTER",
-    "EXPORTERS",
-    "EXTENSIONS",
-    "FORMATS",
-    "INPUTS",
-    "OPSET",
-    "OUTPUTS",
-    "ExportError",
-    "ExportReport",
-    "ExportWrapper",
-    "VerifyReport",
-    "cached_export",
-    "export_checkpoint",
-    "export_format",
-    "export_model",
-    "export_onnx",
-    "export_tflite",
-    "load_for_tools",
-    "model_metadata",
-    "read_metadata",
-    "verification_images",
-    "verify",
-    "write_tflite_metadata",
-]
+# public name -> defining module, imported on first use: segkit.export.formats (the CLI's choices) stays light
+_EXPORTS = {
+    "DEFAULT_EXPORTER": "segkit.export.formats",
+    "EXPORTERS": "segkit.export.formats",
+    "EXTENSIONS": "segkit.export.formats",
+    "FORMATS": "segkit.export.formats",
+    "INPUTS": "segkit.export.formats",
+    "OPSET": "segkit.export.formats",
+    "OUTPUTS": "segkit.export.formats",
+    "ExportError": "segkit.export.errors",
+    "ExportReport": "segkit.export.command",
+    "ExportWrapper": "segkit.export.wrapper",
+    "VerifyReport": "segkit.export.verify",
+    "cached_export": "segkit.export.cache",
+    "export_checkpoint": "segkit.export.command",
+    "export_format": "segkit.export.command",
+    "export_model": "segkit.export.command",
+    "export_onnx": "segkit.export.onnx",
+    "export_tflite": "segkit.export.tflite",
+    "load_for_tools": "segkit.export.cache",
+    "model_metadata": "segkit.runtimes.metadata",
+    "read_metadata": "segkit.runtimes.metadata",
+    "verification_images": "segkit.export.verify",
+    "verify": "segkit.export.verify",
+    "write_tflite_metadata": "segkit.runtimes.metadata",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,52 @@ def cache_dir() -> Path:
     return Path(root) / "exports"
 
 
+# Seconds an export of MobileNetV2 + DeepLabV3 at 513x513 took on a 2-core CPU (docs/deploy.md#the-export-cache):
+# what the first-use message announces.
+EXPORT_SECONDS = {("torchscript", False): 2, ("torchscript", True): 1, ("dynamo", False): 9, ("dynamo", True): 150}
+_PROTOCOL_KEYS = ("eval.resize_longer", "eval.pad_to", "eval.scales", "eval.slide", "eval.resize_range")
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    """How a checkpoint is exported for the cache: ``exporter`` and a static ``size`` (None: dynamic H, W)."""
+
+    exporter: str
+    size: tuple[int, int] | None
+
+    def describe(self) -> str:
+        shape = "dynamic H, W" if self.size is None else f"static {self.size[0]}x{self.size[1]}"
+        return f"{shape}, {self.exporter} exporter"
+
+    def estimate_s(self) -> int:
+        return EXPORT_SECONDS[(self.exporter, self.size is None)]
+
+
+def fixed_input_side(eval_cfg: Any) -> int | None:
+    """N when every forward pass of the protocol is NxN (longer side resized to N, padded to N, one scale, no
+    sliding window), else None."""
+    side = eval_cfg.pad_to
+    one_scale = [float(s) for s in eval_cfg.scales] == [1.0]
+    if side and eval_cfg.resize_longer == side and one_scale and not eval_cfg.slide and not eval_cfg.resize_range:
+        return int(side)
+    return None
+
+
+def cache_plan(model: Any, eval_cfg: Any) -> CachePlan:
+    """The fastest export that computes what ``model`` computes under the protocol ``eval_cfg``.
+
+    A protocol whose passes are all NxN gets a static NxN file (TorchScript tracer: ~2 s at 513); otherwise a
+    dynamic file, from the TorchScript tracer (~1 s) unless the model pads like TF's 'SAME' (a converted official
+    model: the tracer would bake in the padding of one size), then from the dynamo exporter (minutes on a CPU).
+    """
+    from segkit.export.onnx import has_tf_same_padding
+
+    side = fixed_input_side(eval_cfg)
+    if side is not None:
+        return CachePlan("torchscript", (side, side))
+    return CachePlan("dynamo" if has_tf_same_padding(model) else "torchscript", None)
+
+
 def cached_export(
     checkpoint: str | os.PathLike,
     runtime: str,
@@ -28,20 +76,25 @@ def cached_export(
     config: Any = None,
     overrides: Mapping[str, Any] | None = None,
     input_size: int | None = None,
+    log: Callable[[str], Any] | None = None,
 ) -> Path:
-    """The exported file of ``checkpoint`` for ``runtime`` (exported on first use, then reused).
+    """The exported file of ``checkpoint`` for ``runtime`` (exported and verified on first use, then reused).
 
-    onnxruntime / openvino: a dynamic-size float ONNX file (every protocol works); litert: a static
-    file at ``input_size`` (the protocol's pad_to). The cache key holds the checkpoint's path, size and
-    modification time, the model overrides and the segkit version, so a new checkpoint is re-exported.
+    onnxruntime / openvino: an ONNX file as :func:`cache_plan` chooses it for the checkpoint's protocol with the
+    ``eval.*`` overrides; litert: a static file at ``input_size`` (the protocol's pad_to). The first use says what
+    is exported where, ticks the elapsed time, and verifies the file in ``runtime`` against the PyTorch model on
+    synthetic images before it enters the cache. The cache key holds the checkpoint's path, size and modification
+    time, the model and protocol overrides and the segkit version, so a new checkpoint is re-exported. ``log``:
+    where the messages go (default: stderr).
     """
-    from segkit.checkpoint.load import load_model
     from segkit.runtimes.metadata import segkit_version
 
     ckpt = Path(checkpoint)
     if not ckpt.is_file():
         raise ExportedModelError(f"checkpoint not found: {ckpt}; pass a segkit .pth file.")
-    model_overrides = {k: v for k, v in (overrides or {}).items() if k.startswith("model.")}
+    overrides = dict(overrides or {})
+    model_overrides = {k: v for k, v in overrides.items() if k.startswith("model.")}
+    protocol = {k: v for k, v in overrides.items() if k in _PROTOCOL_KEYS}
     stat = ckpt.stat()
     fmt = "tflite" if runtime == "litert" else "onnx"
     if fmt == "tflite" and not input_size:
@@ -59,6 +112,7 @@ def cached_export(
             segkit_version(),
             fmt,
             input_size,
+            protocol if fmt == "onnx" else None,
         ],
         sort_keys=True,
         default=str,
@@ -66,17 +120,65 @@ def cached_export(
     out = cache_dir() / f"{ckpt.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.{fmt}"
     if out.is_file():
         return out
+    _export_into_cache(ckpt, runtime, out, config, model_overrides, protocol, input_size, log or _to_stderr)
+    return out
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _export_into_cache(
+    ckpt: Path,
+    runtime: str,
+    out: Path,
+    config: Any,
+    model_overrides: dict[str, Any],
+    protocol: dict[str, Any],
+    input_size: int | None,
+    log: Callable[[str], Any],
+) -> None:
+    """Export ``ckpt`` to ``out`` (staged), verify it in ``runtime``, and move it into the cache only if it passed."""
+    from segkit.checkpoint.load import load_model
+    from segkit.config import apply_overrides, config_from_dict
     from segkit.export.command import refuse_qat_checkpoint
     from segkit.export.onnx import export_onnx
+    from segkit.export.progress import timed_step
     from segkit.export.tflite import export_tflite
+    from segkit.export.verify import verification_images, verify
+    from segkit.utils.io import staged_output
 
     refuse_qat_checkpoint(ckpt, config, model_overrides, runtime=runtime)  # before its fake-quant graph is built
     model = load_model(ckpt, config=config, overrides=model_overrides, device="cpu")
-    if fmt == "onnx":
-        export_onnx(model, out, input_size=(65, 65), dynamic=True)
+    if out.suffix == ".onnx":
+        eval_cfg = config_from_dict(apply_overrides(model.segkit_config.to_dict(), protocol)).eval
+        plan = cache_plan(model, eval_cfg)
+        what = f"exporting {ckpt.name} for {runtime} ({plan.describe()}) to the cache at {out}"
+        note = f" (once; ~{plan.estimate_s()} s at 513x513 on a 2-core CPU)"
     else:
-        export_tflite(model, out, input_size=(input_size, input_size))
-    return out
+        plan = CachePlan("litert", (input_size, input_size))
+        what = f"exporting {ckpt.name} for {runtime} (static {input_size}x{input_size}) to the cache at {out}"
+        note = " (once)"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with staged_output(out) as staged:
+        with timed_step(what, note=note, log=None if log is _to_stderr else log):
+            if out.suffix == ".onnx":
+                size = plan.size or (65, 65)
+                export_onnx(model, staged.path, input_size=size, dynamic=plan.size is None, exporter=plan.exporter)
+            else:
+                export_tflite(model, staged.path, input_size=(input_size, input_size))
+        # dynamic: two sizes of either parity (TF 'SAME' padding differs); static: the images fitted to its size
+        images = verification_images(None, limit=1, synthetic_size=160)[0]
+        images += verification_images(None, limit=1, synthetic_size=97)[0]
+        report = verify(model, staged.path, images, runtime=runtime, source="segkit's synthetic images (97, 160 px)")
+        log(report.line())
+        staged.keep = report.passed()
+    if not report.passed():
+        raise ExportedModelError(
+            f"the export of {ckpt} for --runtime {runtime} does not compute what the PyTorch model does "
+            f"(pixel agreement {100 * report.agreement:.3f}%), so it was not cached; run the checkpoint in PyTorch "
+            "(drop --runtime) and report the model's config."
+        )
 
 
 def load_for_tools(

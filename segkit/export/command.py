@@ -20,15 +20,14 @@ from torch import nn
 
 from segkit.evaluation.predict import check_input_size
 from segkit.export.errors import ExportError
+from segkit.export.formats import EXTENSIONS, FORMATS
 from segkit.export.onnx import DEFAULT_EXPORTER, OPSET, check_opset, export_onnx
+from segkit.export.progress import timed_step
 from segkit.export.tflite import DYNAMIC_REFUSED, export_tflite
-from segkit.export.verify import AGREE_MIN, REL_MAX, VerifyReport, verification_images, verify
+from segkit.export.verify import AGREE_MIN, REL_MAX, VerifyReport, find_verification_images, verify
 from segkit.utils.io import check_output, staged_output
 
 __all__ = ["EXTENSIONS", "FORMATS", "ExportReport", "export_checkpoint", "export_format", "export_model"]
-
-FORMATS = ("onnx", "tflite")
-EXTENSIONS = {".onnx": "onnx", ".tflite": "tflite"}  # file extension -> format
 
 
 def export_format(path: str | os.PathLike, format: str | None = None) -> str:  # noqa: A002 - mirrors --format
@@ -36,6 +35,8 @@ def export_format(path: str | os.PathLike, format: str | None = None) -> str:  #
     if format is not None:
         if format not in FORMATS:
             raise ExportError(f"unknown export format {format!r}; use one of {', '.join(FORMATS)}.")
+        if format == "web":  # a folder: segkit.export.web.export_web (which imports this module) writes it
+            raise ExportError("format 'web' writes a folder, not a model file: use segkit.export.web.export_web.")
         ext = next(e for e, f in EXTENSIONS.items() if f == format)
         if Path(path).suffix.lower() != ext:  # the runtimes open a file by its extension: it must say the format
             raise ExportError(f"--format {format} writes a {ext} file, got --out {path}; name the output *{ext}.")
@@ -200,22 +201,14 @@ def export_checkpoint(
     _refuse_classifier(model, checkpoint)
     cfg = model.segkit_config
     size = _input_size(input_size, cfg)
-    images, source = [], ""
-    if not skip_verify:
-        root = verify_root if verify_root is not None else cfg.data.root
-        images, source = verification_images(
-            root if Path(root).exists() else None, limit=verify_images, split=cfg.data.val_split
-        )
-        if verify_root is not None and source != str(Path(verify_root)):  # fell back to synthetic images
-            raise ExportError(
-                f"--verify {verify_root} holds no images (looked for a VOC split, then for image files under it); "
-                "pass a data-set root with images, or leave --verify out to use the config's data or synthetic images."
-            )
+    images, source = ([], "") if skip_verify else _verification_data(verify_root, cfg, verify_images)
     onnx_only = {"opset": opset, "exporter": exporter} if fmt == "onnx" else {}
     with staged_output(out) as staged:
-        meta = export_model(
-            model, staged.path, fmt, input_size=size, dynamic=dynamic, input=input, output=output, **onnx_only
-        )
+        what, note = _export_step(out, fmt, size, dynamic, exporter)
+        with timed_step(what, note, enabled=fmt != "onnx" or exporter == "dynamo"):  # the tracer takes ~1-2 s
+            meta = export_model(
+                model, staged.path, fmt, input_size=size, dynamic=dynamic, input=input, output=output, **onnx_only
+            )
         report = ExportReport(out, fmt, size, dynamic, meta, opset if fmt == "onnx" else None)
         if not skip_verify:  # verified where it was written: only a file that passed appears at ``out``
             report.verification = verify(model, staged.path, images, source=source)
@@ -223,6 +216,42 @@ def export_checkpoint(
     if log is not None and report.written:
         log(report.line())
     return report
+
+
+def _verification_data(verify_root: str | os.PathLike | None, cfg: Any, limit: int) -> tuple[list[Any], str]:
+    """``(images, where from)``: ``--verify``'s images, else the config's validation split when on disk, else segkit's
+    synthetic shapes; ``where from`` says which, whether real or synthetic, and whether held out from training."""
+    root = verify_root if verify_root is not None else cfg.data.root
+    found = find_verification_images(root if Path(root).exists() else None, limit=limit, split=cfg.data.val_split)
+    if verify_root is not None and not found.real:  # fell back to synthetic images
+        raise ExportError(
+            f"--verify {verify_root} holds no images (looked for a VOC split, then for image files under it); "
+            "pass a data-set root with images, or leave --verify out to use the config's data or synthetic images."
+        )
+    same_root = Path(root).resolve() == Path(cfg.data.root).resolve()
+    kind = "synthetic" if cfg.data.dataset == "synthetic" and same_root else "real"  # segkit's set: shapes, not photos
+    if verify_root is not None:
+        return found.images, f"{found.where} ({kind} images, --verify)"
+    if found.real:
+        held_out = "held out from training" if cfg.data.train_split != cfg.data.val_split else "also its training one"
+        return found.images, f"{found.where} ({kind} images: the checkpoint's validation split, {held_out})"
+    return found.images, (
+        f"{found.where} (synthetic images, not photos: the checkpoint's data root {cfg.data.root} is absent; pass "
+        "--verify ROOT to verify on real images)"
+    )
+
+
+def _export_step(out: Path, fmt: str, size: tuple[int, int], dynamic: bool, exporter: str) -> tuple[str, str]:
+    """What :func:`~segkit.export.progress.timed_step` says while the file is exported, and how long it takes."""
+    shape = "dynamic H, W" if dynamic else f"{size[0]}x{size[1]}"
+    what = f"exporting {out.name} ({fmt}, {shape}{f', {exporter} exporter' if fmt == 'onnx' else ''})"
+    note = ""
+    if fmt == "onnx" and dynamic and exporter == "dynamo":
+        note = (
+            " (minutes on a CPU: ~20 s for MobileNetV2 + DeepLabV3, ~150 s with TF 'SAME' padding; "
+            "--exporter torchscript takes ~1 s where the model has no TF 'SAME' padding)"
+        )
+    return what, note
 
 
 def _export_inputs(

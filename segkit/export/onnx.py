@@ -13,16 +13,9 @@ import torch
 from torch import nn
 
 from segkit.export.errors import ExportError, export_failure, torch_export
+from segkit.export.formats import DEFAULT_EXPORTER, EXPORTERS, OPSET, OPSETS
 from segkit.export.wrapper import prepare_export
 from segkit.runtimes.metadata import add_onnx_metadata
-
-OPSET = 18  # the dynamo exporter's native opset; ONNX Runtime >= 1.14, OpenVINO >= 2023.0
-EXPORTERS = ("torchscript", "dynamo")
-DEFAULT_EXPORTER = "dynamo"  # half the nodes (BN folded, no shape arithmetic)
-MAX_OPSET = 23  # the newest opset torch.onnx writes (torch.onnx._constants.ONNX_MAX_OPSET)
-# exporter -> the opsets it writes: the dynamo exporter has no implementations below 18 (asked for less it silently
-# writes 18), the TorchScript tracer none below 7
-OPSETS = {"dynamo": (OPSET, MAX_OPSET), "torchscript": (7, MAX_OPSET)}
 
 
 def check_opset(opset: int, exporter: str = DEFAULT_EXPORTER) -> int:
@@ -52,7 +45,7 @@ def _import_onnx() -> Any:
     try:
         import onnx
     except ImportError as exc:
-        raise ExportError("ONNX export needs the 'onnx' package: pip install 'segkit[deploy]'.") from exc
+        raise ExportError("ONNX export needs the 'onnx' package: pip install 'segkit-deeplab[deploy]'.") from exc
     return onnx
 
 

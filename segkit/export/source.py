@@ -3,6 +3,7 @@
 
     result = evaluate_checkpoint(ModelSource("best.pth"), json_path="val.json")   # segkit test
     result = infer_images(ModelSource(model="m.onnx"), "photos/", "out/")          # segkit infer
+    result = infer_video(ModelSource("best.pth"), "clip.mp4", "out/", labels=True)  # segkit infer on a video
 
 :class:`ModelSource` loads the model (a checkpoint in PyTorch, an exported file in its runtime, or a checkpoint
 exported on demand for a runtime, :mod:`segkit.export.cache`); the work on the loaded model is
@@ -32,11 +33,12 @@ from segkit.evaluation.command import (
     segment_images,
 )
 from segkit.evaluation.report import REPORT_MODEL_FIELDS, model_identity
+from segkit.evaluation.video import VideoResult, open_video, segment_video
 from segkit.export.cache import load_for_tools
 from segkit.utils.device import resolve_device
 from segkit.utils.io import check_output
 
-__all__ = ["ModelSource", "evaluate_checkpoint", "infer_images", "report_identity"]
+__all__ = ["ModelSource", "evaluate_checkpoint", "infer_images", "infer_video", "report_identity"]
 
 
 @dataclass(frozen=True)
@@ -110,11 +112,12 @@ def evaluate_checkpoint(
 ) -> EvalResult:
     """``segkit test``: load ``source`` (a :class:`ModelSource`, or a checkpoint's path) on ``device`` and evaluate it
     with :func:`segkit.evaluation.command.evaluate_model`; ``options`` are its ``split``, ``json_path``, ``save_pred``,
-    ``progress``, ``max_pixels`` and ``log``. The report records :func:`report_identity`."""
+    ``progress``, ``max_pixels`` and ``log``. The report records :func:`report_identity` and the file ``source`` names."""
     source = _source(source)
     check_eval_outputs(options.get("json_path"), options.get("save_pred"), source.inputs())  # before the model
     device = resolve_device(device)
     model, cfg = source.load(device)
+    options.setdefault("model_file", source.model if source.model is not None else source.checkpoint)
     return evaluate_model(model, cfg, device=device, identity=report_identity(model, cfg), name=source.name, **options)
 
 
@@ -128,7 +131,8 @@ def infer_images(
 ) -> InferResult:
     """``segkit infer``: segment the image ``input`` (or the images directly inside that folder) with ``source``
     into ``output`` with :func:`segkit.evaluation.command.segment_images`; ``options`` are its ``alpha``,
-    ``progress``, ``max_pixels`` and ``log``.
+    ``contour``, ``fit``, ``progress``, ``max_pixels``, ``json_path``, ``legend_path`` and ``log`` (``model_file``
+    defaults to the file ``source`` names).
 
     Raises:
         DatasetError: ``input`` does not exist or holds no images (checked before the model is loaded).
@@ -142,4 +146,31 @@ def infer_images(
     inputs = {**source.inputs(), "--input": paths}
     check_output(output, inputs=inputs, kind="folder", flag="--output", beside_inputs=False)
     model, cfg = source.load(device)
+    options.setdefault("model_file", source.model if source.model is not None else source.checkpoint)
     return segment_images(model, cfg, paths, output, device=device, **options)
+
+
+def infer_video(
+    source: ModelSource | str | os.PathLike,
+    input: str | os.PathLike,  # noqa: A002 - --input
+    output: str | os.PathLike,
+    *,
+    device: str | torch.device | None = None,
+    **options: Any,
+) -> VideoResult:
+    """``segkit infer`` on a video: ``<stem>_overlay.mp4`` (and with ``labels=True`` each frame's label map) into
+    ``output`` with :func:`segkit.evaluation.video.segment_video`; ``options`` are its keywords (``model_file``
+    defaults to the file ``source`` names).
+
+    Raises:
+        VideoError: ``input`` is missing, not a readable video, or holds no video stream (before the model is loaded).
+        OutputPathError: ``output`` is an input, the video's folder, a file, or cannot be written (likewise).
+    """
+    source = _source(source)
+    device = resolve_device(device)
+    open_video(input)
+    inputs = {**source.inputs(), "--input": [input]}
+    check_output(output, inputs=inputs, kind="folder", flag="--output", beside_inputs=False)
+    model, cfg = source.load(device)
+    options.setdefault("model_file", source.model if source.model is not None else source.checkpoint)
+    return segment_video(model, cfg, input, output, device=device, **options)

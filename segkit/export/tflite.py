@@ -17,6 +17,7 @@ from segkit.export.errors import ExportError, export_failure
 from segkit.export.onnx import check_size
 from segkit.export.wrapper import prepare_export
 from segkit.runtimes.metadata import write_tflite_metadata
+from segkit.utils.quiet import quiet_libraries
 
 DYNAMIC_REFUSED = (
     "LiteRT export needs a static input size (litert-torch converts static shapes only); "
@@ -27,9 +28,10 @@ DYNAMIC_REFUSED = (
 def _import_litert() -> Any:
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")  # no progress table on the terminal
     try:
-        import litert_torch
+        with quiet_libraries():  # TensorFlow's C++ logs a few lines as it loads
+            import litert_torch
     except ImportError as exc:
-        raise ExportError("LiteRT export needs 'litert-torch': pip install 'segkit[deploy]'.") from exc
+        raise ExportError("LiteRT export needs 'litert-torch': pip install 'segkit-deeplab[deploy]'.") from exc
     return litert_torch
 
 
@@ -79,7 +81,7 @@ def export_tflite(
 
     with atomic_path(path) as tmp:
         try:
-            with warnings.catch_warnings(), torch.no_grad():
+            with warnings.catch_warnings(), torch.no_grad(), quiet_libraries():
                 warnings.simplefilter("ignore")
                 kwargs = {"quant_config": quant_config} if quant_config is not None else {}
                 converted = litert_torch.convert(wrapper, (example,), **kwargs)

@@ -43,10 +43,19 @@ class VerifyReport:
         )
 
 
-def verification_images(
+@dataclass
+class VerificationImages:
+    """RGB uint8 images to verify on; ``where``: where they come from, in words; ``real``: photos (not synthetic)."""
+
+    images: list[np.ndarray]
+    where: str
+    real: bool
+
+
+def find_verification_images(
     root: str | os.PathLike | None, *, limit: int = 8, split: str = "val", synthetic_size: int = 160
-) -> tuple[list[np.ndarray], str]:
-    """Up to ``limit`` RGB uint8 images: a VOC root's ``split`` (or any images under ``root``), else synthetic."""
+) -> VerificationImages:
+    """Up to ``limit`` images: a VOC root's ``split`` (or any images under ``root``), else segkit's synthetic shapes."""
     from segkit.data.io import read_image
 
     if root is not None and Path(root).exists():
@@ -55,15 +64,25 @@ def verification_images(
         split_file = voc / "ImageSets" / "Segmentation" / f"{split}.txt"
         if split_file.is_file():
             ids = [s.strip() for s in split_file.read_text().split() if s.strip()][:limit]
-            paths = [voc / "JPEGImages" / f"{i}.jpg" for i in ids]
+            paths, where = [voc / "JPEGImages" / f"{i}.jpg" for i in ids], f"the '{split}' split of {root}"
         else:
             paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+            where = f"the image files under {root}"
         if paths:
-            return [read_image(p) for p in paths], str(root)
+            return VerificationImages([read_image(p) for p in paths], where, real=True)
     from segkit.data.synthetic import render_sample
 
     rng = np.random.default_rng(0)
-    return [render_sample(rng, synthetic_size)[0] for _ in range(min(limit, 4))], "segkit's synthetic images"
+    images = [render_sample(rng, synthetic_size)[0] for _ in range(min(limit, 4))]
+    return VerificationImages(images, f"segkit's synthetic shapes ({synthetic_size} px)", real=False)
+
+
+def verification_images(
+    root: str | os.PathLike | None, *, limit: int = 8, split: str = "val", synthetic_size: int = 160
+) -> tuple[list[np.ndarray], str]:
+    """``(images, where)`` of :func:`find_verification_images`, ``where`` saying real or synthetic."""
+    found = find_verification_images(root, limit=limit, split=split, synthetic_size=synthetic_size)
+    return found.images, f"{found.where} ({'real' if found.real else 'synthetic'} images)"
 
 
 def _fit(image: np.ndarray, size: tuple[int, int] | None, mean: list[float], align_corners: bool) -> np.ndarray:

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-INPUTS = ("float", "uint8")
-OUTPUTS = ("logits", "labels")
+from segkit.export.formats import INPUTS, OUTPUTS
 
 
 def _mean_std(model: nn.Module) -> tuple[list[float], list[float]]:
@@ -32,6 +31,10 @@ class ExportWrapper(nn.Module):
             "labels": the argmax, uint8 ``[N, H, W]``.
         layout: "nchw" (ONNX) or "nhwc" (TFLite).
         mean, std: RGB on the 0..255 scale; default: the model's config.
+        argmax_fusion: with ``output="labels"``, the Edge TPU's "argmax fusion": the argmax of the logits at their own
+            resolution (output stride 16: 33x33 at 513) and a nearest-neighbour upscale of the labels, instead of
+            the argmax of the bilinearly upsampled logits (the official semantics, the default). Cheaper, not
+            equal: ``benchmarks/throughput.py`` prints its pixel agreement and mIoU cost. A segkit segmentor only.
     """
 
     def __init__(
@@ -43,6 +46,7 @@ class ExportWrapper(nn.Module):
         layout: str = "nchw",
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        argmax_fusion: bool = False,
     ) -> None:
         super().__init__()
         from segkit.export.errors import ExportError
@@ -54,8 +58,14 @@ class ExportWrapper(nn.Module):
         ):
             if value not in allowed:
                 raise ExportError(f"{name} must be one of {', '.join(allowed)}, got {value!r}.")
+        if argmax_fusion and (output != "labels" or not all(hasattr(model, a) for a in ("backbone", "head"))):
+            raise ExportError(
+                "argmax fusion needs output='labels' and a segkit segmentor (backbone + head); export logits or "
+                "labels without it."
+            )
         self.model = model.eval()
         self.input_kind, self.output_kind, self.layout = input, output, layout
+        self.argmax_fusion = bool(argmax_fusion)
         cfg_mean, cfg_std = _mean_std(model)
         mean = list(mean if mean is not None else cfg_mean)
         std = list(std if std is not None else cfg_std)
@@ -71,6 +81,8 @@ class ExportWrapper(nn.Module):
             x = x.permute(0, 3, 1, 2).to(torch.float32) * self.scale + self.shift
         elif self.layout == "nhwc":
             x = x.permute(0, 3, 1, 2)
+        if self.argmax_fusion:
+            return fused_labels(self.model, x)
         out = self.model(x)
         logits = out["out"] if isinstance(out, dict) else out
         if self.output_kind == "labels":
@@ -83,6 +95,37 @@ class ExportWrapper(nn.Module):
         if self.input_kind == "uint8":
             return torch.randint(0, 256, (batch, h, w, 3), dtype=torch.uint8)
         return torch.randn(batch, h, w, 3) if self.layout == "nhwc" else torch.randn(batch, 3, h, w)
+
+
+def low_res_logits(model: nn.Module, x: Tensor) -> Tensor:
+    """A segkit segmentor's logits before their upsampling to the input size ([N, C, H / OS, W / OS])."""
+    features = model.backbone(x)
+    decoder_in = getattr(model, "decoder_in", None)
+    if decoder_in is None:
+        return model.head(features[model.head_in])
+    return model.head(features[model.head_in], features[decoder_in])
+
+
+def nearest_upscale(labels: Tensor, size: tuple[int, int] | Sequence[int], align_corners: bool) -> Tensor:
+    """Nearest-neighbour resize of label maps [N, h, w] to ``size``, on the sampling grid of the model's bilinear
+    upsampling: ``align_corners`` True: source ``round(i (h - 1) / (H - 1))``; False: ``floor((i + 0.5) h / H)``."""
+    idx = []
+    for dim, n_out in ((-2, size[0]), (-1, size[1])):
+        n_in = labels.shape[dim]
+        pos = torch.arange(n_out, device=labels.device, dtype=torch.float32)
+        if align_corners:
+            src = (pos * ((n_in - 1) / max(n_out - 1, 1))).round()
+        else:
+            src = ((pos + 0.5) * (n_in / n_out)).floor()
+        idx.append(src.clamp(0, n_in - 1).long())
+    return labels.index_select(-2, idx[0]).index_select(-1, idx[1])
+
+
+def fused_labels(model: nn.Module, x: Tensor) -> Tensor:
+    """Argmax fusion: uint8 labels [N, H, W] of normalised images [N, 3, H, W], the argmax at the logits'
+    resolution upscaled with :func:`nearest_upscale`."""
+    labels = low_res_logits(model, x).argmax(1).to(torch.uint8)
+    return nearest_upscale(labels, x.shape[-2:], bool(getattr(model, "align_corners", False)))
 
 
 def prepare_export(

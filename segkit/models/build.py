@@ -154,6 +154,7 @@ def build_model(cfg: Config | ModelConfig) -> Segmentor:
             mcfg.head_channels,
             separable=mcfg.decoder_separable,
             align_corners=mcfg.align_corners,
+            resize_mode=mcfg.resize_mode,
             norm_layer=head_norm,
         )
     head_in = backbone.feature_info[-1]
@@ -179,6 +180,7 @@ def build_model(cfg: Config | ModelConfig) -> Segmentor:
         aux_head=aux_head,
         aux_in=aux_in,
         align_corners=mcfg.align_corners,
+        resize_mode=mcfg.resize_mode,
         norm_eval=mcfg.norm_eval,
     )
 

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from segkit.config import Config, ConfigError
 
 PRECISION = "fake-int8"
-INSTALL = "pip install 'segkit[deploy]'"
+INSTALL = "pip install 'segkit-deeplab[deploy]'"
 # Smallest image side the exported graph accepts (OS16 image pooling needs a feature map larger than 1x1).
 MIN_SIDE = 17
 MAX_SIDE = 4096
@@ -37,9 +37,12 @@ _DROPOUT = "aten.dropout.default"  # args: input, p, train
 
 def require_deploy(what: str = "train.qat=true") -> None:
     """ConfigError (one line) unless torchao and litert-torch import."""
+    from segkit.utils.quiet import quiet_libraries
+
     try:
-        import litert_torch.quantize.pt2e_quantizer  # noqa: F401
-        import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401
+        with quiet_libraries():  # TensorFlow's C++ logs a few lines as litert-torch loads
+            import litert_torch.quantize.pt2e_quantizer  # noqa: F401
+            import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401
     except ImportError as exc:
         raise ConfigError(f"{what} needs torchao and litert-torch ({exc.name} is missing): {INSTALL}.") from None
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from segkit.models.resize import ResizeMode, resize_bilinear
 
 
 class Segmentor(nn.Module):
@@ -18,6 +19,8 @@ class Segmentor(nn.Module):
         aux_head: optional auxiliary head, run only in training mode.
         aux_in: name of the feature the auxiliary head reads.
         align_corners: bilinear upsampling convention (the official models use True).
+        resize_mode: 'pytorch' (``F.interpolate`` with ``align_corners``) or 'tf_legacy' (TF1's resize without
+            half-pixel centers; :mod:`segkit.models.resize`): how the logits are upsampled to the input size.
         norm_eval: keep every norm layer (backbone and heads) in eval mode in ``train()``: statistics
             frozen, as the official recipe's ``fine_tune_batch_norm=False``.
 
@@ -35,6 +38,7 @@ class Segmentor(nn.Module):
         aux_head: nn.Module | None = None,
         aux_in: str | None = None,
         align_corners: bool = True,
+        resize_mode: ResizeMode = "pytorch",
         norm_eval: bool = False,
     ) -> None:
         super().__init__()
@@ -51,6 +55,7 @@ class Segmentor(nn.Module):
         self.decoder_in = decoder_in
         self.aux_in = aux_in
         self.align_corners = align_corners
+        self.resize_mode = resize_mode
         self.norm_eval = norm_eval
 
     def train(self, mode: bool = True) -> Segmentor:
@@ -74,7 +79,7 @@ class Segmentor(nn.Module):
         )
 
     def _upsample(self, logits: Tensor, size: tuple[int, int]) -> Tensor:
-        return F.interpolate(logits, size=size, mode="bilinear", align_corners=self.align_corners)
+        return resize_bilinear(logits, size, align_corners=self.align_corners, mode=self.resize_mode)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         size = (x.shape[-2], x.shape[-1])

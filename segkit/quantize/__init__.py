@@ -6,24 +6,26 @@ quantizer), verified against the float model.
     quantize_model(model, "model_int8.onnx", images, format="onnx", input_size=(513, 513))
     print(verify_int8(model, "model_int8.onnx", images[:20]).line())
     # what `segkit quantize` runs: a checkpoint (float or QAT) -> a verified int8 file
-    report = quantize_checkpoint("best.pth", "model_int8.tflite", format="tflite", calib_data="data")
+    report = quantize_checkpoint("best.pth", "model_int8.tflite", calib_data="data")  # format from the name
 """
 
 from __future__ import annotations
 
-from segkit.quantize.calib import calibration_images, fit_to_size
-from segkit.quantize.check import Int8Report, verify_int8
-from segkit.quantize.command import is_qat_checkpoint, quantize_checkpoint
-from segkit.quantize.ptq import FORMATS, QuantizeError, quantize_model
+from segkit.utils.lazy import lazy_exports
 
-__all__ = [
-    "FORMATS",
-    "Int8Report",
-    "QuantizeError",
-    "calibration_images",
-    "fit_to_size",
-    "is_qat_checkpoint",
-    "quantize_checkpoint",
-    "quantize_model",
-    "verify_int8",
-]
+# public name -> defining module, imported on first use: segkit.quantize.formats (the CLI's choices) stays light
+_EXPORTS = {
+    "EXTENSIONS": "segkit.quantize.formats",
+    "FORMATS": "segkit.quantize.formats",
+    "Int8Report": "segkit.quantize.check",
+    "QuantizeError": "segkit.quantize.formats",
+    "calibration_images": "segkit.quantize.calib",
+    "fit_to_size": "segkit.quantize.calib",
+    "is_qat_checkpoint": "segkit.quantize.command",
+    "quantize_checkpoint": "segkit.quantize.command",
+    "quantize_format": "segkit.quantize.formats",
+    "quantize_model": "segkit.quantize.ptq",
+    "verify_int8": "segkit.quantize.check",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Collection, Sequence
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -20,9 +24,39 @@ def fit_to_size(image: Tensor, size: tuple[int, int], align_corners: bool = Fals
     return F.pad(image, (0, size[1] - nw, 0, size[0] - nh), value=0.0), (nh, nw)
 
 
+def _open_split(model: nn.Module, root: str | os.PathLike, split: str, dataset: str | None) -> Any:
+    """The evaluation-transformed data set of ``split`` under ``root`` (kind: ``dataset`` or the model's config)."""
+    import dataclasses
+
+    from segkit.data import build_dataset
+    from segkit.data.transforms import build_eval_transform
+
+    cfg = model.segkit_config
+    data_cfg = dataclasses.replace(cfg.data, root=str(root), **({"dataset": dataset} if dataset else {}))
+    return build_dataset(
+        data_cfg,
+        split,
+        build_eval_transform(cfg.model.input_mean, cfg.model.input_std),
+        num_classes=cfg.model.num_classes,
+        skip_mode="drop",
+    )
+
+
+def split_ids(model: nn.Module, root: str | os.PathLike, split: str, dataset: str | None = None) -> list[str]:
+    """The sample ids of ``split`` under ``root`` (DatasetError when the split is not there)."""
+    return [str(i) for i in _open_split(model, root, split, dataset).ids]
+
+
+def spread(ids: Sequence[str], num: int) -> list[str]:
+    """``num`` of ``ids`` (all when fewer), evenly spread over them in order."""
+    n = min(num, len(ids))
+    step = len(ids) / n if n else 1.0
+    return [ids[int(i * step)] for i in range(n)]
+
+
 def calibration_images(
     model: nn.Module,
-    root: str,
+    root: str | os.PathLike,
     *,
     split: str = "train",
     num: int = 200,
@@ -30,34 +64,28 @@ def calibration_images(
     dataset: str | None = None,
     with_masks: bool = False,
     progress: bool = True,
-) -> list[dict[str, Tensor]]:
-    """Up to ``num`` samples of ``split`` under ``root`` (data set kind: ``dataset`` or the model's config),
-    each ``{"image": [1, 3, H, W] normalised, fitted to input_size, "mask": [h, w] (with_masks), "extent": (h, w)}``.
+    ids: Collection[str] | None = None,
+    exclude: Collection[str] = (),
+    purpose: str = "calibration",
+) -> list[dict[str, Any]]:
+    """Up to ``num`` samples of ``split`` under ``root`` (data set kind: ``dataset`` or the model's config), evenly
+    spread over the split, or exactly the samples ``ids``; never one of ``exclude``. Each is ``{"image": [1, 3, H, W]
+    normalised, fitted to input_size, "mask": [h, w] (with_masks), "extent": (h, w), "id": str}``. ``purpose`` names
+    the progress bar (``calibration`` or ``verification``).
     """
-    import dataclasses
-
     from tqdm import tqdm
 
-    from segkit.data import build_dataset
-    from segkit.data.transforms import build_eval_transform
-
-    cfg = model.segkit_config
-    data_cfg = dataclasses.replace(cfg.data, root=str(root), **({"dataset": dataset} if dataset else {}))
-    ds = build_dataset(
-        data_cfg,
-        split,
-        build_eval_transform(cfg.model.input_mean, cfg.model.input_std),
-        num_classes=cfg.model.num_classes,
-        skip_mode="drop",
-    )
-    n = min(num, len(ds))
-    step = len(ds) / n if n else 1.0
+    ds = _open_split(model, root, split, dataset)
+    all_ids = [str(i) for i in ds.ids]
+    index = {sample_id: i for i, sample_id in enumerate(all_ids)}
+    skip = set(exclude)
+    chosen = [i for i in ids if i in index] if ids is not None else spread([i for i in all_ids if i not in skip], num)
     out = []
-    align = bool(cfg.model.align_corners)
-    for i in tqdm(range(n), desc=f"calibration ({split})", disable=not progress, leave=False):
-        sample = ds[int(i * step)]
+    align = bool(model.segkit_config.model.align_corners)
+    for sample_id in tqdm(chosen, desc=f"{purpose} images ({split})", disable=not progress, leave=False):
+        sample = ds[index[sample_id]]
         image, extent = fit_to_size(sample["image"].unsqueeze(0).float(), tuple(input_size), align)
-        item = {"image": image, "extent": extent}
+        item = {"image": image, "extent": extent, "id": sample_id}
         if with_masks:
             item["mask"] = sample["mask"]
         out.append(item)

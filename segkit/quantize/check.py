@@ -55,6 +55,8 @@ class Int8Report:
     miou_float_gt_or_pred: float | None = None  # the other definition: classes in the ground truth or the prediction
     miou_int8_gt_or_pred: float | None = None
     stray_int8: list[tuple[str, int]] = field(default_factory=list)  # (class, predicted px): stray int8 classes
+    calibrated_on: str = ""  # "200 real images of 'train' under data" (segkit.quantize.images.choose_images)
+    verified_on: str = ""  # "50 real images of 'val' under data (held out: ...)"; empty: f"{n_images} images"
 
     def passed(self, agree_min: float = AGREE_MIN) -> bool:
         return self.agreement >= agree_min
@@ -70,7 +72,7 @@ class Int8Report:
 
     def line(self) -> str:
         text = (
-            f"{self.path}: {self.size_bytes / 1e6:.2f} MB; int8 vs float on {self.n_images} images: "
+            f"{self.path}: {self.size_bytes / 1e6:.2f} MB; int8 vs float on {self.verified_on or f'{self.n_images} images'}: "
             f"pixel agreement {100 * self.agreement:.2f}%"
         )
         if self.miou_float is not None:

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 from segkit.evaluation.predict import check_input_size
-from segkit.quantize.calib import calibration_images, synthetic_images
 from segkit.quantize.check import Int8Report, verify_int8
-from segkit.quantize.ptq import EXTENSIONS, FORMATS, QuantizeError, quantize_model, quantize_qat, require_packages
+from segkit.quantize.formats import EXTENSIONS, QuantizeError, quantize_format
+from segkit.quantize.images import choose_images
+from segkit.quantize.ptq import quantize_model, quantize_qat, require_packages
 from segkit.utils.io import check_output, staged_output
 
 
@@ -43,7 +44,7 @@ def quantize_checkpoint(
     checkpoint: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    format: str,  # noqa: A002 - --format
+    format: str | None = None,  # noqa: A002 - --format; None: from out's extension
     calib_data: str | None = None,
     calib_split: str = "train",
     num_calib: int = 200,
@@ -64,14 +65,15 @@ def quantize_checkpoint(
     interrupted one leaves ``out`` as it was.
 
     The reference of the verification is the checkpoint's model: the float model, or for a QAT
-    checkpoint its fake-quantized model. Verification images: ``verify`` (its ``verify_split``, with
-    masks), else the calibration images, else (a QAT checkpoint to tflite) the checkpoint's own
-    validation split when it is here, else random images (said so through ``log``).
+    checkpoint its fake-quantized model. Verification images (:func:`segkit.quantize.images.choose_images`, never
+    the calibration images): ``verify`` (its ``verify_split``, with masks), else ``calib_data``'s ``verify_split``
+    when it is another split, else a disjoint part of the calibration split, else (a QAT checkpoint to tflite) the
+    checkpoint's own validation split when it is here, else random images. ``log`` says which before the work, and
+    the report's ``calibrated_on`` / ``verified_on`` record it.
     """
     from segkit.checkpoint.load import load_model
 
-    if format not in FORMATS:
-        raise QuantizeError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}.")
+    format = quantize_format(out, format)  # noqa: A001 - .onnx onnx, .xml openvino, .tflite tflite
     input_size = check_input_size(tuple(input_size), error=QuantizeError)  # before anything of that size exists
     if num_calib < 1:
         raise QuantizeError(
@@ -88,33 +90,28 @@ def quantize_checkpoint(
         _require_calibration(format, qat)
     model = load_model(checkpoint)
     size = tuple(input_size)
-    images = []
-    if calib_data is not None and needs_images:
-        images = calibration_images(
-            model, calib_data, split=calib_split, num=num_calib, input_size=size, dataset=dataset, progress=progress
-        )
+    chosen = choose_images(  # both sets before the quantization: a bad --calib-data or --verify is found first
+        model,
+        calib_data=calib_data if needs_images else None,
+        calib_split=calib_split,
+        num_calib=num_calib,
+        verify=verify,
+        verify_split=verify_split,
+        num_verify=num_verify,
+        dataset=dataset,
+        input_size=size,
+        progress=progress,
+    )
+    log(f"Calibrating on {chosen.calibrated_on}; verifying on {chosen.verified_on}.")
+    images, check = chosen.calibration, chosen.verification
     options = dict(format=format, input_size=size, input=input, output=output, progress=progress)
-    if verify:  # the verification images before the quantization: a bad --verify is found first
-        check = calibration_images(
-            model,
-            verify,
-            split=verify_split,
-            num=num_verify,
-            input_size=size,
-            dataset=dataset,
-            with_masks=True,
-            progress=progress,
-        )
-    elif images:
-        check = images[:num_verify]
-    else:
-        check = _own_val_images(model, num_verify, size, progress, log)
     # written and verified beside ``out``, renamed onto it only when the verification passed
     with staged_output(out) as staged:
         (quantize_qat if qat else quantize_model)(model, staged.path, images, **options)
         report = verify_int8(model, staged.path, check)
         report.path = str(out)
         report.reference = "fake-int8" if qat else "fp32"  # a QAT checkpoint loads as its fake-quantized model
+        report.calibrated_on, report.verified_on = chosen.calibrated_on, chosen.verified_on
         staged.keep = report.written = report.passed()
     return report
 
@@ -144,17 +141,3 @@ def _check_out(
     check_output(out, inputs=inputs, flag="--out")
     if format == "openvino":  # its weights land beside it
         check_output(out.with_suffix(".bin"), inputs=inputs, flag="--out (its .bin)")
-
-
-def _own_val_images(
-    model: Any, num: int, size: tuple[int, int], progress: bool, log: Callable[[str], Any]
-) -> list[dict[str, Any]]:
-    """The checkpoint's validation split (its config's data.root) when present, else random images."""
-    from segkit.data import DatasetError
-
-    data = model.segkit_config.data
-    try:
-        return calibration_images(model, data.root, split=data.val_split, num=num, input_size=size, progress=progress)
-    except (DatasetError, OSError):
-        log(f"No --verify data and {data.root} is absent: verifying on {num} random images.")
-        return synthetic_images(model, num, size)

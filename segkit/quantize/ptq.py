@@ -19,18 +19,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from segkit.errors import SegkitError
+from segkit.quantize.formats import EXTENSIONS, FORMATS, QuantizeError
 from segkit.utils.io import atomic_path
+from segkit.utils.quiet import quiet_libraries
 
-FORMATS = ("onnx", "openvino", "tflite")
-EXTENSIONS = {"onnx": ".onnx", "openvino": ".xml", "tflite": ".tflite"}
-
-
-class QuantizeError(SegkitError, ValueError):
-    """A quantization request that cannot work; the message says what to change."""
-
-
-INSTALL = "pip install 'segkit[deploy]'"
+INSTALL = "pip install 'segkit-deeplab[deploy]'"
 # import name -> pip name of the optional packages each --format runs (quantizer, converter, verifying runtime)
 PIP_NAMES = {
     "onnx": "onnx",
@@ -132,7 +125,8 @@ def quantize_model(
     feeds = [_as_input(item["image"], input, wrapper.mean_rgb, wrapper.std_rgb, layout) for item in images]
     extra = {"precision": "int8", "quantization": quantization, "num_calib": len(images)}
     if format == "tflite":
-        return _tflite(model, wrapper, path, feeds, input_size, input, output, extra)
+        with quiet_libraries():  # litert-torch and LiteRT's C++ log lines
+            return _tflite(model, wrapper, path, feeds, input_size, input, output, extra)
     with tempfile.TemporaryDirectory(prefix="segkit-int8-") as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         from segkit.export import export_onnx
@@ -199,14 +193,13 @@ def _onnx(fp32: Path, path: Path, feeds: list[Tensor], meta: dict[str, Any], tmp
 
 def _openvino(fp32: Path, path: Path, feeds: list[Tensor], meta: dict[str, Any], tmp: Path) -> None:
     import json
-    import logging
 
-    import nncf
-    import openvino as ov
+    with quiet_libraries():  # NNCF's INFO lines, torch's "No CUDA runtime is found" as NNCF loads
+        import nncf
+        import openvino as ov
 
-    logging.getLogger("nncf").setLevel(logging.WARNING)
-    ov_model = ov.convert_model(str(fp32))
-    quantized = nncf.quantize(ov_model, nncf.Dataset(feeds, lambda x: x.numpy()), subset_size=len(feeds))
+        ov_model = ov.convert_model(str(fp32))
+        quantized = nncf.quantize(ov_model, nncf.Dataset(feeds, lambda x: x.numpy()), subset_size=len(feeds))
     quantized.set_rt_info(json.dumps({**meta, "exported_as": "openvino", "runtime": "openvino"}), "segkit_metadata")
     save_openvino(quantized, path, tmp)
 
@@ -340,8 +333,9 @@ def write_pt2e_tflite(
     extra: dict[str, Any],
 ) -> dict[str, Any]:
     """Convert a ``convert_pt2e`` module with litert-torch into a full-integer .tflite (atomic) with metadata."""
-    import litert_torch
-    from litert_torch.quantize.quant_config import QuantConfig
+    with quiet_libraries():  # TensorFlow's C++ logs a few lines as litert-torch loads
+        import litert_torch
+        from litert_torch.quantize.quant_config import QuantConfig
 
     from segkit.runtimes.metadata import model_metadata, write_tflite_metadata
 
@@ -360,7 +354,8 @@ def write_pt2e_tflite(
     # an exported graph keeps the root's ``training`` flag of torch.export (True) although its BN and dropout
     # nodes are in eval form; the flag only makes litert-torch warn "converted in training mode"
     converted.training = False
-    edge = litert_torch.convert(converted, (example,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
+    with quiet_libraries():
+        edge = litert_torch.convert(converted, (example,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
     with atomic_path(path) as out:
         edge.export(str(out))
         write_tflite_metadata(out, meta)

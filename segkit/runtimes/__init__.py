@@ -7,13 +7,15 @@ logits = model(x)["out"]                       # x: normalised float images [N, 
 
 from __future__ import annotations
 
-from segkit.runtimes.backends import BY_EXTENSION, RUNTIMES, ExportedModelError
-from segkit.runtimes.runner import ExportedModel, load_exported
+from segkit.utils.lazy import lazy_exports
 
-__all__ = [
-    "BY_EXTENSION",
-    "RUNTIMES",
-    "ExportedModel",
-    "ExportedModelError",
-    "load_exported",
-]
+# public name -> defining module, imported on first use (segkit.runtimes.names stays light for the CLI parsers)
+_EXPORTS = {
+    "BY_EXTENSION": "segkit.runtimes.names",
+    "RUNTIMES": "segkit.runtimes.names",
+    "ExportedModelError": "segkit.runtimes.backends",
+    "ExportedModel": "segkit.runtimes.runner",
+    "load_exported": "segkit.runtimes.runner",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from segkit.evaluation.predict import InferenceError
+from segkit.runtimes.names import BY_EXTENSION, RUNTIMES
+from segkit.utils.quiet import quiet_libraries
 
-RUNTIMES = ("onnxruntime", "openvino", "litert")
-BY_EXTENSION = {".onnx": "onnxruntime", ".xml": "openvino", ".tflite": "litert"}
 ACCEPTS = {"onnxruntime": (".onnx",), "openvino": (".onnx", ".xml"), "litert": (".tflite",)}
 PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "litert": "ai-edge-litert"}
 
@@ -44,7 +43,7 @@ def _dims(shape: Any) -> tuple[int | None, ...] | None:
 
 def _missing(runtime: str, exc: ImportError) -> ExportedModelError:
     return ExportedModelError(
-        f"--runtime {runtime} needs the '{PACKAGES[runtime]}' package ({exc}); pip install 'segkit[deploy]'."
+        f"--runtime {runtime} needs the '{PACKAGES[runtime]}' package ({exc}); pip install 'segkit-deeplab[deploy]'."
     )
 
 
@@ -135,14 +134,15 @@ class OpenVinoSession(Session):
 
 class LiteRtSession(Session):
     def __init__(self, path: Path, threads: int | None) -> None:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         try:
-            from ai_edge_litert.interpreter import Interpreter
+            with quiet_libraries():
+                from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
             raise _missing("litert", exc) from exc
         self.interp = Interpreter(model_path=str(path), num_threads=threads or None)
         try:
-            self.interp.allocate_tensors()
+            with quiet_libraries():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+                self.interp.allocate_tensors()
         except RuntimeError as exc:
             text = " ".join(str(exc).split())
             raise ExportedModelError(

@@ -273,7 +273,9 @@ class ExportedModel:
         """Run the file on its own input (dtype and layout as the file declares) and return its raw output."""
         return self.session.run(array)
 
-    def _run_one(self, x: Tensor) -> Tensor:
+    def _run_raw(self, x: Tensor) -> tuple[Tensor, int, int]:
+        """The file's output on ``x`` [N, 3, h, w] as it comes (labels [N, H, W], logits in the file's layout, no
+        copy), padded to a static file's size first; with the input's ``(h, w)`` to crop back to."""
         h, w = x.shape[-2:]
         if self.input_size is not None and (h, w) != self.input_size:
             H, W = self.input_size
@@ -291,19 +293,50 @@ class ExportedModel:
                 f"{self.runtime} cannot run {self.path.name} on a {_shape_text(native.shape)} {native.dtype} input: "
                 f"{brief(exc)}; {CONTRACT}."
             ) from exc
+        nhwc = self.output_layout == "nhwc"
         if self.output_kind == "labels":
             y = y.reshape(y.shape[0], *y.shape[-2:]) if y.ndim == 4 and 1 in (y.shape[1], y.shape[-1]) else y
-        elif y.ndim == 4 and self.output_layout == "nhwc":
-            y = y.permute(0, 3, 1, 2)
+            spatial = tuple(y.shape[-2:])
+        else:
+            spatial = tuple(y.shape[1:3] if nhwc else y.shape[-2:]) if y.ndim == 4 else ()
         want = tuple(x.shape[-2:])
-        if y.ndim != (3 if self.output_kind == "labels" else 4) or tuple(y.shape[-2:]) != want:
+        if y.ndim != (3 if self.output_kind == "labels" else 4) or spatial != want:
             raise ExportedModelError(
                 f"{self.path.name} returned {_shape_text(tuple(y.shape))} for a {want[0]}x{want[1]} input; "
                 f"segkit needs {self.output_kind} at the input size; {CONTRACT}."
             )
+        return y, int(h), int(w)
+
+    def _run_one(self, x: Tensor) -> Tensor:
+        y, h, w = self._run_raw(x)
         if self.output_kind == "labels":
             return y[..., :h, :w].long()
+        if self.output_layout == "nhwc":
+            y = y.permute(0, 3, 1, 2)
         return y[..., :h, :w].float()
+
+    def predict_labels(self, x: Tensor) -> Tensor:
+        """Label maps [N, h, w] (uint8 up to 256 classes, else int64) of normalised images [N, 3, h, w]: the file's
+        own labels when it outputs them, else the argmax of its logits taken in the file's layout on the cropped
+        extent (no float copy, no one-hot). The single-view protocols use it (:func:`segkit.evaluation.predict.predict`);
+        the labels equal ``self(x)["out"].argmax(1)`` (ties: the lowest class, as ``argmax``)."""
+        if not torch.is_tensor(x) or x.ndim != 4 or x.shape[1] != 3:
+            shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+            raise ExportedModelError(f"expected normalised float images [N, 3, H, W], got {shape}.")
+        batch = [x[i : i + 1] for i in range(x.shape[0])] if self.static_batch or x.shape[0] == 1 else [x]
+        labels = []
+        for b in batch:
+            y, h, w = self._run_raw(b)
+            if self.output_kind == "labels":
+                labels.append(y[..., :h, :w])
+                continue
+            nhwc = self.output_layout == "nhwc"
+            y = y[:, :h, :w] if nhwc else y[..., :h, :w]
+            classes = y.shape[-1 if nhwc else 1]
+            index = y.max(-1 if nhwc else 1).indices  # max().indices: argmax's result (first maximum), 3x faster
+            labels.append(index.to(torch.uint8) if classes <= 256 else index)
+        out = labels[0] if len(labels) == 1 else torch.cat(labels, 0)
+        return out if out.dtype in (torch.uint8, torch.int64) else out.long()
 
     def __call__(self, x: Tensor) -> dict[str, Tensor]:
         if not torch.is_tensor(x) or x.ndim != 4 or x.shape[1] != 3:

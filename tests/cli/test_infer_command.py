@@ -3,6 +3,7 @@ console script). What the segmentation computes is tested on the library in test
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -38,7 +39,10 @@ def test_one_image(tiny_ckpt: Path, images: Path, tmp_path: Path, capsys) -> Non
             "--pad-to", "48", "--alpha", "0.7", *QUIET]  # fmt: skip
     rc, stdout, err = segkit_infer(argv, capsys)
     assert rc == 0, err
-    assert stdout == "" and err == f"Wrote label maps and overlays of 1 image(s) to {out}\n"
+    assert stdout == "" and err.splitlines() == [
+        "Segmenting 1 image(s) on cpu; protocol: resize longer to 48 + pad to 48",
+        f"Wrote label maps and overlays of 1 image(s) to {out}",
+    ]
     assert sorted(p.name for p in out.iterdir()) == ["val_00000.png", "val_00000_overlay.jpg"]
     png = Image.open(out / "val_00000.png")
     assert png.mode == "P" and png.size == (64, 64) and np.array(png).max() < 5
@@ -46,36 +50,62 @@ def test_one_image(tiny_ckpt: Path, images: Path, tmp_path: Path, capsys) -> Non
     assert Image.open(out / "val_00000_overlay.jpg").width > 64  # image + legend
 
 
-def test_a_folder_with_an_unreadable_image_exits_1(tiny_ckpt: Path, images: Path, tmp_path: Path, capsys) -> None:
+def test_a_folder_with_an_unreadable_and_an_oversized_image_goes_on(
+    tiny_ckpt: Path, images: Path, tmp_path: Path, capsys
+) -> None:
     folder = tmp_path / "folder"
     folder.mkdir()
     for name in ("val_00000", "val_00001"):
         shutil.copy(images / f"{name}.jpg", folder / f"{name}.jpg")
+    Image.new("RGB", (120, 90), (90, 120, 30)).save(folder / "large.png")  # over --max-pixels 10000
     (folder / "broken.png").write_bytes(b"\x89PNG garbage")
     (folder / "notes.txt").write_text("not an image")
-    out = tmp_path / "many"
-    argv = ["--checkpoint", tiny_ckpt, "--input", folder, "--output", out, "--ms-flip", "--scales", "0.5,1", *QUIET]
+    out, report = tmp_path / "many", tmp_path / "infer.json"
+    argv = ["--checkpoint", tiny_ckpt, "--input", folder, "--output", out, "--max-pixels", "10000", "--json", report,
+            *QUIET]  # fmt: skip
     rc, _, err = segkit_infer(argv, capsys)
-    assert rc == 1  # the corrupt image is skipped, named, and fails the run at the end
+    assert rc == 0, err  # two images segmented: the run succeeds and lists what it skipped
     lines = err.splitlines()
-    assert lines[0].startswith(f"warning: skipping {folder / 'broken.png'}: not a readable image")
-    assert lines[1:] == [
+    assert lines[0] == "Segmenting 4 image(s) on cpu; protocol: whole image"
+    assert lines[1].startswith(f"warning: skipping {folder / 'broken.png'}: not a readable image (")
+    assert lines[2].startswith(f"warning: skipping {folder / 'large.png'}: 120x90 px: a forward pass of 1 x 90x120")
+    assert "--slide" in lines[2] and "--resize-longer" in lines[2]
+    assert lines[3:] == [
         f"Wrote label maps and overlays of 2 image(s) to {out}",
-        f"error: 1 of 3 images could not be read and were skipped: {folder / 'broken.png'}",
+        f"Wrote {report}",
+        f"warning: skipped 2 of 4 image(s) (reasons above): {folder / 'broken.png'}, {folder / 'large.png'}",
     ]
     names = sorted(p.name for p in out.iterdir())
     assert names == ["val_00000.png", "val_00000_overlay.jpg", "val_00001.png", "val_00001_overlay.jpg"]
+    data = json.loads(report.read_text())
+    assert (data["segmented"], data["skipped"]) == (2, 2)
+    assert [("skipped" in r, r.get("overlay")) for r in data["images"]] == [
+        (True, None), (True, None), (False, "val_00000_overlay.jpg"), (False, "val_00001_overlay.jpg")
+    ]  # fmt: skip
 
 
-def test_the_pixel_budget_and_the_sliding_window(tiny_ckpt: Path, images: Path, tmp_path: Path, capsys) -> None:
-    argv = ["--checkpoint", tiny_ckpt, "--input", images / "val_00000.jpg", "--output", tmp_path / "o", *QUIET]
+def test_nothing_segmented_exits_1_and_writes_no_folder(tiny_ckpt: Path, images: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "o"
+    argv = ["--checkpoint", tiny_ckpt, "--input", images / "val_00000.jpg", "--output", out, *QUIET]
     rc, _, err = segkit_infer([*argv, "--max-pixels", "2000"], capsys)
-    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith("error: a forward pass of 1 x 64x64 = 4,096 pixels exceeds the budget of 2,000")
-    assert "--slide" in err and "--resize-longer" in err
+    lines = err.splitlines()
+    assert rc == 1 and len(lines) == 3 and "Traceback" not in err
+    assert lines[1].startswith(
+        f"warning: skipping {images / 'val_00000.jpg'}: 64x64 px: a forward pass of 1 x 64x64 = 4,096 pixels exceeds "
+        "the budget of 2,000"
+    )
+    assert lines[2] == f"error: skipped 1 of 1 image(s) (reasons above): {images / 'val_00000.jpg'}"
+    assert not out.exists()  # nothing segmented: no empty output folder
     for fix in (["--slide", "32", "16"], ["--resize-longer", "40"], ["--max-pixels", "0"]):
         rc, _, err = segkit_infer([*argv, "--max-pixels", "2000", *fix], capsys)
         assert rc == 0, (fix, err)
+
+
+def test_a_protocol_no_image_can_run_is_refused_before_any(tiny_ckpt: Path, images: Path, tmp_path: Path, capsys):
+    argv = ["--checkpoint", tiny_ckpt, "--input", images, "--output", tmp_path / "o", "--pad-to", "100", *QUIET]
+    rc, _, err = segkit_infer([*argv, "--max-pixels", "5000"], capsys)
+    assert rc == 2 and err.count("\n") == 1 and "a forward pass of 1 x 100x100 = 10,000 pixels exceeds" in err
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize(

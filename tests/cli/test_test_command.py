@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 JSON_KEYS = {"config", "decoder", "model", "precision", "runtime", "quantization", "miou", "pixel_acc", "mean_acc",
              "per_class_iou", "confusion", "num_images", "protocol",
-             "miou_definition", "miou_gt_or_pred", "stray_classes"}  # fmt: skip
+             "miou_definition", "miou_gt_or_pred", "stray_classes", "model_file", "data"}  # fmt: skip
 QUIET = ["--no-progress", "--device", "cpu"]
 
 
@@ -47,7 +47,9 @@ def test_prints_the_table_and_writes_the_json(tiny_ckpt: Path, synth_root: Path,
         and list(report["per_class_iou"]) == list(SYNTHETIC_CLASSES)
     )
     assert report["protocol"] == {"scales": [1.0], "flip": False, "resize_longer": None, "pad_to": None,
-                                  "dataset": "synthetic", "split": "val"}  # fmt: skip
+                                  "name": "whole image", "dataset": "synthetic", "split": "val"}  # fmt: skip
+    assert report["model_file"]["path"] == str(tiny_ckpt.resolve()) and len(report["model_file"]["sha256"]) == 64
+    assert report["data"] == {"dataset": "synthetic", "root": str(synth_root), "split": "val"}
 
 
 def test_protocol_flags_and_save_pred_reach_the_report(tiny_ckpt: Path, synth_root: Path, tmp_path: Path, capsys):
@@ -59,6 +61,7 @@ def test_protocol_flags_and_save_pred_reach_the_report(tiny_ckpt: Path, synth_ro
     assert rc == 0, err
     assert json.loads(out.read_text())["protocol"] == {
         "scales": [0.75, 1.25], "flip": True, "resize_longer": 48, "pad_to": 56, "slide": [48, 32], "antialias": True,
+        "name": "resize longer to 48 + slide 48/32 + pad to 56 + scales [0.75, 1.25] + flip + antialias",
         "dataset": "synthetic", "split": "val",
     }  # fmt: skip
     ids = (synth_root / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation" / "val.txt").read_text().split()

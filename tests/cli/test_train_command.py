@@ -72,5 +72,5 @@ def test_a_tiny_run_then_a_second_one_into_its_work_dir(synth_root, tmp_path, ti
     assert "warnings.warn(" not in err and "Traceback" not in err
     code, _, err = run(capsys, *argv, "--set", *tiny_overrides(synth_root, iterations=3))
     assert code == 2 and "--resume" in one_line_error(err) and "--overwrite" in err  # never silently replaced
-    code, out, _ = run(capsys, *argv, "--resume", "--set", *tiny_overrides(synth_root, iterations=3))
+    code, out, _ = run(capsys, *argv, "--resume", "--reschedule", "--set", *tiny_overrides(synth_root, iterations=3))
     assert code == 0 and "Done: 3 iterations" in out

@@ -31,7 +31,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def tflite_pkg() -> ModuleType:
-    return pytest.importorskip("tflite", reason="the optional 'tflite' package is absent: pip install 'segkit[tflite]'")
+    return pytest.importorskip(
+        "tflite", reason="the optional 'tflite' package is absent: pip install 'segkit-deeplab[tflite]'"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +97,7 @@ def test_missing_tflite_package_names_the_extra(monkeypatch: pytest.MonkeyPatch,
     path = tmp_path / "m.tflite"
     path.write_bytes(b"\0\0\0\0TFL3" + b"\0" * 64)
     monkeypatch.setitem(sys.modules, "tflite", None)  # import tflite -> ImportError
-    with pytest.raises(ImportError, match=r"segkit\[tflite\]"):
+    with pytest.raises(ImportError, match=r"segkit-deeplab\[tflite\]"):
         load_tflite(path)
 
 

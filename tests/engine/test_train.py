@@ -114,7 +114,7 @@ def test_crash_during_checkpoint_save_keeps_previous(synth_root, tmp_path, monke
 
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(OSError, match="simulated"):
-        train(tiny_cfg(synth_root, iterations=3), work_dir=tmp_path, resume=True, progress=False)
+        train(tiny_cfg(synth_root, iterations=3), work_dir=tmp_path, resume=True, reschedule=True, progress=False)
     monkeypatch.undo()
     assert (tmp_path / "latest.pth").read_bytes() == before
     assert load_checkpoint(tmp_path / "latest.pth")["iteration"] == 2
@@ -141,6 +141,7 @@ def test_nan_loss_stops_without_overwriting(synth_root, tmp_path, monkeypatch, t
             tiny_cfg(synth_root, iterations=6, **{"train.ckpt_interval": 1}),
             work_dir=tmp_path,
             resume=True,
+            reschedule=True,
             progress=False,
         )
     assert load_checkpoint(tmp_path / "latest.pth")["iteration"] == 3  # iteration 3 saved, 4 never applied
@@ -149,7 +150,7 @@ def test_nan_loss_stops_without_overwriting(synth_root, tmp_path, monkeypatch, t
 
 def test_resume_into_other_architecture_is_a_clear_error(synth_root, tmp_path, tiny_cfg) -> None:
     train(tiny_cfg(synth_root, iterations=1), work_dir=tmp_path, progress=False)
-    other = tiny_cfg(synth_root, iterations=2, **{"model.width_mult": 0.5})
+    other = tiny_cfg(synth_root, iterations=1, **{"model.width_mult": 0.5})
     with pytest.raises(CheckpointError, match=r"another architecture.*model.width_mult: checkpoint 0.35 vs config 0.5"):
         train(other, work_dir=tmp_path, resume=True, progress=False)
 

@@ -39,7 +39,7 @@ def test_amp_and_channels_last_on_cuda_train_and_resume(synth_root, tmp_path, am
     scaler = load_checkpoint(tmp_path / "latest.pth")["scaler"]
     assert bool(scaler) == (amp == "fp16")  # fp16 saves the GradScaler's scale and growth tracker
     resumed = tiny_cfg(synth_root, iterations=5, **{"train.amp": amp, "train.channels_last": True})
-    result = train(resumed, work_dir=tmp_path, resume=True, device="cuda", progress=False)
+    result = train(resumed, work_dir=tmp_path, resume=True, reschedule=True, device="cuda", progress=False)
     assert result["iteration"] == 5
     weights = load_checkpoint(tmp_path / "latest.pth")["model"]
     assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())

@@ -62,12 +62,13 @@ def test_second_fresh_run_into_a_work_dir_is_refused_unless_overwrite(synth_root
     other = tmp_path.parent / f"{tmp_path.name}_other"
     train(cfg, work_dir=other, progress=False)
     with pytest.raises(WorkDirError, match="resumed from"):
-        train(tiny_cfg(synth_root, iterations=3), work_dir=tmp_path, resume=other / "latest.pth", progress=False)
+        train(tiny_cfg(synth_root, iterations=2), work_dir=tmp_path, resume=other / "latest.pth", progress=False)
     # the user's choice: --overwrite replaces it, --resume continues it
     train(tiny_cfg(synth_root, iterations=1, **{"train.seed": 2}), work_dir=tmp_path, progress=False, overwrite=True)
     assert load_checkpoint(tmp_path / "latest.pth")["iteration"] == 1
     assert not (tmp_path / "best.pth").exists() or (tmp_path / "best.pth").read_bytes() != best
-    assert train(tiny_cfg(synth_root, iterations=2), work_dir=tmp_path, resume=True, progress=False)["iteration"] == 2
+    resumed = train(tiny_cfg(synth_root, iterations=2), work_dir=tmp_path, resume=True, reschedule=True, progress=False)
+    assert resumed["iteration"] == 2
 
 
 @pytest.mark.slow  # spawns python tools/train.py
@@ -262,7 +263,7 @@ def test_resume_before_any_validation_says_none_yet(synth_root, tmp_path, tiny_c
     train(tiny_cfg(synth_root, iterations=1), work_dir=tmp_path, progress=False)
     ckpt = load_checkpoint(tmp_path / "latest.pth")
     torch.save({**ckpt, "best_miou": -1.0}, tmp_path / "latest.pth")
-    train(tiny_cfg(synth_root, iterations=2), work_dir=tmp_path, resume=True, progress=False)
+    train(tiny_cfg(synth_root, iterations=2), work_dir=tmp_path, resume=True, reschedule=True, progress=False)
     out = capsys.readouterr().out
     assert "best mIoU so far none yet" in out and "-1.0000" not in out
 

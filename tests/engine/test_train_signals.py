@@ -81,7 +81,8 @@ def test_sigterm_to_the_process_group_with_workers_saves_and_resumes(synth_root,
     reached = max(_train_iterations(work))
     assert load_checkpoint(work / "latest.pth")["iteration"] == reached  # saved at the step reached
     resumed = subprocess.run(
-        _train_cmd(work, tiny_overrides(synth_root, iterations=reached + 2, **{"data.num_workers": 2})) + ["--resume"],
+        _train_cmd(work, tiny_overrides(synth_root, iterations=reached + 2, **{"data.num_workers": 2}))
+        + ["--resume", "--reschedule"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -112,7 +113,7 @@ def test_sigterm_under_torchrun_saves_on_every_path_and_resumes(synth_root, tmp_
             _train_cmd(
                 work, tiny_overrides(synth_root, iterations=reached + 1, **{"train.batch_size": 2}), torchrun=True
             )
-            + ["--resume"],
+            + ["--resume", "--reschedule"],
             cwd=REPO,
             capture_output=True,
             text=True,

@@ -6,6 +6,7 @@ The command lines themselves (flags, printed lines, exit codes) are tested in te
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -42,7 +43,7 @@ VOC_SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "voc_samp
 SIZES = {"img_a": (40, 56), "img_b": (48, 36), "img_c": (33, 47)}  # id -> (H, W)
 JSON_KEYS = {"config", "decoder", "model", "precision", "runtime", "quantization", "miou", "pixel_acc", "mean_acc",
              "per_class_iou", "confusion", "num_images", "protocol",
-             "miou_definition", "miou_gt_or_pred", "stray_classes"}  # fmt: skip
+             "miou_definition", "miou_gt_or_pred", "stray_classes", "model_file", "data"}  # fmt: skip
 QUIET: dict[str, Any] = {"progress": False, "device": "cpu", "log": lambda line: None}
 
 
@@ -139,7 +140,12 @@ def test_evaluate_checkpoint_reports_and_writes_json(voc: tuple[Path, dict], che
     assert (report["config"], report["precision"], report["runtime"], report["quantization"]) == (
         "voc_mnv2_os16", "fp32", "pytorch", None)  # fmt: skip
     assert report["protocol"] == {"scales": [1.0], "flip": False, "resize_longer": None, "pad_to": None,
-                                  "dataset": "voc", "split": "val"}  # fmt: skip
+                                  "name": "whole image", "dataset": "voc", "split": "val"}  # fmt: skip
+    # where the numbers came from: the checkpoint (its bytes' sha256), the data root and split
+    digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
+    assert report["model_file"]["path"] == str(Path(checkpoint).resolve()) and report["model_file"]["sha256"] == digest
+    assert report["model_file"]["size"] == Path(checkpoint).stat().st_size and report["model_file"]["mtime"]
+    assert report["data"] == {"dataset": "voc", "root": str(voc[0]), "split": "val"}
     assert not list(out.parent.glob(".*.tmp"))  # atomic write left nothing behind
     assert len(lines) == 1 and lines[0].startswith(
         f"Evaluating {checkpoint} (fp32, pytorch) on voc 'val' (3 images, 21"
@@ -390,7 +396,8 @@ def test_segment_images_file_fast_and_folder(voc: tuple[Path, dict], checkpoint:
     lines: list[str] = []
     result = segment_images(model, cfg, list_images(folder), tmp_path / "many", **{**QUIET, "log": lines.append})
     assert result.done == 2 and [p for p, _ in result.failed] == [folder / "broken.png"]  # skipped, the others done
-    assert len(lines) == 1 and lines[0].startswith(f"warning: skipping {folder / 'broken.png'}: not a readable image")
+    assert len(lines) == 2 and lines[0] == "Segmenting 3 image(s) on cpu; protocol: scales [0.5, 1] + flip"
+    assert lines[1].startswith(f"warning: skipping {folder / 'broken.png'}: not a readable image")
     names = sorted(p.name for p in (tmp_path / "many").iterdir())
     assert names == ["img_a.png", "img_a_overlay.jpg", "img_c.png", "img_c_overlay.jpg"]
     assert Image.open(tmp_path / "many" / "img_c.png").size == (47, 33)

@@ -137,8 +137,11 @@ def test_table_and_json():
         "confusion",
         "num_images",
         "protocol",
+        "model_file",
+        "data",
     }
     assert data["model"] is None  # segkit test passes the architecture fields (REPORT_MODEL_FIELDS)
+    assert data["model_file"] is None and data["data"] is None  # segkit test passes the file and the data it read
     assert data["config"] == "voc_mnv2_os16" and data["decoder"] == "none"
     assert (data["precision"], data["runtime"], data["quantization"]) == ("fp32", "pytorch", None)  # the defaults
     assert data["per_class_iou"] == {"a": 1.0, "b": 1.0, "c": None}

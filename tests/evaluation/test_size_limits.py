@@ -167,8 +167,9 @@ def test_infer_and_test_refuse_an_oversized_protocol_in_one_line(
     Image.fromarray(np.zeros((64, 48, 3), np.uint8)).save(tmp_path / "img.png")
     argv = ["infer", "--checkpoint", str(tiny_ckpt), "--input", str(tmp_path / "img.png"), "--device", "cpu"]
     code = main([*argv, "--output", str(tmp_path / "out"), "--resize-longer", "100000", "--no-progress"])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and err.count("\n") == 0 and err.startswith("error: the protocol resizes 1 x 64x48"), err
+    lines = capsys.readouterr().err.strip().splitlines()  # the protocol line, the image skipped in one line, the count
+    assert code == 1 and len(lines) == 3 and "48x64 px: the protocol resizes 1 x 64x48" in lines[1], lines
+    assert lines[2].startswith("error: skipped 1 of 1 image(s)") and not (tmp_path / "out").exists()
     argv = ["test", "--checkpoint", str(tiny_ckpt), "--data-root", str(synth_root), "--device", "cpu"]
     code = main([*argv, "--pad-to", "100000", "--no-progress"])
     line = capsys.readouterr().err.strip().splitlines()[-1]

@@ -14,7 +14,7 @@ import torch
 
 from segkit.cli import main as segkit_main
 
-pytest.importorskip("onnxruntime", reason="the deploy extra is not installed (pip install 'segkit[deploy]')")
+pytest.importorskip("onnxruntime", reason="the deploy extra is not installed (pip install 'segkit-deeplab[deploy]')")
 
 SIZE = 65
 
@@ -59,7 +59,7 @@ def onnx_files(tiny):
 def tflite_files(tiny):
     """The two LiteRT conversions of the suite: float logits (from the checkpoint, as `segkit export` makes it) and
     uint8-in/labels-out."""
-    pytest.importorskip("litert_torch", reason="litert-torch is not installed (pip install 'segkit[deploy]')")
+    pytest.importorskip("litert_torch", reason="litert-torch is not installed (pip install 'segkit-deeplab[deploy]')")
     from segkit.export import export_checkpoint, export_tflite
 
     model, ckpt, out = tiny

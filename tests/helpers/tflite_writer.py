@@ -24,6 +24,8 @@ OPTIONS = {  # op type -> (builtin code, options table name, BuiltinOptions enum
     "SPACE_TO_BATCH_ND": (38, "SpaceToBatchNDOptions", 25),
     "BATCH_TO_SPACE_ND": (37, "BatchToSpaceNDOptions", 24),
     "DEQUANTIZE": (6, None, 0),
+    "QUANTIZE": (114, None, 0),
+    "ARG_MAX": (56, "ArgMaxOptions", 40),
 }
 ENUMS = {"SAME": 0, "VALID": 1, "NONE": 0, "RELU": 1, "RELU6": 3}
 

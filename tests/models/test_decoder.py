@@ -354,7 +354,7 @@ def test_json_report_carries_the_decoder(synth_root, tmp_path) -> None:
 @pytest.mark.slow
 def test_onnx_export_keeps_predictions(tmp_path) -> None:
     """Separable ASPP + decoder through segkit.export (LiteRT too by hand: 100% agreement at 65x65)."""
-    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'segkit[deploy]')")
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'segkit-deeplab[deploy]')")
     from segkit.export import export_onnx, verify
 
     model = _randomize_bn(_plus(("model.width_mult=0.35",), name="voc_mnv2_os16_aspp_plus"))

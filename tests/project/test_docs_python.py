@@ -79,7 +79,7 @@ def _torchvision_weights(folder: Path) -> None:
 
 
 def _onnx_model(folder: Path) -> None:
-    pytest.importorskip("onnxruntime", reason="the block runs an .onnx file in ONNX Runtime (segkit[deploy])")
+    pytest.importorskip("onnxruntime", reason="the block runs an .onnx file in ONNX Runtime (segkit-deeplab[deploy])")
     from segkit.export import export_checkpoint
 
     export_checkpoint(

@@ -29,6 +29,7 @@ LAYER_ORDER = [
     "checkpoint",
     "engine",
     "convert",
+    "zoo",
     "runtimes",
     "export",
     "quantize",

@@ -34,6 +34,7 @@ SKIP = shutil.ignore_patterns(
     ".ruff_cache",
     "*.pth",
     "*.tflite",
+    "node_modules",  # npm ci's onnxruntime-web (150 MB): not part of the wheel
 )
 
 CHECK = r"""
@@ -75,7 +76,7 @@ def wheel(tmp_path_factory) -> Path:
         timeout=300,
     )
     assert proc.returncode == 0, f"pip wheel failed:\n{proc.stdout}\n{proc.stderr}"
-    (path,) = out.glob("segkit-*.whl")
+    (path,) = out.glob("segkit_deeplab-*.whl")  # the distribution name (pyproject.toml), normalised
     return path
 
 
@@ -84,6 +85,7 @@ def test_wheel_ships_configs_and_console_script(wheel: Path):
     names = zipfile.ZipFile(wheel).namelist()
     shipped = sorted(Path(n).name for n in names if n.startswith("segkit/configs/") and n.endswith(".yaml"))
     assert shipped == sorted(p.name for p in CONFIG_DIR.glob("*.yaml"))
+    assert {"segkit/export/web_template/index.html", "segkit/export/web_template/app.js"} <= set(names)  # --format web
     assert not [n for n in names if n.startswith(("tests/", "tools/", "benchmarks/", "configs/"))]
     (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     text = zipfile.ZipFile(wheel).read(entry_points).decode()

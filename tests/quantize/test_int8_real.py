@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("onnxruntime", reason="the deploy extra is not installed")
-pytest.importorskip("tflite", reason="the optional 'tflite' package is absent: pip install 'segkit[tflite]'")
+pytest.importorskip("tflite", reason="the optional 'tflite' package is absent: pip install 'segkit-deeplab[tflite]'")
 
 DEEPLAB = "tflite/deeplabv3_mnv2_pascal_quant.tflite"
 

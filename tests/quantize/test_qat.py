@@ -21,9 +21,9 @@ from segkit.config import ConfigError
 from segkit.models import build_model
 
 pytest.importorskip(
-    "torchao.quantization.pt2e.quantize_pt2e", reason="QAT needs torchao (pip install 'segkit[deploy]')"
+    "torchao.quantization.pt2e.quantize_pt2e", reason="QAT needs torchao (pip install 'segkit-deeplab[deploy]')"
 )
-pytest.importorskip("litert_torch", reason="QAT needs litert-torch (pip install 'segkit[deploy]')")
+pytest.importorskip("litert_torch", reason="QAT needs litert-torch (pip install 'segkit-deeplab[deploy]')")
 
 
 def _qat_set(root: Path, init: Path, iterations: int) -> list[str]:
@@ -202,5 +202,5 @@ def test_missing_deploy_extra_is_a_config_error(monkeypatch) -> None:
     from segkit.models.qat import require_deploy
 
     monkeypatch.setitem(sys.modules, "torchao.quantization.pt2e.quantize_pt2e", None)
-    with pytest.raises(ConfigError, match=r"pip install 'segkit\[deploy\]'"):
+    with pytest.raises(ConfigError, match=r"pip install 'segkit-deeplab\[deploy\]'"):
         require_deploy()

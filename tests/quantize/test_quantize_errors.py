@@ -12,14 +12,14 @@ import torch
 from PIL import Image
 
 import segkit.checkpoint.load
-import segkit.quantize.command as command
+import segkit.quantize.images
 from segkit.checkpoint.format import load_checkpoint
 from segkit.cli import main as segkit_main
 from segkit.export import cached_export, export_checkpoint
 from segkit.export.errors import ExportError
 from segkit.quantize import QuantizeError, quantize_checkpoint
 
-INSTALL = "pip install 'segkit[deploy]'"
+INSTALL = "pip install 'segkit-deeplab[deploy]'"
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def no_work(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("the model was loaded or calibration ran before the refusal")
 
-    monkeypatch.setattr(command, "calibration_images", fail)
+    monkeypatch.setattr(segkit.quantize.images, "calibration_images", fail)
     monkeypatch.setattr(segkit.checkpoint.load, "load_model", fail)
 
 
@@ -81,7 +81,7 @@ def test_missing_package_is_refused_before_calibration(
 def test_missing_package_found_by_find_spec(tiny_ckpt, synth_root, tmp_path, monkeypatch, no_work) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nncf" else real(name, *a))
-    with pytest.raises(QuantizeError, match=r"--format openvino needs 'nncf'.*segkit\[deploy\]"):
+    with pytest.raises(QuantizeError, match=r"--format openvino needs 'nncf'.*segkit-deeplab\[deploy\]"):
         quantize_checkpoint(tiny_ckpt, tmp_path / "m.xml", format="openvino", calib_data=str(synth_root))
 
 

@@ -106,11 +106,12 @@ def test_an_openvino_pair_moves_together(tiny_ckpt: Path, synth_root: Path, tmp_
 )
 def test_refused_before_the_calibration(extra, expected, tiny_ckpt, synth_root, tmp_path, capsys, monkeypatch) -> None:
     import segkit.quantize.command as command
+    import segkit.quantize.images as images
 
     def no_calibration(*args, **kwargs):
         raise AssertionError("calibrated before the options were checked")
 
-    monkeypatch.setattr(command, "calibration_images", no_calibration)
+    monkeypatch.setattr(images, "calibration_images", no_calibration)
     monkeypatch.setattr(command, "is_qat_checkpoint", no_calibration)  # nor was the checkpoint read
     (tmp_path / "x.onnx").mkdir()
     (tmp_path / "file").write_text("x")

@@ -9,7 +9,7 @@ graph op by op in float as a reference::
     conversion = convert_tflite("deeplabv3_mnv2_pascal_quant.tflite", "deeplab_official.pth")
     print(conversion.architecture.summary())
 
-Reading needs the optional ``tflite`` package (``pip install 'segkit[tflite]'``), imported only
+Reading needs the optional ``tflite`` package (``pip install 'segkit-deeplab[tflite]'``), imported only
 when a file is read.
 """
 

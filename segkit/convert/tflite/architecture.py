@@ -57,8 +57,14 @@ class TFLiteArchitecture:
         aspp_rates: rates of the 3x3 atrous branches; empty for the light head.
         branch_order: the head's concat order as found ('image_pool', 'aspp0', 'atrous_0', ...).
         align_corners: bilinear resize convention of the logits upsampling.
+        resize_mode: 'tf_legacy' when the graph's bilinear resizes are TF1's legacy ones (align_corners=False,
+            half_pixel_centers=False), else 'pytorch' (``F.interpolate`` with ``align_corners``).
         decoder: the DeepLabV3+ decoder as found (None without one): its end point
             (``decoder_output_stride``, ``decoder_feature``) and whether its convs are separable.
+        quantization: the scheme the file uses, read from its tensors (:data:`QUANTIZATION_SCHEMES`): 'uint8'
+            (per-tensor uint8 weights and activations, TF1's quantization-aware training), 'int8' (full integer:
+            per-channel int8 weights, int32 biases, int8 activations, QUANTIZE ops at the input and between
+            scales), 'int8_weights' (int8 weights, float activations) or 'float'.
         notes: assumptions the converter had to make.
     """
 
@@ -77,6 +83,8 @@ class TFLiteArchitecture:
     aspp_rates: list[int] = field(default_factory=list)
     branch_order: list[str] = field(default_factory=list)
     align_corners: bool = True
+    resize_mode: str = "pytorch"
+    quantization: str = "float"
     decoder: DecoderSpec | None = None
     notes: list[str] = field(default_factory=list)
     layers: list[BackboneLayer] = field(default_factory=list, repr=False)
@@ -110,7 +118,8 @@ class TFLiteArchitecture:
             aspp = f"ASPP rates {self.aspp_rates}" if self.aspp_rates else "no ASPP (image pooling + 1x1 branch)"
             lines.append(
                 f"head: DeepLabV3, {aspp}, {self.head_channels} channels, concat order "
-                f"{self.branch_order}, {self.num_classes} classes, align_corners={self.align_corners}"
+                f"{self.branch_order}, {self.num_classes} classes, align_corners={self.align_corners}, "
+                f"resize mode {self.resize_mode}"
             )
             if self.decoder is not None:
                 proj = self.decoder.convs["feature_projection0"].out_channels
@@ -120,6 +129,7 @@ class TFLiteArchitecture:
                 )
         else:
             lines.append(f"head: global average pool -> {self.num_classes}-way logits")
+        lines.append(f"quantization: {QUANTIZATION_SCHEMES[self.quantization]}")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -140,6 +150,7 @@ class TFLiteArchitecture:
             dropout=0.1 if self.kind == "segmentor" else 0.2,  # official keep_prob 0.9 / 0.8
             num_classes=self.num_classes,
             align_corners=self.align_corners,
+            resize_mode=self.resize_mode,  # type: ignore[arg-type]
             tf_same_padding=True,
             bn_eps=BN_EPS,
             bn_momentum=BN_MOMENTUM,
@@ -160,6 +171,31 @@ class TFLiteArchitecture:
         cfg = Config(name=name, model=self.model_config(), data=data, eval=evaluation)
         validate_config(cfg)
         return cfg
+
+
+QUANTIZATION_SCHEMES = {
+    "uint8": "uint8 (per-tensor uint8 weights, int32 biases, uint8 activations: TF1 quantization-aware training)",
+    "int8": "full-integer int8 (per-channel int8 weights, int32 biases, int8 activations, QUANTIZE ops)",
+    "int8_weights": "int8 weights, float activations (weights dequantized on load)",
+    "float": "none (float weights)",
+}
+
+
+def quantization_scheme(graph: TFLiteGraph, convs: list[ConvSpec]) -> str:
+    """The file's quantization scheme (a key of :data:`QUANTIZATION_SCHEMES`), from its convs' tensors."""
+    weights = set()
+    activations = set()
+    for conv in convs:
+        w = graph.tensors[conv.op.inputs[1]]
+        if w.data is None and graph.producer(w.index) is not None:  # DEQUANTIZE-wrapped constant
+            w = graph.tensors[graph.producer(w.index).inputs[0]]
+        weights.add(w.dtype)
+        activations.add(graph.tensors[conv.output].dtype)
+    if weights == {"uint8"} and activations == {"uint8"}:
+        return "uint8"
+    if weights == {"int8"}:
+        return "int8" if activations == {"int8"} else "int8_weights"
+    return "float"
 
 
 def _fmt_list(values: list[float]) -> str:
@@ -302,6 +338,7 @@ def infer_architecture(graph: TFLiteGraph) -> TFLiteArchitecture:
         arch.head_channels = head["aspp0"].out_channels
         arch.aspp_rates = [head[f"atrous_{i}"].dilation for i in range(len(order) - 2)]
         arch.decoder = reader.decoder
+        arch.resize_mode = reader.resize_mode()
         if arch.decoder is not None:
             _check_decoder(arch, reader)
         for name, conv in head.items():
@@ -319,5 +356,7 @@ def infer_architecture(graph: TFLiteGraph) -> TFLiteArchitecture:
             )
         arch.head = {"classifier": reader.read_classifier_head(feat)}
         arch.num_classes = arch.head["classifier"].out_channels
+    convs = [c for layer in layers for c in layer.convs] + list(arch.head.values())
+    arch.quantization = quantization_scheme(graph, convs)
     arch.notes = reader.notes
     return arch

@@ -18,11 +18,14 @@ import torch.nn.functional as F
 
 from segkit.convert.tflite.matcher import implied_activation, op_desc
 from segkit.convert.tflite.reader import TFLiteFormatError, TFLiteGraph, TFLiteOp
+from segkit.models.resize import legacy_resize_bilinear
 
 __all__ = ["legacy_resize_bilinear", "run_graph"]
 
 # The integer range of each quantized dtype that emulate_quantization rounds to.
 _QUANT_LIMITS = {"uint8": (0, 255), "int8": (-128, 127), "int16": (-32768, 32767)}
+# Added before rounding down: a value that is a half on the integer grid, computed a few ulps short, still rounds up.
+_TIE_NUDGE = 1e-9
 # Ops whose output is integer indices, never rounded to a quantization grid.
 _RAW_OUTPUT_OPS = frozenset({"ARG_MAX"})
 
@@ -33,6 +36,9 @@ class _Run:
     def __init__(self, graph: TFLiteGraph, emulate_quantization: bool) -> None:
         self.graph = graph
         self.emulate_quantization = emulate_quantization
+        # float64 when emulating: the 8-bit grid's rounding ties (e.g. a bilinear resize by 4 lands on halves)
+        # must survive the arithmetic to be rounded as the interpreter rounds them
+        self.dtype = torch.float64 if emulate_quantization else torch.float32
         self.values: dict[int, torch.Tensor] = {}
 
     def feed(self, image: np.ndarray) -> None:
@@ -42,13 +48,13 @@ class _Run:
         raw = torch.from_numpy(np.asarray(image).astype(np.float64))
         if t.quant is not None and t.dtype in _QUANT_LIMITS:
             raw = float(t.quant.scale[0]) * (raw - int(t.quant.zero_point[0]))
-        self.values[index] = raw.float()
+        self.values[index] = raw.to(self.dtype)
 
     def value(self, index: int) -> torch.Tensor:
         """A computed tensor, or the real values of a constant one."""
         if index in self.values:
             return self.values[index]
-        return torch.from_numpy(self.graph.constant(index))
+        return torch.from_numpy(self.graph.constant(index)).to(self.dtype)
 
     def optional(self, op: TFLiteOp, position: int) -> torch.Tensor | None:
         """Input ``position`` of ``op`` (e.g. a bias), or None when it is absent or omitted (-1)."""
@@ -77,7 +83,8 @@ class _Run:
         if self.emulate_quantization and t.quant is not None and t.dtype in _QUANT_LIMITS and not t.quant.per_channel:
             s, z = float(t.quant.scale[0]), int(t.quant.zero_point[0])
             lo, hi = _QUANT_LIMITS[t.dtype]
-            x = (torch.clamp(torch.round(x / s) + z, lo, hi) - z) * s
+            # round half up as the interpreter's integer kernels (XNNPACK) do; the nudge keeps exact halves halves
+            x = (torch.clamp(torch.floor(x / s + (0.5 + _TIE_NUDGE)) + z, lo, hi) - z) * s
         return x
 
 
@@ -108,16 +115,51 @@ def _same_pad(x: torch.Tensor, k: tuple[int, int], s: int, d: int) -> torch.Tens
 # -- op handlers: (run, op) -> the op's output, real values, NHWC ------------------------------------
 
 
+def _integer_operands(run: _Run, op: TFLiteOp) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """A quantized conv's input, weights and bias on their integer grids (``q - zero_point``, float64, exact) and
+    the real value of one accumulator unit per output channel (``input scale * weight scale``): the interpreter
+    accumulates these integers exactly, which float products of dequantized values do not."""
+    xt, wt = run.graph.tensors[op.inputs[0]], run.graph.tensors[op.inputs[1]]
+    assert xt.quant is not None and wt.quant is not None and wt.data is not None
+    sx = float(xt.quant.scale[0])
+    x = torch.round(run.value(op.inputs[0]) / sx)  # the input is on its grid already: q - zero_point, exact
+    axis = wt.quant.quantized_dimension if wt.quant.per_channel else 0
+    shape = [1] * wt.data.ndim
+    shape[axis] = -1
+    zw = wt.quant.zero_point.reshape(shape) if wt.quant.per_channel else int(wt.quant.zero_point[0])
+    w = torch.from_numpy(wt.data.astype(np.float64) - zw)
+    unit = torch.from_numpy(sx * np.asarray(wt.quant.scale, np.float64).reshape(-1))
+    bias = None
+    if len(op.inputs) > 2 and op.inputs[2] >= 0:
+        bt = run.graph.tensors[op.inputs[2]]
+        bias = torch.from_numpy(np.asarray(bt.data, np.float64)) if bt.data is not None else None
+    return x, w, bias, unit
+
+
+def _exact_integer_conv(run: _Run, op: TFLiteOp) -> bool:
+    """Emulating quantization, a conv with quantized input, weights and int32 bias runs on the integer grid."""
+    if not run.emulate_quantization:
+        return False
+    ts = [run.graph.tensors[i] for i in op.inputs[:3] if i >= 0]
+    quantized = all(t.quant is not None and t.dtype in (*_QUANT_LIMITS, "int32") for t in ts)
+    return quantized and ts[1].data is not None and (len(ts) < 3 or ts[2].dtype == "int32")
+
+
 def _conv(run: _Run, op: TFLiteOp) -> torch.Tensor:  # CONV_2D, DEPTHWISE_CONV_2D
     o, depthwise = op.options, op.type == "DEPTHWISE_CONV_2D"
-    x = run.value(op.inputs[0]).permute(0, 3, 1, 2)
-    w = run.value(op.inputs[1])
+    if _exact_integer_conv(run, op):
+        x, w, bias, unit = _integer_operands(run, op)
+    else:
+        x, w, bias, unit = run.value(op.inputs[0]), run.value(op.inputs[1]), run.optional(op, 2), None
+    x = x.permute(0, 3, 1, 2)
     w = w.permute(3, 0, 1, 2) if depthwise else w.permute(0, 3, 1, 2)
     stride, dil = o.get("stride_h", 1), o.get("dilation_h_factor", 1)
     if o.get("padding") == "SAME":
         x = _same_pad(x, tuple(w.shape[2:]), stride, dil)
     groups = x.shape[1] if depthwise else 1
-    y = F.conv2d(x, w, run.optional(op, 2), stride, 0, dil, groups).permute(0, 2, 3, 1)
+    y = F.conv2d(x, w, bias, stride, 0, dil, groups).permute(0, 2, 3, 1)
+    if unit is not None:
+        y = y * unit  # integer accumulators to real values (per output channel)
     return _fused(op, y)
 
 
@@ -153,18 +195,6 @@ def _concatenation(run: _Run, op: TFLiteOp) -> torch.Tensor:
     return _fused(op, torch.cat([run.value(i) for i in op.inputs], dim=op.options.get("axis", -1)))
 
 
-def legacy_resize_bilinear(x: torch.Tensor, size: tuple[int, int] | list[int]) -> torch.Tensor:
-    """TF's legacy bilinear resize (align_corners=False, half_pixel_centers=False) of an NCHW tensor.
-
-    Output pixel ``i`` samples the input at ``i * in / out`` (clamped at the last row/column), which
-    no ``F.interpolate`` mode does; it equals an align_corners=True resize of the input with its last
-    row and column repeated, to one more pixel, cropped back.
-    """
-    h, w = int(size[0]), int(size[1])
-    padded = F.pad(x, (0, 1, 0, 1), mode="replicate")
-    return F.interpolate(padded, size=(h + 1, w + 1), mode="bilinear", align_corners=True)[..., :h, :w]
-
-
 def _resize(run: _Run, op: TFLiteOp) -> torch.Tensor:  # RESIZE_BILINEAR (RESIZE_NEAREST_NEIGHBOR: refused)
     o = op.options
     size = [int(v) for v in run.data(op.inputs[1]).reshape(-1)]
@@ -191,7 +221,7 @@ def _arg_max(run: _Run, op: TFLiteOp) -> torch.Tensor:
 
 
 def _to_float(run: _Run, op: TFLiteOp) -> torch.Tensor:  # QUANTIZE, DEQUANTIZE, CAST: values are already real
-    return run.value(op.inputs[0]).float()
+    return run.value(op.inputs[0]).to(run.dtype)
 
 
 def _activation(run: _Run, op: TFLiteOp) -> torch.Tensor:  # RELU, RELU6
@@ -290,4 +320,4 @@ def run_graph(
         if handler is None:
             raise TFLiteFormatError(f"run_graph: {op_desc(graph, op)} is not supported by the reference executor.")
         run.store(op, handler(run, op))
-    return {k: v.numpy() for k, v in run.values.items()}
+    return {k: (v.float() if v.is_floating_point() else v).numpy() for k, v in run.values.items()}

@@ -182,6 +182,13 @@ class HeadMatcher(GraphMatcher):
                 align_corners = self._resize_flags(self.decoder.resizes[0])[0]
         return branches, branch_order, align_corners, logits.out_channels
 
+    def resize_mode(self) -> str:
+        """'tf_legacy' when the graph's bilinear resizes use neither align_corners nor half-pixel centers."""
+        flags = set(self.tail_flags)
+        if self.decoder is not None:
+            flags |= {self._resize_flags(op) for op in self.decoder.resizes}
+        return "tf_legacy" if flags == {(False, False)} else "pytorch"
+
     @staticmethod
     def _resize_flags(op: TFLiteOp) -> tuple[bool, bool]:
         return bool(op.options.get("align_corners")), bool(op.options.get("half_pixel_centers"))
@@ -301,10 +308,8 @@ class HeadMatcher(GraphMatcher):
         align, half = flags.pop()
         if not align and not half:
             self.notes.append(
-                "legacy TF resize (align_corners=False, half_pixel_centers=False) has no PyTorch "
-                "equivalent and no segkit model setting; using align_corners=False (half-pixel centers), which "
-                "samples (s - 1) / (2 s) of an input pixel away for a factor-s upsampling: predictions agree less "
-                "with the interpreter's (docs/official_weights.md)."
+                "legacy TF resize (align_corners=False, half_pixel_centers=False): the model is built with "
+                "model.resize_mode=tf_legacy (output pixel i samples the input at i * in / out)."
             )
         return align
 

@@ -26,7 +26,7 @@ from segkit.errors import SegkitError
 
 __all__ = ["QuantParams", "TFLiteFormatError", "TFLiteGraph", "TFLiteOp", "TFLiteTensor", "load_tflite"]
 
-INSTALL_HINT = "pip install 'segkit[tflite]'  (or: pip install tflite)"
+INSTALL_HINT = "pip install 'segkit-deeplab[tflite]'  (or: pip install tflite)"
 
 # TensorType enum -> numpy dtype (strings/resources/variants have no array form).
 _DTYPES: dict[int, str] = {

@@ -18,11 +18,11 @@ TF's ``logits`` scope), which runs this decoder between its projection and the l
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segkit.models.backbones._base import NormLayer
 from segkit.models.heads.deeplabv3 import _conv_bn_relu, separable_conv_bn_relu
+from segkit.models.resize import ResizeMode, resize_bilinear
 
 __all__ = ["DeepLabV3PlusDecoder"]
 
@@ -38,6 +38,7 @@ class DeepLabV3PlusDecoder(nn.Module):
         separable: depthwise-separable decoder convs (TF's ``decoder_use_separable_conv``, default True);
             False gives two regular 3x3 convs.
         align_corners: bilinear resizing convention of the encoder output (the model's).
+        resize_mode: 'pytorch' or 'tf_legacy' (the model's; :mod:`segkit.models.resize`).
         norm_layer: builds the norm layer from a channel count; default ``nn.BatchNorm2d``.
     """
 
@@ -50,12 +51,14 @@ class DeepLabV3PlusDecoder(nn.Module):
         channels: int = 256,
         separable: bool = True,
         align_corners: bool = True,
+        resize_mode: ResizeMode = "pytorch",
         norm_layer: NormLayer | None = None,
     ) -> None:
         super().__init__()
         norm_layer = norm_layer or nn.BatchNorm2d
         self.separable = separable
         self.align_corners = align_corners
+        self.resize_mode = resize_mode
         self.out_channels = channels
         self.feature_projection0 = _conv_bn_relu(low_level_channels, projection_channels, 1, norm_layer)
         concat = in_channels + projection_channels
@@ -69,6 +72,6 @@ class DeepLabV3PlusDecoder(nn.Module):
     def forward(self, x: Tensor, low_level: Tensor) -> Tensor:
         # x: [N, in_channels, h, w] (encoder, stride 8/16/32); low_level: [N, C_low, H', W'] (stride 4/8/16)
         low = self.feature_projection0(low_level)  # [N, 48, H', W']
-        x = F.interpolate(x, size=low.shape[-2:], mode="bilinear", align_corners=self.align_corners)
+        x = resize_bilinear(x, low.shape[-2:], align_corners=self.align_corners, mode=self.resize_mode)
         x = torch.cat([x, low], dim=1)  # [N, in_channels + 48, H', W'], encoder first as TF
         return self.decoder_conv1(self.decoder_conv0(x))  # [N, channels, H', W']

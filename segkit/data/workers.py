@@ -1,0 +1,45 @@
+"""How many DataLoader worker processes to start: ``data.num_workers``, at most the CPUs this process may use.
+
+More workers than CPUs only contend for them (and PyTorch warns about it once per loader, so twice a training run);
+segkit starts as many as there are CPUs and says so once, in one line.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+from segkit.errors import SegkitWarning
+
+__all__ = ["WorkersClampedWarning", "loader_workers", "usable_cpus"]
+
+_warned: set[tuple[int, int]] = set()
+
+
+class WorkersClampedWarning(SegkitWarning):
+    """``data.num_workers`` exceeds the CPUs this process may use; fewer workers are started."""
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one, else the CPU count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def loader_workers(requested: int) -> int:
+    """``requested`` DataLoader workers, or the number of usable CPUs when that is smaller (one
+    :class:`WorkersClampedWarning` per process and count)."""
+    available = usable_cpus()
+    if requested <= available:
+        return requested
+    if (requested, available) not in _warned:
+        _warned.add((requested, available))
+        warnings.warn(
+            f"data.num_workers={requested} is more than the {available} CPU(s) this process may use: starting "
+            f"{available} DataLoader worker(s); set data.num_workers <= {available} to silence this.",
+            WorkersClampedWarning,
+            stacklevel=2,
+        )
+    return available

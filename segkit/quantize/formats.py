@@ -1,0 +1,42 @@
+"""What ``segkit quantize`` can write, without importing torch: the int8 formats, the file each writes, the format an
+output's name implies, and the error of a request that cannot work."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from segkit.errors import SegkitError
+
+__all__ = ["EXTENSIONS", "FORMATS", "QuantizeError", "quantize_format"]
+
+FORMATS = ("onnx", "openvino", "tflite")
+EXTENSIONS = {"onnx": ".onnx", "openvino": ".xml", "tflite": ".tflite"}  # format -> the extension of its file
+
+
+class QuantizeError(SegkitError, ValueError):
+    """A quantization request that cannot work; the message says what to change."""
+
+
+def quantize_format(out: str | os.PathLike, format: str | None = None) -> str:  # noqa: A002 - mirrors --format
+    """``format``, or the one ``out``'s extension names (.onnx onnx, .xml openvino, .tflite tflite).
+
+    Raises:
+        QuantizeError: ``format`` is unknown, ``out``'s extension is not the one ``format`` writes, or (no
+            ``format``) the extension names none of them.
+    """
+    suffix = Path(out).suffix.lower()
+    if format is None:
+        named = {ext: fmt for fmt, ext in EXTENSIONS.items()}.get(suffix)
+        if named is None:
+            raise QuantizeError(
+                f"cannot tell the int8 format of --out {out}: name it *.onnx (onnx), *.xml (openvino) or *.tflite "
+                f"(tflite), or pass --format {'|'.join(FORMATS)} with its extension."
+            )
+        return named
+    if format not in FORMATS:
+        raise QuantizeError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}.")
+    if suffix != EXTENSIONS[format]:
+        ext = EXTENSIONS[format]
+        raise QuantizeError(f"--format {format} writes a {ext} file, got --out {out}; name the output *{ext}.")
+    return format
