@@ -6,21 +6,24 @@ Models: ``voc_mnv2_os16`` at 513 (random weights), the converted official DeepLa
 ``../shared/data`` holds it; with its own uint8 TFLite file as an extra row), and a width-0.5 OS8
 model at 257. Rows per model: PyTorch eval, ``optimize_for_inference`` fp32, the same under bf16
 autocast (only when the CPU has AMX or AVX512-BF16; with its pixel agreement with fp32), torch.compile
-(``--compile``, slow to compile), ONNX Runtime, OpenVINO (fp32 precision hint) and LiteRT (segkit's
-fp32 export), then the int8 rows: the same weights through segkit's own PTQ (``segkit.quantize``, static
-int8, ``--calib`` calibration images: the VOC sample, else random ones; latency does not depend on them)
-in ONNX Runtime (QDQ), OpenVINO (NNCF) and LiteRT (PT2E, full integer), each with its ratio to the same
+(``--compile``, slow to compile), ONNX Runtime, OpenVINO (fp32 precision hint), LiteRT (segkit's
+fp32 export) and ExecuTorch (XNNPACK delegate), then the int8 rows: the same weights through segkit's own PTQ
+(``segkit.quantize``, static int8, ``--calib`` calibration images: the VOC sample, else random ones; latency does
+not depend on them) in ONNX Runtime (QDQ), OpenVINO (NNCF), LiteRT (PT2E, full integer) and ExecuTorch (PT2E with
+the XNNPACK quantizer), each with its ratio to the same
 runtime's fp32 row (``vs fp32``; the bf16 row's is to optimize_for_inference fp32). Batch 1,
 ``--threads`` (2) threads everywhere; after warm-up, ``--rounds`` interleaved rounds (one call of every
 row, plus fp32 and bf16 GEMM probes, per round); median latency and the paired ratios (median over rounds
 of the ratio within a round) to the fastest row and to the same runtime's fp32 row; ``% of floor`` =
 (MAdds / that round's fp32 or bf16 GEMM rate) / latency (int8 rows: the fp32 floor). The CPU's bf16 and
-int8 (VNNI, AMX) units are printed. JSON rows carry ``runtime`` (pytorch | onnxruntime | openvino | litert)
+int8 (VNNI, AMX) units are printed. JSON rows carry ``runtime`` (pytorch | onnxruntime | openvino | litert | executorch)
 and ``precision`` (fp32 | bf16 | int8). End-to-end images/s: ``segkit infer``'s per-image path
 (decode, protocol, model, label map) over the VOC sample (or synthetic images) with the checkpoint
 (``--fast``) and with the exported runtimes (fp32 and int8).
 ``--quick``: one tiny model (width 0.35 at 65 px), 2 warm-up + 3 rounds (the test runs it). ``--size 257``:
 only the models at that input size. ``--int8 onnx,openvino`` (or ``none``): int8 rows of these formats only.
+``--runtimes onnxruntime,executorch``: fp32 rows of these runtimes only (PyTorch's are always there; default: all,
+ExecuTorch when installed). ``--no-official``: leave the converted official model out.
 """
 
 from __future__ import annotations
@@ -58,10 +61,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--int8",
         type=lambda v: [] if v == "none" else v.split(","),
-        default=list(INT8_FORMATS),
-        help="int8 (segkit PTQ) rows of these formats, comma-separated, or none (default: onnx,openvino,tflite)",
+        default=[f for f in INT8_FORMATS if f != "executorch" or _has_executorch()],
+        help="int8 (segkit PTQ) rows of these formats, comma-separated, or none (default: onnx,openvino,tflite, "
+        "executorch when installed)",
     )
     p.add_argument("--calib", type=int, default=4, help="calibration images of the int8 files (default 4)")
+    p.add_argument(
+        "--runtimes",
+        type=lambda v: v.split(","),
+        default=[r for r in FP32_ROWS if r != "executorch" or _has_executorch()],
+        help=f"fp32 rows of these runtimes, comma-separated (default: {','.join(FP32_ROWS)}; executorch when installed)",
+    )
+    p.add_argument("--no-official", action="store_true", help="leave the converted official model out")
     p.add_argument("--json", type=Path)
     p.add_argument("--markdown", type=Path)
     return p.parse_args(argv)
@@ -98,20 +109,38 @@ ROWS = {
     "ONNX Runtime": ("onnxruntime", "fp32", None),
     "OpenVINO": ("openvino", "fp32", None),
     "LiteRT (segkit fp32 export)": ("litert", "fp32", None),
+    "ExecuTorch (XNNPACK)": ("executorch", "fp32", None),
     "ONNX Runtime int8": ("onnxruntime", "int8", "ONNX Runtime"),
     "OpenVINO int8": ("openvino", "int8", "OpenVINO"),
     "LiteRT int8": ("litert", "int8", "LiteRT (segkit fp32 export)"),
+    "ExecuTorch int8": ("executorch", "int8", "ExecuTorch (XNNPACK)"),
     "official uint8 TFLite (LiteRT)": ("litert", "int8", "LiteRT (segkit fp32 export)"),
 }
 INT8_FORMATS = {
     "onnx": ("ONNX Runtime int8", ".onnx"),
     "openvino": ("OpenVINO int8", ".xml"),
     "tflite": ("LiteRT int8", ".tflite"),
+    "executorch": ("ExecuTorch int8", ".pte"),
 }
+# runtime -> its fp32 row (--runtimes)
+FP32_ROWS = {
+    "onnxruntime": "ONNX Runtime",
+    "openvino": "OpenVINO",
+    "litert": "LiteRT (segkit fp32 export)",
+    "executorch": "ExecuTorch (XNNPACK)",
+}
+
+
+def _has_executorch() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("executorch") is not None
+
+
 INT8_GOAL = 0.6  # issue 13: int8 at most 0.6x the fp32 latency of the same runtime, for the fastest runtime
 
 
-def model_specs(quick: bool) -> list[dict]:
+def model_specs(quick: bool, no_official: bool = False) -> list[dict]:
     if quick:
         return [
             {
@@ -122,7 +151,7 @@ def model_specs(quick: bool) -> list[dict]:
             }
         ]
     specs = [{"name": "voc_mnv2_os16", "config": "voc_mnv2_os16", "set": [], "size": 513}]
-    if OFFICIAL.is_file():
+    if OFFICIAL.is_file() and not no_official:
         specs.append({"name": "official (converted)", "official": True, "size": 513})
     specs.append({"name": "voc_mnv2_os8 w0.5", "config": "voc_mnv2_os8", "set": ["model.width_mult=0.5"], "size": 257})
     return specs
@@ -186,6 +215,7 @@ def images(n: int) -> list[np.ndarray]:
 def bench_model(spec: dict, args: argparse.Namespace, tmp: Path, bf16: str | None) -> dict:
     from segkit.analysis.complexity import count_complexity
     from segkit.export import export_onnx, export_tflite
+    from segkit.export.executorch import export_executorch
     from segkit.models.fuse import optimize_for_inference
     from segkit.runtimes import load_exported
 
@@ -194,17 +224,20 @@ def bench_model(spec: dict, args: argparse.Namespace, tmp: Path, bf16: str | Non
     madds = count_complexity(model, size, device="meta").madds_pytorch
     print(f"[{spec['name']}] {madds / 1e9:.2f}B MAdds at {size}; exporting", flush=True)
     start = time.perf_counter()
-    onnx_path, tfl_path = tmp / f"{len(os.listdir(tmp))}.onnx", tmp / f"{len(os.listdir(tmp))}.tflite"
-    export_onnx(model, onnx_path, input_size=(size, size))
-    export_tflite(model, tfl_path, input_size=(size, size))
+    n_files = len(os.listdir(tmp))
+    onnx_path, tfl_path, pte_path = (tmp / f"{n_files}{ext}" for ext in (".onnx", ".tflite", ".pte"))
+    want = set(args.runtimes)
+    if want & {"onnxruntime", "openvino"}:
+        export_onnx(model, onnx_path, input_size=(size, size))
+    if "litert" in want:
+        export_tflite(model, tfl_path, input_size=(size, size))
+    if "executorch" in want:
+        export_executorch(model, pte_path, input_size=(size, size))
     print(f"[{spec['name']}] exported in {time.perf_counter() - start:.0f} s", flush=True)
     fast = optimize_for_inference(model)
     x = torch.randn(1, 3, size, size)
-    ort, ov, tfl = (
-        load_exported(onnx_path, "onnxruntime", threads=t),
-        load_exported(onnx_path, "openvino", threads=t),
-        load_exported(tfl_path, "litert", threads=t),
-    )
+    paths = {"onnxruntime": onnx_path, "openvino": onnx_path, "litert": tfl_path, "executorch": pte_path}
+    fp32 = {rt: load_exported(paths[rt], rt, threads=t) for rt in FP32_ROWS if rt in want}
     nx, nx_nhwc = x.numpy(), np.ascontiguousarray(x.permute(0, 2, 3, 1).numpy())
 
     def torch_fn(m, autocast=False):
@@ -219,9 +252,9 @@ def bench_model(spec: dict, args: argparse.Namespace, tmp: Path, bf16: str | Non
         fns["optimize_for_inference bf16 autocast"] = torch_fn(fast, autocast=True)
     if args.compile:
         fns["torch.compile (optimize_for_inference)"] = torch_fn(optimize_for_inference(model, compile=True))
-    fns["ONNX Runtime"] = lambda: ort.run_native(nx)
-    fns["OpenVINO"] = lambda: ov.run_native(nx)
-    fns["LiteRT (segkit fp32 export)"] = lambda: tfl.run_native(nx_nhwc)
+    for rt, runner in fp32.items():
+        native = nx_nhwc if rt == "litert" else nx
+        fns[FP32_ROWS[rt]] = lambda runner=runner, native=native: runner.run_native(native)
     int8_runners, int8_errors = {}, {}
     for fmt, path in int8_files(model, size, tmp, args, int8_errors).items():
         runner = load_exported(path, threads=t)
@@ -284,7 +317,8 @@ def bench_model(spec: dict, args: argparse.Namespace, tmp: Path, bf16: str | Non
     pics = images(args.e2e_images)
     if bf16:
         result["bf16_pixel_agreement"] = _bf16_agreement(fast, pics, size, model.segkit_config)
-    runners = {"ONNX Runtime": ort, "OpenVINO": ov, **int8_runners}
+    runners = {FP32_ROWS[rt]: fp32[rt] for rt in ("onnxruntime", "openvino", "executorch") if rt in fp32}
+    runners.update(int8_runners)
     result["end_to_end"] = _end_to_end(fast, runners, pics, size, model.segkit_config)
     return result
 
@@ -329,7 +363,7 @@ def run(args: argparse.Namespace) -> dict:
         f"threads {args.threads}",
         flush=True,
     )
-    specs = [s for s in model_specs(args.quick) if args.quick or args.size in (None, s["size"])]
+    specs = [s for s in model_specs(args.quick, args.no_official) if args.quick or args.size in (None, s["size"])]
     with tempfile.TemporaryDirectory() as tmp:
         models = [bench_model(spec, args, Path(tmp), bf16) for spec in specs]
     return {
@@ -387,6 +421,9 @@ def to_markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    unknown = sorted(set(args.runtimes) - set(FP32_ROWS))
+    if unknown:
+        raise SystemExit(f"--runtimes takes {', '.join(FP32_ROWS)} (comma-separated), got {', '.join(unknown)}.")
     unknown = sorted(set(args.int8) - set(INT8_FORMATS))
     if unknown:
         raise SystemExit(f"--int8 takes {', '.join(INT8_FORMATS)} (comma-separated) or none, got {', '.join(unknown)}.")

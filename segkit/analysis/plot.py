@@ -37,7 +37,13 @@ from segkit.utils.io import atomic_path
 __all__ = ["Point", "figure", "label_boxes", "place_labels", "plot", "points", "titles"]
 
 COLORS = {"MNet V1": "tab:blue", "MNet V2*": "tab:green", "ResNet-101": "tab:red"}
-SHORT = {"pytorch": "PyTorch", "onnxruntime": "ORT", "openvino": "OpenVINO", "litert": "LiteRT"}
+SHORT = {
+    "pytorch": "PyTorch",
+    "onnxruntime": "ORT",
+    "openvino": "OpenVINO",
+    "litert": "LiteRT",
+    "executorch": "ExecuTorch",
+}
 # kind -> (marker, size, legend text)
 STYLE = {
     "paper": ("o", 50, "paper, single scale"),

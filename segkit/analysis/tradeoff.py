@@ -73,7 +73,13 @@ EXTRA: dict[str, str] = {config: network for network, config in EXTRA_ROWS}
 CONFIG_NAMES = sorted([*ROWS, *EXTRA], key=len, reverse=True)  # longest first
 CONVERTED_PREFIX = "tflite_"  # config name of a checkpoint made by ``segkit convert``
 OFFICIAL_ROW = "voc_mnv2_os16"  # the row of the official DeepLab MobileNetV2 VOC file (runtimes.json "official ...")
-RUNTIME_NAMES = {"pytorch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO", "litert": "LiteRT"}
+RUNTIME_NAMES = {
+    "pytorch": "PyTorch",
+    "onnxruntime": "ONNX Runtime",
+    "openvino": "OpenVINO",
+    "litert": "LiteRT",
+    "executorch": "ExecuTorch",
+}
 PRECISION_ORDER = ("fp32", "bf16", "fake-int8", "int8")
 # (row config, converted official weights, precision, runtime, the official int8 file itself rather than segkit's)
 LatencyKey = tuple[str, bool, str, str, bool]

@@ -240,12 +240,12 @@ def add_model_source_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument(
         "--model",
         metavar="FILE",
-        help="an exported .onnx, .tflite or OpenVINO .xml file (segkit's "
+        help="an exported .onnx, .tflite, .pte or OpenVINO .xml file (segkit's "
         "or another's), run in --runtime; a static file implies --resize-longer/--pad-to its size",
     )
     parser.add_argument(
         "--runtime",
         choices=RUNTIMES,
         help="run --model in this runtime (default by extension: .onnx onnxruntime, .xml openvino, "
-        ".tflite litert); with --checkpoint: export it once (cached) and run it there",
+        ".tflite litert, .pte executorch); with --checkpoint: export it once (cached) and run it there",
     )

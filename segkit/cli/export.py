@@ -1,15 +1,17 @@
-"""Export a checkpoint to ONNX or LiteRT (TFLite) and verify the file in its runtime.
+"""Export a checkpoint to ONNX, OpenVINO IR, LiteRT (TFLite) or ExecuTorch and verify the file in its runtime.
 
     segkit export --checkpoint ckpt.pth --format onnx --out model.onnx --input-size 513 513
     segkit export --checkpoint ckpt.pth --format onnx --out model.onnx --dynamic
+    segkit export --checkpoint ckpt.pth --format openvino --out model.xml --input-size 513 513
     segkit export --checkpoint ckpt.pth --format tflite --out model.tflite --input uint8 --output labels
+    segkit export --checkpoint ckpt.pth --format executorch --out model.pte --input-size 513 513
     segkit export --checkpoint ckpt.pth --format web --out site/ --input-size 513 513
     segkit export --checkpoint ckpt.pth --format web --out site/ --model model_int8.onnx
 
 '--input uint8' puts the normalisation inside the graph (RGB uint8 NHWC in); '--output labels' puts the
 argmax inside (a uint8 label map [N, H, W] out). The file carries segkit's metadata (config, class
 names, palette, mean/std, input size, input/output kinds). The export is then run in its runtime
-(onnxruntime / ai-edge-litert) next to the PyTorch model on the '--verify' data (a data-set root;
+(onnxruntime / openvino / ai-edge-litert / executorch) next to the PyTorch model on the '--verify' data (a data-set root;
 default: the config's val split when it is on disk, else segkit's synthetic images), and the max
 |logit difference| (absolute and relative to the logit range) and the pixel agreement are printed.
 
@@ -43,7 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--format", choices=FORMATS, help="default: from the --out extension")
     parser.add_argument(
-        "--out", required=True, type=Path, help="the file to write (.onnx or .tflite), atomically; a folder for web"
+        "--out",
+        required=True,
+        type=Path,
+        help="the file to write (.onnx, .xml with its .bin, .tflite or .pte), atomically; a folder for web",
     )
     size = parser.add_mutually_exclusive_group()
     size.add_argument(
@@ -54,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="H W (or one N for NxN) of a static file, 16..8192 each and at most 2048x2048 pixels; default: the "
         "config's eval.pad_to, else data.crop_size",
     )
-    size.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width (ONNX only)")
+    size.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width (ONNX, OpenVINO)")
     input_help = "float: normalised images (ONNX NCHW, TFLite NHWC); uint8: RGB NHWC, normalised in the graph"
     parser.add_argument("--input", choices=INPUTS, default="float", help=input_help)
     parser.add_argument(
@@ -64,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="logits at the input size (ONNX NCHW, TFLite NHWC) or the uint8 label map (argmax in the graph)",
     )
     written = "; ".join(f"{name} writes {low}..{high}" for name, (low, high) in OPSETS.items())
-    parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET}; {written})")
+    opset_help = f"ONNX opset (default {OPSET}; {written}); OpenVINO: of the ONNX file it converts"
+    parser.add_argument("--opset", type=int, default=OPSET, help=opset_help)
     parser.add_argument(
         "--exporter",
         choices=EXPORTERS,

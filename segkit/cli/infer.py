@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="for a video --input: also write each frame's label map as <name>_labels/<k>.png (palette PNGs)",
     )
+    parser.add_argument(
+        "--no-overlay",
+        action="store_true",
+        help="images: write the label maps only, not <name>_overlay.jpg (its JPEG encoding costs about a forward pass)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     common.add_protocol_arguments(parser)
     return parser
@@ -118,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if is_video(args.input):
         return run_video(args, source, options)
-    result = infer_images(source, args.input, args.output, **options)
+    result = infer_images(source, args.input, args.output, overlay=not args.no_overlay, **options)
     if result.fitted:
         print(
             f"{len(result.fitted)} image(s) larger than the model's fixed input were resized to fit it "
@@ -126,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if result.done:
-        print(f"Wrote label maps and overlays of {result.done} image(s) to {args.output}", file=sys.stderr)
+        what = "label maps" if args.no_overlay else "label maps and overlays"
+        print(f"Wrote {what} of {result.done} image(s) to {args.output}", file=sys.stderr)
     for path in (args.legend, args.json):
         if path is not None:
             print(f"Wrote {path}", file=sys.stderr)

@@ -1,9 +1,9 @@
-"""Int8 quantization of a checkpoint into an ONNX Runtime, OpenVINO or LiteRT file, verified against it.
+"""Int8 quantization of a checkpoint into an ONNX Runtime, OpenVINO, LiteRT or ExecuTorch file, verified against it.
 
 A float checkpoint is calibrated on --calib-data (post-training quantization). A quantization-aware
 training checkpoint (train.qat) converts to LiteRT with its trained ranges, without calibration; ONNX
 and OpenVINO recalibrate its fine-tuned float weights (--calib-data needed). The format follows the
---out extension (.onnx, .xml, .tflite) unless --format names it."""
+--out extension (.onnx, .xml, .tflite, .pte) unless --format names it."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ EXAMPLES = """examples:
   segkit quantize --checkpoint best.pth --calib-data data --out model_int8.onnx          # ONNX Runtime (QDQ)
   segkit quantize --checkpoint best.pth --calib-data data --out model_int8.xml           # OpenVINO (NNCF), + .bin
   segkit quantize --checkpoint best.pth --calib-data data --out model_int8.tflite --input uint8   # LiteRT
+  segkit quantize --checkpoint best.pth --calib-data data --out model_int8.pte           # ExecuTorch (XNNPACK)
   segkit quantize --checkpoint qat/best.pth --out qat_int8.tflite --input-size 160 160   # QAT: no --calib-data
 
 Exit status: 0 written and verified; 1 the verification failed (nothing written); 2 a usage or input error."""
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         required=True,
-        help="the int8 file to write: .onnx, .xml (with its .bin beside it) or .tflite; written only once verified",
+        help="the int8 file to write: .onnx, .xml (with its .bin beside it), .tflite or .pte; written only once verified",
     )
     by_extension = ", ".join(f"{ext} {fmt}" for fmt, ext in EXTENSIONS.items())
     p.add_argument("--format", choices=FORMATS, help=f"int8 format; default: from the --out extension ({by_extension})")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 from segkit.errors import SegkitWarning
 
@@ -28,18 +30,20 @@ def usable_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def loader_workers(requested: int) -> int:
-    """``requested`` DataLoader workers, or the number of usable CPUs when that is smaller (one
-    :class:`WorkersClampedWarning` per process and count)."""
+def loader_workers(requested: int, log: Callable[[str], Any] | None = None) -> int:
+    """``requested`` DataLoader workers, or the number of usable CPUs when that is smaller, said once per process and
+    count: a ``warning: ...`` line through ``log``, else a :class:`WorkersClampedWarning`."""
     available = usable_cpus()
     if requested <= available:
         return requested
     if (requested, available) not in _warned:
         _warned.add((requested, available))
-        warnings.warn(
+        message = (
             f"data.num_workers={requested} is more than the {available} CPU(s) this process may use: starting "
-            f"{available} DataLoader worker(s); set data.num_workers <= {available} to silence this.",
-            WorkersClampedWarning,
-            stacklevel=2,
+            f"{available} DataLoader worker(s); set data.num_workers <= {available} to silence this."
         )
+        if log is not None:
+            log(f"warning: {message}")
+        else:
+            warnings.warn(message, WorkersClampedWarning, stacklevel=2)
     return available

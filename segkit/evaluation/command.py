@@ -38,6 +38,7 @@ from segkit.data.workers import loader_workers
 from segkit.evaluation.evaluator import evaluate, protocol_dict
 from segkit.evaluation.image import label_map
 from segkit.evaluation.metrics import SegMetrics
+from segkit.evaluation.pipeline import BackgroundWriter, prefetch
 from segkit.evaluation.predict import MAX_PIXELS, InferenceError, check_budget, slide_windows
 from segkit.evaluation.protocol import fitted_protocol, fixed_input_size, protocol_name, protocol_record
 from segkit.evaluation.report import (
@@ -195,7 +196,7 @@ def evaluate_model(
         dataset,
         batch_size=1,
         shuffle=False,
-        num_workers=loader_workers(cfg.data.num_workers),  # at most the usable CPUs (one warning)
+        num_workers=loader_workers(cfg.data.num_workers, log),  # at most the usable CPUs (one line)
         pin_memory=device.type == "cuda",
         collate_fn=collate_drop_bad,
     )
@@ -211,17 +212,18 @@ def evaluate_model(
     if save_pred is not None:
         mean, std = cfg.model.input_mean, cfg.model.input_std
         writer = PredictionWriter(save_pred, mean, std, dataset.palette, names, dataset.ignore_index)
-    metrics = evaluate(
-        model,
-        loader,
-        dataset.num_classes,
-        ignore_index=dataset.ignore_index,
-        device=device,
-        protocol=cfg.eval,
-        progress=progress,
-        on_batch=writer,
-        max_pixels=max_pixels,
-    )
+    with BackgroundWriter() as background:  # --save-pred's pictures encoded behind the model, in order
+        metrics = evaluate(
+            model,
+            loader,
+            dataset.num_classes,
+            ignore_index=dataset.ignore_index,
+            device=device,
+            protocol=cfg.eval,
+            progress=progress,
+            on_batch=None if writer is None else lambda *batch: background.submit(writer, *batch),
+            max_pixels=max_pixels,
+        )
     result = EvalResult(
         metrics, names, cfg.data.dataset, split, bad_samples_report=dataset.bad_samples_report(metrics.bad_samples)
     )
@@ -373,12 +375,16 @@ class Segmenter:
         protocol = self.protocol((int(rgb.shape[0]), int(rgb.shape[1])))
         return segment(self.model, rgb, self.cfg, self.device, self.max_pixels, protocol), protocol
 
-    def write(self, folder: Path, stem: str, rgb: np.ndarray, label: np.ndarray) -> tuple[Path, Path]:
-        """Write ``<stem>.png`` (palette label map) and ``<stem>_overlay.jpg`` into ``folder`` (created); their paths."""
+    def write(
+        self, folder: Path, stem: str, rgb: np.ndarray, label: np.ndarray, overlay: bool = True
+    ) -> tuple[Path, Path | None]:
+        """Write ``<stem>.png`` (palette label map) and, with ``overlay``, ``<stem>_overlay.jpg`` into ``folder``
+        (created); their paths (None: no overlay)."""
         folder.mkdir(parents=True, exist_ok=True)
-        png, jpg = folder / f"{stem}.png", folder / f"{stem}_overlay.jpg"
+        png, jpg = folder / f"{stem}.png", (folder / f"{stem}_overlay.jpg" if overlay else None)
         save_label_png(png, label, self.palette)
-        save_overlay(jpg, rgb, label, self.palette, self.names, alpha=self.alpha, contour=self.contour)
+        if jpg is not None:
+            save_overlay(jpg, rgb, label, self.palette, self.names, alpha=self.alpha, contour=self.contour)
         return png, jpg
 
 
@@ -431,6 +437,8 @@ def segment_images(
     legend_path: str | os.PathLike | None = None,
     model_file: str | os.PathLike | None = None,
     log: Log = note,
+    overlay: bool = True,
+    readers: int = 1,
 ) -> InferResult:
     """Write ``<name>.png`` (the label map in the class colours) and ``<name>_overlay.jpg`` (the prediction over the
     image, with class boundaries and a legend) into ``output`` for each image: ``segkit infer``'s work
@@ -446,6 +454,11 @@ def segment_images(
         json_path: write :func:`infer_report` there (atomically), also when nothing was segmented.
         legend_path: write a PNG legend of every class of the model there (:func:`segkit.evaluation.viz.save_legend`).
         model_file: the checkpoint or exported file, recorded in the report (default: the model's ``path``, if any).
+        overlay: also write ``<name>_overlay.jpg`` (False: label maps only; the JPEG encoding costs about as much
+            as an int8 model's forward pass at 513).
+        readers: threads decoding the next images while the model runs (:func:`segkit.evaluation.pipeline.prefetch`;
+            0: in turn); the files are written behind the model by one thread
+            (:class:`segkit.evaluation.pipeline.BackgroundWriter`), in order.
 
     Raises:
         OutputPathError: ``output``, ``json_path`` or ``legend_path`` is an input, is of the wrong kind or not
@@ -467,28 +480,35 @@ def segment_images(
     if legend_path is not None:
         save_legend(legend_path, seg.palette, seg.names)
     records: list[dict[str, Any]] = []
-    bar = tqdm(
-        list(zip(paths, output_names(paths))), desc="infer", unit="img", disable=not progress, dynamic_ncols=True
-    )
-    for path, stem in bar:
-        record: dict[str, Any] = {"input": str(path)}
-        records.append(record)
-        try:
-            image = read_image(path)  # RGB uint8 [H, W, 3]
-            record["size"] = [int(image.shape[0]), int(image.shape[1])]
-            label, protocol = seg.label(image)
-        except (DatasetError, InferenceError) as exc:  # unreadable, or over the pixel budget: skip it, go on
-            reason = (
-                _read_reason(exc) if isinstance(exc, DatasetError) else f"{image.shape[1]}x{image.shape[0]} px: {exc}"
-            )
-            result.failed.append((path, reason))
-            record["skipped"] = reason
-            log(f"warning: skipping {path}: {reason}")
-            continue
-        if protocol is not cfg.eval:
-            result.fitted.append(path)
-        png, jpg = seg.write(out, stem, image, label)
-        record.update(protocol=protocol_name(protocol), label_map=png.name, overlay=jpg.name)
+    items = list(zip(paths, output_names(paths)))
+    bar = tqdm(total=len(items), desc="infer", unit="img", disable=not progress, dynamic_ncols=True)
+    # decode the next images while the model runs; encode the outputs behind it (segkit.evaluation.pipeline)
+    with BackgroundWriter() as writer:
+        for (path, stem), fetched in prefetch(lambda item: read_image(item[0]), items, workers=readers):
+            bar.update()
+            record: dict[str, Any] = {"input": str(path)}
+            records.append(record)
+            image = fetched.value  # RGB uint8 [H, W, 3]
+            try:
+                if fetched.error is not None:
+                    raise fetched.error
+                record["size"] = [int(image.shape[0]), int(image.shape[1])]
+                label, protocol = seg.label(image)
+            except (DatasetError, InferenceError) as exc:  # unreadable, or over the pixel budget: skip it, go on
+                reason = (
+                    _read_reason(exc)
+                    if isinstance(exc, DatasetError)
+                    else f"{image.shape[1]}x{image.shape[0]} px: {exc}"
+                )
+                result.failed.append((path, reason))
+                record["skipped"] = reason
+                log(f"warning: skipping {path}: {reason}")
+                continue
+            if protocol is not cfg.eval:
+                result.fitted.append(path)
+            writer.submit(seg.write, out, stem, image, label, overlay)
+            jpg = f"{stem}_overlay.jpg" if overlay else None
+            record.update(protocol=protocol_name(protocol), label_map=f"{stem}.png", overlay=jpg)
     bar.close()
     result.report = infer_report(seg, result, records, model_file)
     if json_path is not None:

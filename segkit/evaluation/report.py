@@ -44,7 +44,7 @@ __all__ = [
 REPORT_MODEL_FIELDS = ("backbone", "width_mult", "output_stride", "aspp", "decoder", "num_classes")
 # what ran the model (the ``precision`` / ``runtime`` of a report; a model object may carry both attributes)
 PRECISIONS = ("fp32", "bf16", "int8", "fake-int8")
-RUNTIMES = ("pytorch", "onnxruntime", "openvino", "litert")
+RUNTIMES = ("pytorch", "onnxruntime", "openvino", "litert", "executorch")
 
 
 def _num(x: float) -> float | None:

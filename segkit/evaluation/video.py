@@ -14,7 +14,10 @@ PyAV is imported only when a video is read, so the rest of segkit works without 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,7 +38,7 @@ from segkit.evaluation.protocol import protocol_name
 from segkit.evaluation.report import format_report_json
 from segkit.evaluation.style import DEFAULT_ALPHA, DEFAULT_CONTOUR
 from segkit.evaluation.viz import overlay, save_legend
-from segkit.utils.io import atomic_path, atomic_write_text, check_output
+from segkit.utils.io import OutputPathError, atomic_path, atomic_write_text, check_output
 
 __all__ = [
     "VIDEO_SUFFIXES",
@@ -245,6 +248,11 @@ class _OverlayEncoder:
 
     def __init__(self, path: Path, width: int, height: int, rate: Fraction) -> None:
         av = _av()
+        if "libx264" not in av.codecs_available:
+            raise VideoError(
+                "this PyAV's FFmpeg has no H.264 encoder (libx264) to write the overlay video; install PyAV's wheel "
+                "from PyPI, which bundles it: pip install --force-reinstall av"
+            )
         self.av = av
         self.container = av.open(str(path), "w", format="mp4")
         self.stream = self.container.add_stream("libx264", rate=rate)
@@ -317,13 +325,18 @@ def segment_video(
     for flag, extra in (("--json", json_path), ("--legend", legend_path)):
         if extra is not None:
             check_output(extra, inputs=inputs, flag=flag)
+    folder = out / f"{path.stem}{LABELS_SUFFIX}"
+    if labels and folder.exists() and not folder.is_dir():
+        raise OutputPathError(
+            f"--frame-labels writes the folder {folder}, which is an existing file; move it, or leave out --frame-labels."
+        )
     check_protocol(cfg.eval, max_pixels)
     info = open_video(path)  # nothing is written or logged for a video that cannot be read
     fit_proto = seg.fit_protocol()
     result = VideoResult(
         input=path,
         overlay=out / f"{path.stem}{OVERLAY_SUFFIX}",
-        labels=out / f"{path.stem}{LABELS_SUFFIX}" if labels else None,
+        labels=folder if labels else None,
         size=(info.height, info.width),
         rate=info.rate,
         protocol=seg.describe(),
@@ -348,22 +361,14 @@ def segment_video(
         save_legend(legend_path, seg.palette, seg.names)
     start = time.perf_counter()
     bar = tqdm(total=info.frames or None, desc="infer", unit="frame", disable=not progress, dynamic_ncols=True)
+    created = not out.exists()
     try:
         first_label = _label(seg, first, result, path)  # over the pixel budget: refused before anything is written
-        with atomic_path(result.overlay) as tmp:
-            encoder = _OverlayEncoder(tmp, info.width, info.height, info.rate)
-            done = False
-            try:
-                for rgb, label in _labelled(seg, result, path, first, first_label, frames):
-                    if result.labels is not None:
-                        _save_frame_label(result.labels / f"{result.frames:06d}.png", label, seg.palette)
-                    blended = overlay(rgb, label, seg.palette, seg.names, seg.alpha, contour=seg.contour)
-                    encoder.add(np.asarray(blended)[: rgb.shape[0], : rgb.shape[1]])  # the frame, not the legend
-                    result.frames += 1
-                    bar.update(1)
-                done = True
-            finally:
-                encoder.close(flush=done)
+        _write_outputs(seg, result, _labelled(seg, result, path, first, first_label, frames), bar)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a video that fails midway leaves no empty output folder behind
+        raise
     finally:
         frames.close()
         bar.close()
@@ -406,10 +411,42 @@ def _label(seg: Segmenter, rgb: np.ndarray, result: VideoResult, path: Path) -> 
     return label
 
 
-def _save_frame_label(png: Path, label: np.ndarray, palette: np.ndarray) -> None:
-    """A frame's palette PNG, written under a temporary name and renamed (no fsync per frame: the video is the
-    command's atomic output; a crash leaves whole PNGs or none)."""
-    png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png.with_name(f".{png.name}.tmp")
-    label_image(label, palette).save(tmp, format="PNG")
-    os.replace(tmp, png)
+def _write_outputs(
+    seg: Segmenter, result: VideoResult, frames: Iterator[tuple[np.ndarray, np.ndarray]], bar: tqdm
+) -> None:
+    """Encode every frame's overlay into ``result.overlay`` and, when asked, write its label map into
+    ``result.labels``: both staged beside their targets and moved into place only when every frame is done (the
+    label maps first, the video last), so a failure midway leaves the previous outputs, or none, as they were."""
+    height, width = result.size
+    with atomic_path(result.overlay) as tmp, _staged_folder(result.labels) as stage:
+        encoder = _OverlayEncoder(tmp, width, height, result.rate)
+        done = False
+        try:
+            for rgb, label in frames:
+                if stage is not None:
+                    label_image(label, seg.palette).save(stage / f"{result.frames:06d}.png", format="PNG")
+                blended = overlay(rgb, label, seg.palette, seg.names, seg.alpha, contour=seg.contour)
+                encoder.add(np.asarray(blended)[:height, :width])  # the frame, without the legend beside it
+                result.frames += 1
+                bar.update(1)
+            done = True
+        finally:
+            encoder.close(flush=done)
+
+
+@contextlib.contextmanager
+def _staged_folder(folder: Path | None) -> Iterator[Path | None]:
+    """A hidden folder beside ``folder`` whose files move into ``folder`` (created; same-named files replaced) when
+    the block succeeds; removed in every case. None for None."""
+    if folder is None:
+        yield None
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        yield stage
+        folder.mkdir(exist_ok=True)
+        for item in sorted(stage.iterdir()):
+            os.replace(item, folder / item.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

@@ -34,6 +34,7 @@ _EXPORTS = {
     "export_format": "segkit.export.command",
     "export_model": "segkit.export.command",
     "export_onnx": "segkit.export.onnx",
+    "export_openvino": "segkit.export.openvino",
     "export_tflite": "segkit.export.tflite",
     "load_for_tools": "segkit.export.cache",
     "model_metadata": "segkit.runtimes.metadata",

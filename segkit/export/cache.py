@@ -69,6 +69,9 @@ def cache_plan(model: Any, eval_cfg: Any) -> CachePlan:
     return CachePlan("dynamo" if has_tf_same_padding(model) else "torchscript", None)
 
 
+STATIC_FORMATS = {"litert": "tflite", "executorch": "pte"}  # runtime -> its static file's format (else ONNX)
+
+
 def cached_export(
     checkpoint: str | os.PathLike,
     runtime: str,
@@ -96,10 +99,10 @@ def cached_export(
     model_overrides = {k: v for k, v in overrides.items() if k.startswith("model.")}
     protocol = {k: v for k, v in overrides.items() if k in _PROTOCOL_KEYS}
     stat = ckpt.stat()
-    fmt = "tflite" if runtime == "litert" else "onnx"
-    if fmt == "tflite" and not input_size:
+    fmt = STATIC_FORMATS.get(runtime, "onnx")
+    if fmt != "onnx" and not input_size:
         raise ExportedModelError(
-            "--runtime litert on a checkpoint needs a static size: add --pad-to N (and "
+            f"--runtime {runtime} on a checkpoint needs a static size: add --pad-to N (and "
             "--resize-longer N), or use --runtime onnxruntime / openvino."
         )
     key = json.dumps(
@@ -165,6 +168,10 @@ def _export_into_cache(
             if out.suffix == ".onnx":
                 size = plan.size or (65, 65)
                 export_onnx(model, staged.path, input_size=size, dynamic=plan.size is None, exporter=plan.exporter)
+            elif out.suffix == ".pte":
+                from segkit.export.executorch import export_executorch
+
+                export_executorch(model, staged.path, input_size=(input_size, input_size))
             else:
                 export_tflite(model, staged.path, input_size=(input_size, input_size))
         # dynamic: two sizes of either parity (TF 'SAME' padding differs); static: the images fitted to its size
@@ -201,7 +208,7 @@ def load_for_tools(
     overrides = dict(overrides or {})
     if model_path is None:
         size = overrides.get("eval.pad_to") or overrides.get("eval.resize_longer")
-        if runtime == "litert" and not size:
+        if runtime in STATIC_FORMATS and not size:
             from segkit.checkpoint.load import load_model
 
             eval_cfg = load_model(checkpoint, config=config, device="cpu").segkit_config.eval

@@ -27,6 +27,8 @@ from segkit.export.tflite import DYNAMIC_REFUSED, export_tflite
 from segkit.export.verify import AGREE_MIN, REL_MAX, VerifyReport, find_verification_images, verify
 from segkit.utils.io import check_output, staged_output
 
+ONNX_BASED = ("onnx", "openvino")  # formats written through the ONNX exporter (opset, exporter apply)
+
 __all__ = ["EXTENSIONS", "FORMATS", "ExportReport", "export_checkpoint", "export_format", "export_model"]
 
 
@@ -50,10 +52,20 @@ def export_format(path: str | os.PathLike, format: str | None = None) -> str:  #
 
 
 def export_model(model: nn.Module, path: str | os.PathLike, format: str | None = None, **kwargs: Any) -> dict:  # noqa: A002
-    """Export ``model`` to ``format`` ("onnx" | "tflite"; default: from the file extension); returns the metadata
-    written. ``kwargs`` go to :func:`~segkit.export.onnx.export_onnx` or :func:`~segkit.export.tflite.export_tflite`.
+    """Export ``model`` to ``format`` ("onnx" | "openvino" | "tflite" | "executorch"; default: from the file extension);
+    returns the metadata written. ``kwargs`` go to :func:`~segkit.export.onnx.export_onnx`,
+    :func:`~segkit.export.openvino.export_openvino`, :func:`~segkit.export.tflite.export_tflite` or
+    :func:`~segkit.export.executorch.export_executorch`.
     """
     fmt = export_format(path, format)
+    if fmt == "executorch":
+        from segkit.export.executorch import export_executorch
+
+        return export_executorch(model, path, **kwargs)
+    if fmt == "openvino":  # an .xml with its .bin, converted from the ONNX export
+        from segkit.export.openvino import export_openvino
+
+        return export_openvino(model, path, **kwargs)
     return (export_onnx if fmt == "onnx" else export_tflite)(model, path, **kwargs)
 
 
@@ -164,11 +176,11 @@ def export_checkpoint(
     Args:
         checkpoint: a segkit checkpoint, or a bare state dict with ``config``.
         out: the file to write (atomically); its extension gives the format unless ``format`` does.
-        format: "onnx" or "tflite" (:data:`FORMATS`).
+        format: "onnx", "openvino" (an .xml with its .bin), "tflite" or "executorch" (:data:`FORMATS`).
         input_size: H W (or one N for NxN) of a static file; default: the config's eval.pad_to, else data.crop_size.
-        dynamic: dynamic batch, height and width (ONNX only).
+        dynamic: dynamic batch, height and width (ONNX and OpenVINO only).
         input, output: see :func:`~segkit.export.onnx.export_onnx`.
-        opset, exporter: ONNX only.
+        opset, exporter: ONNX, and the ONNX file an OpenVINO IR is converted from.
         verify_root: data-set root of the verification images; default: the config's data.root when it is on
             disk, else segkit's synthetic images.
         verify_images: how many images are verified (at least 1).
@@ -190,19 +202,24 @@ def export_checkpoint(
 
     out = Path(out)
     fmt = export_format(out, format)
-    if fmt == "tflite" and dynamic:
-        raise ExportError(DYNAMIC_REFUSED)
-    if fmt == "onnx":
+    if dynamic and fmt in ("tflite", "executorch"):
+        from segkit.export.executorch import DYNAMIC_REFUSED as EXECUTORCH_DYNAMIC
+
+        raise ExportError(DYNAMIC_REFUSED if fmt == "tflite" else EXECUTORCH_DYNAMIC)
+    if fmt in ONNX_BASED:
         check_opset(opset, exporter)
     _check_verify_options(verify_root, verify_images, skip_verify)
     check_output(out, inputs=_export_inputs(checkpoint, config, verify_root), flag="--out")
+    if fmt == "openvino":  # its weights land beside it
+        bin_inputs = _export_inputs(checkpoint, config, verify_root)
+        check_output(out.with_suffix(".bin"), inputs=bin_inputs, flag="--out (its .bin)")
     refuse_qat_checkpoint(checkpoint, config, overrides)  # before its fake-quant graph is prepared (~10 s)
     model = load_model(checkpoint, config=config, overrides=overrides, device="cpu")
     _refuse_classifier(model, checkpoint)
     cfg = model.segkit_config
     size = _input_size(input_size, cfg)
     images, source = ([], "") if skip_verify else _verification_data(verify_root, cfg, verify_images)
-    onnx_only = {"opset": opset, "exporter": exporter} if fmt == "onnx" else {}
+    onnx_only = {"opset": opset, "exporter": exporter} if fmt in ONNX_BASED else {}
     with staged_output(out) as staged:
         what, note = _export_step(out, fmt, size, dynamic, exporter)
         with timed_step(what, note, enabled=fmt != "onnx" or exporter == "dynamo"):  # the tracer takes ~1-2 s
@@ -215,6 +232,10 @@ def export_checkpoint(
             staged.keep = report.written = report.passed()
     if log is not None and report.written:
         log(report.line())
+        if fmt == "executorch":  # which ops the XNNPACK partitioner left to the portable kernels
+            from segkit.export.executorch import delegation_line
+
+            log(delegation_line(meta))
     return report
 
 
@@ -244,9 +265,10 @@ def _verification_data(verify_root: str | os.PathLike | None, cfg: Any, limit: i
 def _export_step(out: Path, fmt: str, size: tuple[int, int], dynamic: bool, exporter: str) -> tuple[str, str]:
     """What :func:`~segkit.export.progress.timed_step` says while the file is exported, and how long it takes."""
     shape = "dynamic H, W" if dynamic else f"{size[0]}x{size[1]}"
-    what = f"exporting {out.name} ({fmt}, {shape}{f', {exporter} exporter' if fmt == 'onnx' else ''})"
+    via = {"onnx": f", {exporter} exporter", "openvino": f", via ONNX, {exporter} exporter"}.get(fmt, "")
+    what = f"exporting {out.name} ({fmt}, {shape}{via})"
     note = ""
-    if fmt == "onnx" and dynamic and exporter == "dynamo":
+    if fmt in ONNX_BASED and dynamic and exporter == "dynamo":
         note = (
             " (minutes on a CPU: ~20 s for MobileNetV2 + DeepLabV3, ~150 s with TF 'SAME' padding; "
             "--exporter torchscript takes ~1 s where the model has no TF 'SAME' padding)"

@@ -15,8 +15,9 @@ __all__ = [
     "OUTPUTS",
 ]
 
-FORMATS = ("onnx", "tflite", "web")  # web: a folder (page, script, ONNX model, onnxruntime-web): segkit.export.web
-EXTENSIONS = {".onnx": "onnx", ".tflite": "tflite"}  # file extension -> format
+# openvino: an .xml with its .bin beside it; web: a folder (page, script, ONNX model, onnxruntime-web)
+FORMATS = ("onnx", "openvino", "tflite", "executorch", "web")
+EXTENSIONS = {".onnx": "onnx", ".xml": "openvino", ".tflite": "tflite", ".pte": "executorch"}  # extension -> format
 
 INPUTS = ("float", "uint8")  # float: normalised images; uint8: RGB NHWC, normalised in the graph
 OUTPUTS = ("logits", "labels")  # logits at the input size, or the uint8 label map (argmax in the graph)

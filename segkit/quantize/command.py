@@ -32,7 +32,7 @@ def _require_calibration(fmt: str, qat: bool) -> None:
         f"--calib-data ROOT is required for --format {fmt} of a "
         + (
             "quantization-aware training checkpoint: only LiteRT (--format tflite) takes its trained ranges; "
-            "ONNX and OpenVINO recalibrate its fine-tuned float weights on those images."
+            "ONNX, OpenVINO and ExecuTorch recalibrate its fine-tuned float weights on those images."
             if qat
             else "float checkpoint: post-training quantization calibrates on its images (a quantization-aware "
             "training checkpoint converts to --format tflite without them)."
@@ -107,7 +107,11 @@ def quantize_checkpoint(
     options = dict(format=format, input_size=size, input=input, output=output, progress=progress)
     # written and verified beside ``out``, renamed onto it only when the verification passed
     with staged_output(out) as staged:
-        (quantize_qat if qat else quantize_model)(model, staged.path, images, **options)
+        meta = (quantize_qat if qat else quantize_model)(model, staged.path, images, **options)
+        if format == "executorch":  # which ops the XNNPACK partitioner left to the portable kernels
+            from segkit.export.executorch import delegation_line
+
+            log(delegation_line(meta))
         report = verify_int8(model, staged.path, check)
         report.path = str(out)
         report.reference = "fake-int8" if qat else "fp32"  # a QAT checkpoint loads as its fake-quantized model

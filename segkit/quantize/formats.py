@@ -10,8 +10,9 @@ from segkit.errors import SegkitError
 
 __all__ = ["EXTENSIONS", "FORMATS", "QuantizeError", "quantize_format"]
 
-FORMATS = ("onnx", "openvino", "tflite")
-EXTENSIONS = {"onnx": ".onnx", "openvino": ".xml", "tflite": ".tflite"}  # format -> the extension of its file
+FORMATS = ("onnx", "openvino", "tflite", "executorch")
+# format -> the extension of its file
+EXTENSIONS = {"onnx": ".onnx", "openvino": ".xml", "tflite": ".tflite", "executorch": ".pte"}
 
 
 class QuantizeError(SegkitError, ValueError):
@@ -19,7 +20,7 @@ class QuantizeError(SegkitError, ValueError):
 
 
 def quantize_format(out: str | os.PathLike, format: str | None = None) -> str:  # noqa: A002 - mirrors --format
-    """``format``, or the one ``out``'s extension names (.onnx onnx, .xml openvino, .tflite tflite).
+    """``format``, or the one ``out``'s extension names (.onnx onnx, .xml openvino, .tflite tflite, .pte executorch).
 
     Raises:
         QuantizeError: ``format`` is unknown, ``out``'s extension is not the one ``format`` writes, or (no
@@ -29,9 +30,10 @@ def quantize_format(out: str | os.PathLike, format: str | None = None) -> str:  
     if format is None:
         named = {ext: fmt for fmt, ext in EXTENSIONS.items()}.get(suffix)
         if named is None:
+            names = ", ".join(f"*{ext} ({fmt})" for fmt, ext in EXTENSIONS.items())
             raise QuantizeError(
-                f"cannot tell the int8 format of --out {out}: name it *.onnx (onnx), *.xml (openvino) or *.tflite "
-                f"(tflite), or pass --format {'|'.join(FORMATS)} with its extension."
+                f"cannot tell the int8 format of --out {out}: name it {names}, or pass --format "
+                f"{'|'.join(FORMATS)} with its extension."
             )
         return named
     if format not in FORMATS:

@@ -3,7 +3,8 @@
 Weights are int8 per output channel, activations int8/uint8 per tensor with ranges calibrated on real
 images. ONNX: fp32 export -> ``quant_pre_process`` -> ``quantize_static`` (QDQ). OpenVINO: the fp32
 ONNX graph -> ``nncf.quantize``. LiteRT: ``torch.export`` -> torchao ``prepare_pt2e`` with litert-torch's
-``PT2EQuantizer`` -> calibration -> ``convert_pt2e`` -> ``litert_torch.convert`` (full integer).
+``PT2EQuantizer`` -> calibration -> ``convert_pt2e`` -> ``litert_torch.convert`` (full integer). ExecuTorch: the same
+PT2E steps with ExecuTorch's ``XNNPACKQuantizer``, lowered to the XNNPACK delegate (:mod:`segkit.quantize.executorch`).
 """
 
 from __future__ import annotations
@@ -34,12 +35,15 @@ PIP_NAMES = {
     "torchao": "torchao",
     "litert_torch": "litert-torch",
     "ai_edge_litert": "ai-edge-litert",
+    "executorch": "executorch",
 }
 PACKAGES = {
     "onnx": ("onnx", "onnxscript", "onnxruntime"),
     "openvino": ("onnx", "onnxscript", "openvino", "nncf"),
     "tflite": ("torchao", "litert_torch", "ai_edge_litert"),
+    "executorch": ("torchao", "executorch"),
 }
+EXTRAS = {"executorch": "executorch"}  # format -> the extra that installs its packages (default: deploy)
 QAT_PACKAGES = ("torchao", "litert_torch")  # loading a QAT checkpoint prepares its PT2E graph
 
 
@@ -63,8 +67,9 @@ def require_packages(fmt: str, qat: bool = False) -> None:
             missing.append(PIP_NAMES[name])
     if missing:
         what = f"--format {fmt}" + (" of a quantization-aware training checkpoint" if qat else "")
+        install = INSTALL.replace("[deploy]", f"[{EXTRAS.get(fmt, 'deploy')}]")
         raise QuantizeError(
-            f"{what} needs {', '.join(repr(m) for m in missing)}, not installed: {INSTALL} "
+            f"{what} needs {', '.join(repr(m) for m in missing)}, not installed: {install} "
             f"(or pip install {' '.join(missing)})."
         )
 
@@ -120,13 +125,17 @@ def quantize_model(
     _check(format, path, images)
     require_packages(format)
     path.parent.mkdir(parents=True, exist_ok=True)
-    layout = "nhwc" if format == "tflite" else "nchw"
+    layout = "nhwc" if format == "tflite" else "nchw"  # ExecuTorch: NCHW, as the PyTorch model
     wrapper = ExportWrapper(model, input=input, output=output, layout=layout).eval()
     feeds = [_as_input(item["image"], input, wrapper.mean_rgb, wrapper.std_rgb, layout) for item in images]
     extra = {"precision": "int8", "quantization": quantization, "num_calib": len(images)}
     if format == "tflite":
         with quiet_libraries():  # litert-torch and LiteRT's C++ log lines
             return _tflite(model, wrapper, path, feeds, input_size, input, output, extra)
+    if format == "executorch":
+        from segkit.quantize.executorch import quantize_executorch
+
+        return quantize_executorch(model, wrapper, path, feeds, input_size, input, output, extra)
     with tempfile.TemporaryDirectory(prefix="segkit-int8-") as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         from segkit.export import export_onnx

@@ -1,4 +1,4 @@
-"""Thin sessions over ONNX Runtime, OpenVINO and the LiteRT interpreter: numpy in, numpy out."""
+"""Thin sessions over ONNX Runtime, OpenVINO, the LiteRT interpreter and ExecuTorch's runtime: numpy in, numpy out."""
 
 from __future__ import annotations
 
@@ -11,15 +11,26 @@ from segkit.evaluation.predict import InferenceError
 from segkit.runtimes.names import BY_EXTENSION, RUNTIMES
 from segkit.utils.quiet import quiet_libraries
 
-ACCEPTS = {"onnxruntime": (".onnx",), "openvino": (".onnx", ".xml"), "litert": (".tflite",)}
-PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "litert": "ai-edge-litert"}
+ACCEPTS = {"onnxruntime": (".onnx",), "openvino": (".onnx", ".xml"), "litert": (".tflite",), "executorch": (".pte",)}
+PACKAGES = {
+    "onnxruntime": "onnxruntime",
+    "openvino": "openvino",
+    "litert": "ai-edge-litert",
+    "executorch": "executorch",
+}
+EXTRAS = {"executorch": "executorch"}  # runtime -> the extra that installs it (default: deploy)
 
 
 class ExportedModelError(InferenceError):
     """A file cannot be loaded or run in a runtime; the one-line message says what to change."""
 
 
-KINDS = {"onnxruntime": "an ONNX", "openvino": "an ONNX or OpenVINO IR", "litert": "a LiteRT (.tflite)"}
+KINDS = {
+    "onnxruntime": "an ONNX",
+    "openvino": "an ONNX or OpenVINO IR",
+    "litert": "a LiteRT (.tflite)",
+    "executorch": "an ExecuTorch (.pte)",
+}
 REEXPORT = "re-export it (segkit export, or segkit quantize for int8) or copy it again"
 
 
@@ -43,7 +54,8 @@ def _dims(shape: Any) -> tuple[int | None, ...] | None:
 
 def _missing(runtime: str, exc: ImportError) -> ExportedModelError:
     return ExportedModelError(
-        f"--runtime {runtime} needs the '{PACKAGES[runtime]}' package ({exc}); pip install 'segkit-deeplab[deploy]'."
+        f"--runtime {runtime} needs the '{PACKAGES[runtime]}' package ({exc}); "
+        f"pip install 'segkit-deeplab[{EXTRAS.get(runtime, 'deploy')}]'."
     )
 
 
@@ -173,6 +185,57 @@ class LiteRtSession(Session):
         return y.copy()
 
 
+# ExecuTorch's ScalarType codes (c10) -> numpy; object: a type no image is
+_ET_DTYPES = {
+    0: np.uint8,
+    1: np.int8,
+    2: np.int16,
+    3: np.int32,
+    4: np.int64,
+    5: np.float16,
+    6: np.float32,
+    7: np.float64,
+}
+
+
+class ExecuTorchSession(Session):
+    """The ``forward`` method of an ExecuTorch program (.pte) in ExecuTorch's Python runtime (XNNPACK and portable
+    kernels). ``threads`` sets the size of the runtime's one process-wide thread pool."""
+
+    def __init__(self, path: Path, threads: int | None) -> None:
+        try:
+            with quiet_libraries():
+                import torch
+                from executorch.extension.pybindings import portable_lib
+                from executorch.runtime import Runtime
+        except ImportError as exc:
+            raise _missing("executorch", exc) from exc
+        self._torch = torch
+        if threads and portable_lib._threadpool_get_thread_count() != threads:
+            portable_lib._unsafe_reset_threadpool(int(threads))
+        with quiet_libraries():  # cpuinfo lines as XNNPACK starts
+            program = Runtime.get().load_program(path)
+            if "forward" not in program.method_names:
+                raise ExportedModelError(
+                    f"{path.name} is an ExecuTorch program without a 'forward' method (it has "
+                    f"{', '.join(sorted(program.method_names)) or 'none'}); {REEXPORT}."
+                )
+            self.method = program.load_method("forward")
+        meta = self.method.metadata
+        self.num_inputs, self.num_outputs = meta.num_inputs(), meta.num_outputs()
+        if not self.num_inputs or not self.num_outputs:
+            return
+        inp, out = meta.input_tensor_meta(0), meta.output_tensor_meta(0)
+        self.input_shape = tuple(int(d) for d in inp.sizes())
+        self.output_shape = tuple(int(d) for d in out.sizes())
+        self.input_dtype = np.dtype(_ET_DTYPES.get(int(inp.dtype()), object))
+        self.output_dtype = np.dtype(_ET_DTYPES.get(int(out.dtype()), object))
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        y = self.method.execute([self._torch.from_numpy(np.ascontiguousarray(x))])[0]
+        return y.numpy().copy()  # the output lives in the program's planned memory, reused by the next run
+
+
 def open_session(path: Path, runtime: str, threads: int | None, precision: str = "f32") -> Session:
     """The session of ``runtime`` for ``path`` (checked: the runtime reads that kind of file)."""
     if runtime not in RUNTIMES:
@@ -189,6 +252,8 @@ def open_session(path: Path, runtime: str, threads: int | None, precision: str =
             return OrtSession(path, threads)
         if runtime == "openvino":
             return OpenVinoSession(path, threads, precision)
+        if runtime == "executorch":
+            return ExecuTorchSession(path, threads)
         return LiteRtSession(path, threads)
     except ExportedModelError:
         raise

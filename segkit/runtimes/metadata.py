@@ -1,6 +1,7 @@
-"""Metadata carried inside an exported file: ONNX ``metadata_props`` or a TFLite ``Metadata`` buffer.
+"""Metadata carried inside an exported file: ONNX ``metadata_props``, a TFLite ``Metadata`` buffer or an ExecuTorch
+program's ``segkit_metadata`` method.
 
-Both hold one entry ``"segkit"``: a JSON object with the config name (and the whole config), class
+Each holds one entry ``"segkit"``: a JSON object with the config name (and the whole config), class
 names, palette, mean/std, input size, input/output kinds and layout, and the segkit version. ONNX
 also gets the main fields as separate readable keys.
 """
@@ -15,6 +16,7 @@ from typing import Any
 from torch import nn
 
 KEY = "segkit"
+PTE_METADATA_METHOD = "segkit_metadata"  # an ExecuTorch program's method returning the JSON text as uint8
 
 
 def segkit_version() -> str:
@@ -143,7 +145,7 @@ def _tflite_metadata(path: Path) -> dict[str, Any] | None:
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The segkit metadata of an exported .onnx / .tflite / OpenVINO .xml file; None when it has none."""
+    """The segkit metadata of an exported .onnx / .tflite / .pte / OpenVINO .xml file; None when it has none."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".tflite":
@@ -156,6 +158,8 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
             if prop.key == KEY:
                 return json.loads(prop.value)
         return None
+    if suffix == ".pte":
+        return _pte_metadata(path)
     if suffix == ".xml":
         import re
 
@@ -167,4 +171,18 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
 
             return json.loads(html.unescape(match.group(1)))
         return None
-    raise ValueError(f"cannot read metadata of {path}: expected a .onnx, .tflite or OpenVINO .xml file.")
+    raise ValueError(f"cannot read metadata of {path}: expected a .onnx, .tflite, .pte or OpenVINO .xml file.")
+
+
+def _pte_metadata(path: Path) -> dict[str, Any] | None:
+    """The JSON an ExecuTorch program's :data:`PTE_METADATA_METHOD` returns (segkit export --format executorch)."""
+    from segkit.utils.quiet import quiet_libraries
+
+    with quiet_libraries():  # cpuinfo lines as the runtime loads
+        from executorch.runtime import Runtime
+
+        program = Runtime.get().load_program(path)
+        if PTE_METADATA_METHOD not in program.method_names:
+            return None
+        blob = program.load_method(PTE_METADATA_METHOD).execute([])[0]
+    return json.loads(bytes(blob.numpy().astype("uint8")).decode())

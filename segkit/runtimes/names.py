@@ -5,5 +5,5 @@ from __future__ import annotations
 
 __all__ = ["BY_EXTENSION", "RUNTIMES"]
 
-RUNTIMES = ("onnxruntime", "openvino", "litert")
-BY_EXTENSION = {".onnx": "onnxruntime", ".xml": "openvino", ".tflite": "litert"}
+RUNTIMES = ("onnxruntime", "openvino", "litert", "executorch")
+BY_EXTENSION = {".onnx": "onnxruntime", ".xml": "openvino", ".tflite": "litert", ".pte": "executorch"}

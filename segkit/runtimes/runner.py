@@ -138,7 +138,7 @@ def check_metadata(meta: Any, path: Path) -> dict[str, Any] | None:
 
 
 class ExportedModel:
-    """A .onnx / .xml / .tflite file run in ONNX Runtime, OpenVINO or LiteRT like a segkit model.
+    """A .onnx / .xml / .tflite / .pte file run in ONNX Runtime, OpenVINO, LiteRT or ExecuTorch like a segkit model.
 
     ``model(x)`` takes normalised float images ``[N, 3, H, W]`` (what segkit's protocols feed a
     checkpoint) and returns ``{"out": logits [N, C, H, W]}``; a labels-output file returns
@@ -161,13 +161,13 @@ class ExportedModel:
         self.path = Path(path)
         if not self.path.is_file():
             raise ExportedModelError(
-                f"exported model not found: {self.path}; pass a .onnx, .tflite or OpenVINO .xml file "
+                f"exported model not found: {self.path}; pass a .onnx, .tflite, .pte or OpenVINO .xml file "
                 "(segkit export writes them)."
             )
         suffix = self.path.suffix.lower()
         if suffix not in BY_EXTENSION:
             raise ExportedModelError(
-                f"{self.path.name}: --model takes a .onnx, .tflite or OpenVINO .xml file; for a segkit "
+                f"{self.path.name}: --model takes a .onnx, .tflite, .pte or OpenVINO .xml file; for a segkit "
                 ".pth checkpoint use --checkpoint."
             )
         self.runtime = runtime or BY_EXTENSION[suffix]
@@ -361,5 +361,6 @@ class ExportedModel:
 def load_exported(
     path: str | os.PathLike, runtime: str | None = None, *, threads: int | None = None, precision: str = "f32"
 ) -> ExportedModel:
-    """Load an exported .onnx / .xml / .tflite file (runtime default by extension: onnxruntime, openvino, litert)."""
+    """Load an exported .onnx / .xml / .tflite / .pte file (runtime default by extension: onnxruntime, openvino,
+    litert, executorch)."""
     return ExportedModel(path, runtime, threads=threads, precision=precision)

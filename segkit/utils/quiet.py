@@ -29,6 +29,7 @@ NATIVE_NOISE: tuple[re.Pattern[str], ...] = (
     re.compile(r"I\d{4} [\d:. ]+\s*\d+ [\w./-]+:\d+\] "),  # absl/glog INFO lines (warnings and errors pass)
     re.compile(r"INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."),
     re.compile(r"INFO: Initialized TensorFlow Lite runtime\."),
+    re.compile(r"\[cpuinfo_utils\.cpp:\d+\] "),  # ExecuTorch's runtime as XNNPACK starts
 )
 # Python loggers that report internals at INFO/WARNING while segkit converts or quantizes.
 NOISY_LOGGERS = (

@@ -25,6 +25,8 @@ def test_runtimes_benchmark_quick(tmp_path):
             "--quick",
             "--int8",
             "onnx,openvino",  # the LiteRT int8 conversion (~40 s) is tested in tests/test_quantize.py
+            "--runtimes",
+            "onnxruntime,openvino,litert",  # ExecuTorch's lowering (1-3 min) is tested in tests/export/test_executorch.py
             "--json",
             str(tmp_path / "r.json"),
             "--markdown",

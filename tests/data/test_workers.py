@@ -43,6 +43,18 @@ def test_workers_above_the_cpus_are_clamped_with_one_warning(two_cpus) -> None:
     assert "\n" not in message and "data.num_workers=8" in message and "2 CPU(s)" in message
 
 
+def test_a_log_gets_one_line_instead_of_a_warning(two_cpus) -> None:
+    lines: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert loader_workers(4, lines.append) == 2
+        assert loader_workers(4, lines.append) == 2
+    assert lines == [
+        "warning: data.num_workers=4 is more than the 2 CPU(s) this process may use: starting 2 DataLoader "
+        "worker(s); set data.num_workers <= 2 to silence this."
+    ]
+
+
 def test_training_and_evaluation_loaders_start_at_most_the_cpus(fresh, tiny_cfg, synth_root, capfd) -> None:
     from segkit.engine.setup import make_loader
 

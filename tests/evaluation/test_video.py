@@ -11,10 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from segkit.cli import main
-from segkit.evaluation.video import VideoError, is_video, video_frames
+from segkit.evaluation.command import segment_images
+from segkit.evaluation.video import VideoError, is_video, segment_video, video_frames
 
 av = pytest.importorskip("av", reason="PyAV is not installed (pip install av)")
 
@@ -198,3 +200,92 @@ def test_video_suffixes_pick_the_video_path() -> None:
 def test_a_missing_video_is_a_video_error(tmp_path: Path) -> None:
     with pytest.raises(VideoError, match="does not exist"):
         next(video_frames(tmp_path / "nope.mp4"))
+
+
+def test_an_exported_model_in_its_runtime_segments_frames_as_it_segments_images(
+    tiny_ckpt: Path, clip: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    pytest.importorskip(
+        "onnxruntime", reason="the deploy extra is not installed (pip install 'segkit-deeplab[deploy]')"
+    )
+    monkeypatch.setenv("SEGKIT_CACHE", str(tmp_path / "cache"))  # --runtime exports the checkpoint there once
+    model = ["--checkpoint", tiny_ckpt, "--runtime", "onnxruntime", *QUIET]
+    rc, err = segkit_infer([*model, "--input", clip, "--output", tmp_path / "out", "--frame-labels"], capsys)
+    assert rc == 0, err
+    assert len(read_video(tmp_path / "out" / "clip_overlay.mp4")[0]) == FRAMES
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    for k, rgb in enumerate(video_frames(clip)):
+        if k in (0, FRAMES - 1):
+            Image.fromarray(rgb).save(frames_dir / f"{k:06d}.png")
+    rc, err = segkit_infer([*model, "--input", frames_dir, "--output", tmp_path / "img"], capsys)
+    assert rc == 0, err
+    for k in (0, FRAMES - 1):
+        video_label = np.array(Image.open(tmp_path / "out" / "clip_labels" / f"{k:06d}.png"))
+        assert np.array_equal(video_label, np.array(Image.open(tmp_path / "img" / f"{k:06d}.png"))), k
+
+
+class ColourModel(torch.nn.Module):
+    """Logits from each pixel's colour (a fixed 1x1 convolution over 5 classes): labels follow the moving shapes, so
+    a frame segmented out of turn gives another label map."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 5, 1)
+        weights = [[0, 0, 0], [2, -1, -1], [-1, 2, -1], [-1, -1, 2], [1, 1, -2]]
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor(weights, dtype=torch.float32)[:, :, None, None])
+            self.conv.bias.copy_(torch.tensor([0.5, 0.0, 0.0, 0.0, 0.0]))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"out": self.conv(x)}
+
+
+def test_frame_k_is_segmented_as_frame_k_given_as_an_image(clip: Path, tiny_cfg, synth_root: Path, tmp_path) -> None:
+    cfg, model = tiny_cfg(synth_root), ColourModel().eval()
+    result = segment_video(model, cfg, clip, tmp_path / "out", device="cpu", labels=True, progress=False, log=print)
+    assert (result.frames, result.size, result.rate, result.audio_streams) == (FRAMES, (HEIGHT, WIDTH), RATE, 1)
+    assert result.overlay == tmp_path / "out" / "clip_overlay.mp4" and result.frames_per_second > 0
+    frames = list(video_frames(clip))
+    paths = []
+    for k, rgb in enumerate(frames):
+        paths.append(tmp_path / "frames" / f"{k:06d}.png")
+        paths[-1].parent.mkdir(exist_ok=True)
+        Image.fromarray(rgb).save(paths[-1])
+    segment_images(model, cfg, paths, tmp_path / "img", device="cpu", progress=False, log=print)
+    labels = [np.array(Image.open(result.labels / f"{k:06d}.png")) for k in range(FRAMES)]
+    for k in range(FRAMES):
+        assert np.array_equal(labels[k], np.array(Image.open(tmp_path / "img" / f"{k:06d}.png"))), k
+        assert len(np.unique(labels[k])) >= 3, k  # the shapes and the background get their own classes
+    assert all(not np.array_equal(a, b) for a, b in zip(labels, labels[1:]))  # every frame's labels differ
+
+
+def damaged_midway(clip: Path, path: Path) -> int:
+    """``clip`` with 2000 random bytes over a later frame, written to ``path``: the index of the frame FFmpeg then
+    cannot decode (the first try, over a few places, where decoding fails after a good frame)."""
+    data = clip.read_bytes()
+    rng = np.random.default_rng(0)
+    for fraction in (0.7, 0.3, 0.8, 0.6, 0.4):
+        start = int(len(data) * fraction)
+        path.write_bytes(data[:start] + rng.integers(0, 256, 2000, dtype=np.uint8).tobytes() + data[start + 2000 :])
+        decoded = 0
+        try:
+            for _ in video_frames(path):
+                decoded += 1
+        except VideoError:
+            if decoded:
+                return decoded
+    raise AssertionError("no damage made decoding fail midway")
+
+
+def test_a_frame_that_cannot_be_decoded_stops_the_run_and_leaves_nothing(
+    tiny_ckpt: Path, tmp_path: Path, capsys
+) -> None:
+    video = tmp_path / "damaged.mp4"
+    bad = damaged_midway(write_clip(tmp_path / "clip.mp4", frames=12), video)
+    out = tmp_path / "out"
+    argv = ["--checkpoint", tiny_ckpt, "--input", video, "--output", out, "--frame-labels", *QUIET]
+    rc, err = segkit_infer(argv, capsys)
+    assert rc == 2
+    assert err.splitlines()[-1].startswith(f"error: --input {video}: frame {bad} cannot be decoded (FFmpeg: "), err
+    assert not out.exists()  # neither the overlay, nor the label maps of the frames before, nor an empty folder

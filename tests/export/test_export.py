@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from segkit.cli import main as segkit_main
+from segkit.export.formats import EXTENSIONS, FORMATS
 
 pytest.importorskip("onnxruntime", reason="the deploy extra is not installed (pip install 'segkit-deeplab[deploy]')")
 
@@ -185,7 +186,7 @@ def test_export_checkpoint_writes_verifies_and_refuses(tiny):
     assert export_format("m.TFLITE") == "tflite" and export_format("m.ONNX", "onnx") == "onnx"
     with pytest.raises(ExportError, match=r"--format onnx writes a \.onnx file, got --out m\.bin"):
         export_format("m.bin", "onnx")  # the runtimes open a file by its extension (issue 20, item 6)
-    with pytest.raises(ExportError, match=r"cannot tell the format of m\.bin; pass --format onnx\|tflite"):
+    with pytest.raises(ExportError, match=r"cannot tell the format of m\.bin; pass --format onnx\|openvino\|tflite"):
         export_format("m.bin")
     with pytest.raises(ExportError, match="static"):
         export_checkpoint(ckpt, out / "x.tflite", dynamic=True)
@@ -207,7 +208,7 @@ def test_export_command_verifies_and_refuses_dynamic_tflite(tiny, capsys):
     assert err.count("\n") == 0 and "static" in err and "--format onnx" in err
     assert segkit_main(["export", "--checkpoint", str(ckpt), "--out", str(out / "x.bin")]) == 2
     assert capsys.readouterr().err == "error: cannot tell the format of " + str(out / "x.bin") + (
-        "; pass --format onnx|tflite or name it .onnx/.tflite.\n"
+        f"; pass --format {'|'.join(FORMATS)} or name it {'/'.join(EXTENSIONS)}.\n"
     )
     assert not (out / "x.tflite").exists() and not (out / "x.bin").exists()
 

@@ -34,7 +34,7 @@ def test_unknown_extension_without_format_is_refused(name: str) -> None:
 
 
 def test_unknown_format_is_refused() -> None:
-    with pytest.raises(QuantizeError, match="--format must be one of onnx, openvino, tflite, got 'trt'"):
+    with pytest.raises(QuantizeError, match=f"--format must be one of {', '.join(FORMATS)}, got 'trt'"):
         quantize_format("m.onnx", "trt")
 
 

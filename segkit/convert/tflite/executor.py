@@ -159,8 +159,20 @@ def _conv(run: _Run, op: TFLiteOp) -> torch.Tensor:  # CONV_2D, DEPTHWISE_CONV_2
     groups = x.shape[1] if depthwise else 1
     y = F.conv2d(x, w, bias, stride, 0, dil, groups).permute(0, 2, 3, 1)
     if unit is not None:
-        y = y * unit  # integer accumulators to real values (per output channel)
+        y = _requantize_accumulators(run, op, y, unit)
     return _fused(op, y)
+
+
+def _requantize_accumulators(run: _Run, op: TFLiteOp, acc: torch.Tensor, unit: torch.Tensor) -> torch.Tensor:
+    """Integer accumulators to the output's grid as XNNPACK does (its fp32 requantization): the accumulator as
+    float32 times the float32 scale ``input scale * weight scale / output scale``, rounded half to even; returned
+    as real values (``q - zero_point`` times the output scale), which the store keeps as they are."""
+    out = run.graph.tensors[op.outputs[0]]
+    if out.quant is None or out.dtype not in _QUANT_LIMITS:
+        return acc * unit
+    s_out = float(out.quant.scale[0])
+    scale = (unit.float() / torch.tensor(s_out, dtype=torch.float32)).float()
+    return torch.round(acc.float() * scale).to(run.dtype) * s_out
 
 
 def _fully_connected(run: _Run, op: TFLiteOp) -> torch.Tensor:
@@ -220,7 +232,25 @@ def _arg_max(run: _Run, op: TFLiteOp) -> torch.Tensor:
     return run.value(op.inputs[0]).argmax(dim=axis)
 
 
-def _to_float(run: _Run, op: TFLiteOp) -> torch.Tensor:  # QUANTIZE, DEQUANTIZE, CAST: values are already real
+def _quantize_op(run: _Run, op: TFLiteOp) -> torch.Tensor:
+    """QUANTIZE: float -> 8-bit (the store rounds), or a requantization between two 8-bit grids.
+
+    Emulating quantization, a requantization is done as XNNPACK's convert kernel does it: the scale ratio as an
+    8-bit fixed-point multiplier (``round(256 * in_scale / out_scale)``), the product rounded half up. This differs
+    from exact rounding on about 5% of the values of a ratio like 0.456 (measured on the int8 ADE20K graph).
+    """
+    x = run.value(op.inputs[0])
+    src, dst = run.graph.tensors[op.inputs[0]], run.graph.tensors[op.outputs[0]]
+    quantized = all(t.quant is not None and t.dtype in _QUANT_LIMITS and not t.quant.per_channel for t in (src, dst))
+    if not (run.emulate_quantization and quantized):
+        return x.to(run.dtype)
+    s_in, s_out = float(src.quant.scale[0]), float(dst.quant.scale[0])
+    multiplier = round(256 * s_in / s_out)
+    q = torch.floor((torch.round(x / s_in) * multiplier + 128) / 256)  # x / s_in: the input's q - zero_point
+    return q * s_out
+
+
+def _to_float(run: _Run, op: TFLiteOp) -> torch.Tensor:  # DEQUANTIZE, CAST: values are already real
     return run.value(op.inputs[0]).to(run.dtype)
 
 
@@ -269,7 +299,7 @@ _OPS: dict[str, _Handler] = {
     "SQUEEZE": _reshape,
     "SOFTMAX": _softmax,
     "ARG_MAX": _arg_max,
-    "QUANTIZE": _to_float,
+    "QUANTIZE": _quantize_op,
     "DEQUANTIZE": _to_float,
     "CAST": _to_float,
     "RELU": _activation,
