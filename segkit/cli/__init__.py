@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
+import os
 import sys
 
 from segkit.errors import SegkitError
@@ -28,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "complexity": ("segkit.cli.complexity", "params and MAdds of the paper's Table 7 or of any config"),
     "tradeoff": ("segkit.cli.tradeoff", "plot and tabulate mIoU against MAdds (and latency) for Table 7"),
     "prepare-data": ("segkit.cli.prepare_data", "download, convert and verify segmentation data sets"),
-    "export": ("segkit.cli.export", "export a checkpoint to ONNX or LiteRT (TFLite), verified in its runtime"),
+    "export": ("segkit.cli.export", "export a checkpoint to ONNX, OpenVINO or LiteRT, verified in its runtime"),
     "quantize": ("segkit.cli.quantize", "int8 quantization of a checkpoint"),
 }
 
@@ -73,8 +74,33 @@ def _load(name: str):
         return None
 
 
+BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader left (`segkit zoo | head`)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run ``segkit <subcommand> ...``; returns the exit code."""
+    """Run ``segkit <subcommand> ...``; returns the exit code (:data:`BROKEN_PIPE` when stdout's reader closed it)."""
+    try:
+        code = _run(argv)
+        sys.stdout.flush()  # a closed pipe shows here, not as a traceback at interpreter exit
+        return code
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        return BROKEN_PIPE
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout's file descriptor at /dev/null, so Python's final flush of what is still buffered cannot fail."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # a stdout without a descriptor (captured in tests)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _run(argv: list[str] | None) -> int:
+    """:func:`main` without the broken-pipe handling."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage(), file=sys.stdout if argv else sys.stderr)

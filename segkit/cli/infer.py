@@ -28,7 +28,8 @@ error found before any image (missing checkpoint or input, no images in the fold
 A video '<name>.mp4' (.mov, .mkv, .webm, .avi, ...; read with PyAV) gives '<name>_overlay.mp4': each frame
 segmented exactly as that frame given as an image, the prediction blended over it (no legend), H.264 at
 the input's size and frame rate, written under a temporary name and renamed when done; audio is not
-copied. '--frame-labels' also writes each frame's label map as '<name>_labels/<k>.png' (k from 000000).
+copied. '--frame-labels' also writes each frame's label map as '<name>_labels/<k>.png' (k from 000000);
+with '--no-overlay', only those.
 The frames per second achieved end the output. A corrupt or unreadable video, one without a video stream
 or without frames, or frames over '--max-pixels' are an error (exit 2) and nothing is written.
 """
@@ -89,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--frame-labels",
         action="store_true",
-        help="for a video --input: also write each frame's label map as <name>_labels/<k>.png (palette PNGs)",
+        help="for a video --input: also write each frame's label map as <name>_labels/<k>.png (palette PNGs); with "
+        "--no-overlay, only those",
     )
     parser.add_argument(
         "--no-overlay",
@@ -123,6 +125,11 @@ def run(args: argparse.Namespace) -> int:
     )
     if is_video(args.input):
         return run_video(args, source, options)
+    if args.frame_labels:
+        print(
+            "error: --frame-labels applies to a video --input; an image's label map is always written.", file=sys.stderr
+        )
+        return 2
     result = infer_images(source, args.input, args.output, overlay=not args.no_overlay, **options)
     if result.fitted:
         print(
@@ -150,17 +157,26 @@ def run_video(args: argparse.Namespace, source: ModelSource, options: dict[str, 
     """``segkit infer`` on a video: the overlay video (and the frames' label maps), then the frames per second."""
     from segkit.export.source import infer_video
 
-    result = infer_video(source, args.input, args.output, labels=args.frame_labels, **options)
+    if args.no_overlay and not args.frame_labels:
+        print(
+            "error: --no-overlay on a video leaves nothing to write; add --frame-labels for the label maps.",
+            file=sys.stderr,
+        )
+        return 2
+    result = infer_video(
+        source, args.input, args.output, labels=args.frame_labels, overlay=not args.no_overlay, **options
+    )
     if result.fitted:
         print(
             f"Frames larger than the model's fixed input were resized to fit it ({result.fit_protocol})",
             file=sys.stderr,
         )
     height, width = result.size
-    print(
-        f"Wrote {result.overlay} ({result.frames} frames, {width}x{height}, {float(result.rate):g} fps)",
-        file=sys.stderr,
-    )
+    if result.overlay is not None:
+        print(
+            f"Wrote {result.overlay} ({result.frames} frames, {width}x{height}, {float(result.rate):g} fps)",
+            file=sys.stderr,
+        )
     if result.labels is not None:
         print(f"Wrote the label maps of {result.frames} frames to {result.labels}", file=sys.stderr)
     for path in (args.legend, args.json):

@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    print(format_metrics_table(result.metrics, result.class_names))
+    print(format_metrics_table(result.metrics, result.class_names, result.extra_means()))
     if args.json is not None:
         print(f"Wrote {args.json}", file=sys.stderr)
     if args.save_pred is not None:

@@ -121,6 +121,14 @@ class EvalResult:
     report: dict[str, Any] | None = None
     bad_samples_report: str = ""
 
+    def extra_means(self) -> list[tuple[str, float | None, str]]:
+        """``[(label, mean IoU, what it averages)]`` of the report's other means printed beside the mIoU: MLPerf's
+        over classes 1..31 of ``ade20k_top31`` (``miou_mlperf``); empty for other data sets."""
+        report = self.report or {}
+        if "miou_mlperf" not in report:
+            return []
+        return [("mIoU MLPerf", report["miou_mlperf"], f"MLPerf's: over classes {report['miou_mlperf_classes']}")]
+
 
 def check_eval_outputs(
     json_path: str | os.PathLike | None,

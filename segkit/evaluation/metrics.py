@@ -172,11 +172,14 @@ def format_stray(metrics: SegMetrics, class_names: Sequence[str]) -> str:
     return "stray: " + ", ".join(f"{names[c]} ({n} px)" for c, n in stray) if stray else ""
 
 
-def format_metrics_table(metrics: SegMetrics, class_names: Sequence[str]) -> str:
+def format_metrics_table(
+    metrics: SegMetrics, class_names: Sequence[str], extra_means: Sequence[tuple[str, float | None, str]] = ()
+) -> str:
     """Per-class IoU table and summary lines (percentages), for the terminal or a log file.
 
     The header names the mIoU definition (:data:`MIOU_DEFINITION`); the mean over the classes in the ground truth
-    or the prediction is printed beside it; classes predicted without ground truth are marked, stray ones
+    or the prediction is printed beside it, then ``extra_means`` (``(label, value or None, what it averages)``, e.g.
+    MLPerf's mIoU of ADE20K top31); classes predicted without ground truth are marked, stray ones
     (:func:`stray_classes`) flagged on a last line.
     """
     k = len(metrics.per_class_iou)
@@ -204,6 +207,8 @@ def format_metrics_table(metrics: SegMetrics, class_names: Sequence[str]) -> str
         f"{'mIoU GT|pred':<{width}}  {_pct(metrics.miou_gt_or_pred)}  "
         f"(other definition: over the {n_any} of {k} {MIOU_GT_OR_PRED_DEFINITION})"
     )
+    for label, value, note in extra_means:
+        lines.append(f"{label:<{width}}  {_pct(float('nan') if value is None else value)}  ({note})")
     lines.append(f"{'pixel acc':<{width}}  {_pct(metrics.pixel_acc)}")
     lines.append(f"{'mean acc':<{width}}  {_pct(metrics.mean_acc)}")
     if stray:

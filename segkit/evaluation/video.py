@@ -37,7 +37,8 @@ from segkit.evaluation.predict import MAX_PIXELS, InferenceError
 from segkit.evaluation.protocol import protocol_name
 from segkit.evaluation.report import format_report_json
 from segkit.evaluation.style import DEFAULT_ALPHA, DEFAULT_CONTOUR
-from segkit.evaluation.viz import overlay, save_legend
+from segkit.evaluation.viz import overlay as overlay_image
+from segkit.evaluation.viz import save_legend
 from segkit.utils.io import OutputPathError, atomic_path, atomic_write_text, check_output
 
 __all__ = [
@@ -64,8 +65,9 @@ class VideoError(SegkitError, ValueError):
 
 
 def is_video(path: str | os.PathLike) -> bool:
-    """Whether ``segkit infer`` reads ``path`` as a video: a file named with one of :data:`VIDEO_SUFFIXES`."""
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+    """Whether ``segkit infer`` reads ``path`` as a video: a path (not a folder) ending in one of
+    :data:`VIDEO_SUFFIXES`."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES and not Path(path).is_dir()
 
 
 def _av() -> Any:
@@ -206,7 +208,7 @@ class VideoResult:
 
     Attributes:
         input: the video read.
-        overlay: the overlay video written (``<stem>_overlay.mp4``).
+        overlay: the overlay video written (``<stem>_overlay.mp4``); None when not asked for.
         labels: the folder of per-frame label maps (``<stem>_labels``); None when not asked for.
         frames: frames segmented (every frame of the video).
         size: (height, width) of the frames and of the overlay.
@@ -220,7 +222,7 @@ class VideoResult:
     """
 
     input: Path
-    overlay: Path
+    overlay: Path | None
     labels: Path | None
     frames: int = 0
     size: tuple[int, int] = (0, 0)
@@ -283,6 +285,7 @@ def segment_video(
     *,
     device: str | torch.device | None = None,
     labels: bool = False,
+    overlay: bool = True,
     alpha: float = DEFAULT_ALPHA,
     contour: str = DEFAULT_CONTOUR,
     fit: bool = True,
@@ -305,6 +308,7 @@ def segment_video(
 
     Args:
         labels: also write each frame's label map, a palette PNG, as ``<stem>_labels/<k>.png`` (k from 000000).
+        overlay: write the overlay video (False: the label maps only, with ``labels``).
         fit: a fixed-size model's protocol (pad to N) shrinks frames larger than N x N to fit (:class:`Segmenter`).
         json_path: write :func:`segkit.evaluation.command.infer_report` there (atomically), the video as its one input.
         legend_path: write a PNG legend of every class of the model there.
@@ -319,6 +323,11 @@ def segment_video(
         OutputPathError: ``output``, ``json_path`` or ``legend_path`` is the video, holds it, or cannot be written.
     """
     path = Path(path)
+    if not overlay and not labels:
+        raise InferenceError(
+            "overlay=False without labels=True would write nothing; keep the overlay video or ask for the frames' "
+            "label maps (segkit infer: --frame-labels with --no-overlay)."
+        )
     seg = Segmenter.of(model, cfg, device=device, max_pixels=max_pixels, fit=fit, alpha=alpha, contour=contour)
     inputs = {"--input": [path]}
     out = check_output(output, inputs=inputs, kind="folder", flag="--output", beside_inputs=False)
@@ -335,7 +344,7 @@ def segment_video(
     fit_proto = seg.fit_protocol()
     result = VideoResult(
         input=path,
-        overlay=out / f"{path.stem}{OVERLAY_SUFFIX}",
+        overlay=out / f"{path.stem}{OVERLAY_SUFFIX}" if overlay else None,
         labels=folder if labels else None,
         size=(info.height, info.width),
         rate=info.rate,
@@ -352,7 +361,7 @@ def segment_video(
     first = next(frames, None)  # before anything is written: a video without frames writes nothing
     if first is None:  # open_video found one: the file changed since
         raise _no_frames(info)
-    if info.audio_streams:
+    if info.audio_streams and result.overlay is not None:
         log(
             f"note: the audio of {path} ({info.audio_streams} stream(s)) is not copied into the overlay video; to add "
             f"it back: ffmpeg -i {result.overlay} -i {path} -map 0:v -map 1:a -c copy WITH_AUDIO.mp4"
@@ -377,7 +386,7 @@ def segment_video(
         "input": str(path),
         "size": [info.height, info.width],
         "protocol": protocol_name(seg.protocol((info.height, info.width))),
-        "overlay": result.overlay.name,
+        "overlay": result.overlay.name if result.overlay is not None else None,
         "frames": result.frames,
         "frame_rate": _rate_text(info.rate),
         "frames_per_second": round(result.frames_per_second, 2),
@@ -414,24 +423,27 @@ def _label(seg: Segmenter, rgb: np.ndarray, result: VideoResult, path: Path) -> 
 def _write_outputs(
     seg: Segmenter, result: VideoResult, frames: Iterator[tuple[np.ndarray, np.ndarray]], bar: tqdm
 ) -> None:
-    """Encode every frame's overlay into ``result.overlay`` and, when asked, write its label map into
-    ``result.labels``: both staged beside their targets and moved into place only when every frame is done (the
-    label maps first, the video last), so a failure midway leaves the previous outputs, or none, as they were."""
+    """Encode every frame's overlay into ``result.overlay`` and write its label map into ``result.labels`` (each
+    when asked for): both staged beside their targets and moved into place only when every frame is done (the label
+    maps first, the video last), so a failure midway leaves the previous outputs, or none, as they were."""
     height, width = result.size
-    with atomic_path(result.overlay) as tmp, _staged_folder(result.labels) as stage:
-        encoder = _OverlayEncoder(tmp, width, height, result.rate)
+    staged_video = atomic_path(result.overlay) if result.overlay is not None else contextlib.nullcontext(None)
+    with staged_video as tmp, _staged_folder(result.labels) as stage:
+        encoder = _OverlayEncoder(tmp, width, height, result.rate) if tmp is not None else None
         done = False
         try:
             for rgb, label in frames:
                 if stage is not None:
                     label_image(label, seg.palette).save(stage / f"{result.frames:06d}.png", format="PNG")
-                blended = overlay(rgb, label, seg.palette, seg.names, seg.alpha, contour=seg.contour)
-                encoder.add(np.asarray(blended)[:height, :width])  # the frame, without the legend beside it
+                if encoder is not None:
+                    blended = overlay_image(rgb, label, seg.palette, seg.names, seg.alpha, contour=seg.contour)
+                    encoder.add(np.asarray(blended)[:height, :width])  # the frame, without the legend beside it
                 result.frames += 1
                 bar.update(1)
             done = True
         finally:
-            encoder.close(flush=done)
+            if encoder is not None:
+                encoder.close(flush=done)
 
 
 @contextlib.contextmanager

@@ -10,7 +10,6 @@ PT2E steps with ExecuTorch's ``XNNPACKQuantizer``, lowered to the XNNPACK delega
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -210,25 +209,9 @@ def _openvino(fp32: Path, path: Path, feeds: list[Tensor], meta: dict[str, Any],
         ov_model = ov.convert_model(str(fp32))
         quantized = nncf.quantize(ov_model, nncf.Dataset(feeds, lambda x: x.numpy()), subset_size=len(feeds))
     quantized.set_rt_info(json.dumps({**meta, "exported_as": "openvino", "runtime": "openvino"}), "segkit_metadata")
-    save_openvino(quantized, path, tmp)
+    from segkit.export.openvino import save_ir
 
-
-def save_openvino(ov_model: Any, path: Path, tmp: Path | None = None) -> None:
-    """Write ``path`` (.xml) and its .bin together: both to a temporary folder beside them, then moved,
-    the .bin first, so a reader never finds an .xml without its weights."""
-    import openvino as ov
-
-    stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        ov.save_model(ov_model, str(stage / path.name), compress_to_fp16=False)
-        umask = os.umask(0)
-        os.umask(umask)
-        for suffix in (".bin", ".xml"):
-            staged = (stage / path.name).with_suffix(suffix)
-            os.chmod(staged, 0o666 & ~umask)
-            os.replace(staged, path.with_suffix(suffix))
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    save_ir(quantized, path)  # the .xml and its .bin together, the .bin first (as segkit export writes them)
 
 
 def quantize_qat(

@@ -155,6 +155,7 @@ def test_infers_deeplab_architecture(deeplab_graph) -> None:
     assert arch.dilations == [1] * 15 + [2] * 3  # TF rule: layer_15 loses its stride and keeps rate 1
     assert not arch.final_conv and arch.aspp_rates == [] and arch.head_channels == 256
     assert arch.num_classes == 21 and arch.align_corners is True
+    assert arch.resize_mode == "pytorch" and arch.quantization == "uint8"  # align_corners=True resizes, QAT uint8
     assert arch.input_size == (513, 513) and arch.input_mean == [128.0] * 3 and arch.input_std == [128.0] * 3
     mcfg = arch.model_config()
     assert (mcfg.aspp, mcfg.final_conv, mcfg.tf_same_padding) == (False, False, True)

@@ -289,3 +289,33 @@ def test_a_frame_that_cannot_be_decoded_stops_the_run_and_leaves_nothing(
     assert rc == 2
     assert err.splitlines()[-1].startswith(f"error: --input {video}: frame {bad} cannot be decoded (FFmpeg: "), err
     assert not out.exists()  # neither the overlay, nor the label maps of the frames before, nor an empty folder
+
+
+def test_no_overlay_writes_the_frame_labels_only(tiny_ckpt: Path, clip: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    base = ["--checkpoint", tiny_ckpt, "--input", clip, "--output", out, "--no-overlay", *QUIET]
+    rc, err = segkit_infer(base, capsys)
+    assert (
+        rc == 2
+        and err == "error: --no-overlay on a video leaves nothing to write; add --frame-labels for the label maps.\n"
+    )
+    rc, err = segkit_infer([*base, "--frame-labels"], capsys)
+    assert rc == 0, err
+    assert "audio" not in err and "overlay.mp4" not in err  # no video written, so no word about its audio
+    assert sorted(p.name for p in out.iterdir()) == ["clip_labels"]
+    assert len(list((out / "clip_labels").iterdir())) == FRAMES
+
+
+def test_frame_labels_on_images_is_a_usage_error(tiny_ckpt: Path, tmp_path: Path, capsys) -> None:
+    Image.fromarray(frame_picture(0)).save(tmp_path / "photo.png")
+    argv = [
+        "--checkpoint",
+        tiny_ckpt,
+        "--input",
+        tmp_path / "photo.png",
+        "--output",
+        tmp_path / "out",
+        "--frame-labels",
+    ]
+    rc, err = segkit_infer([*argv, *QUIET], capsys)
+    assert rc == 2 and err.startswith("error: --frame-labels applies to a video --input") and len(err.splitlines()) == 1

@@ -326,9 +326,12 @@ def run_graph(
     Args:
         graph: a parsed model.
         image: the raw input tensor as the TFLite interpreter takes it (e.g. uint8 NHWC).
-        emulate_quantization: round every activation to its tensor's quantization grid
-            (``q = clamp(round(x / scale) + zero_point)``), approximating the 8-bit interpreter. Without it,
-            an activation implied by an output's quantization range (0..6, 0..max) is still applied.
+        emulate_quantization: compute as the 8-bit interpreter (XNNPACK) does, in float64: convs on the integer
+            grid (accumulators requantized with the float32 scale, rounded half to even), every other activation
+            rounded half up to its tensor's grid (``q = clamp(floor(x / scale + 0.5) + zero_point)``), requantizing
+            QUANTIZE ops with an 8-bit fixed-point multiplier. Gives the interpreter's labels on the ADE20K file
+            (99.98% of 10 images' pixels) and its int8 rewrite. Without it, an activation implied by an output's
+            quantization range (0..6, 0..max) is still applied.
         stop_after: tensor indices; stop as soon as all of them are computed (e.g. to read the
             backbone output at an input size the rest of a fixed-size graph does not accept).
 
