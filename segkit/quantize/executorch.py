@@ -50,6 +50,9 @@ def quantize_executorch(
     import_executorch()
     with quiet_libraries():  # torchao's pytree warning as it loads
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    # contiguous: a calibration image can hold HWC strides (a permuted decode), which torch.export would record as a
+    # channels-last dim order of the program's input; XNNPACK then fails on every contiguous input at run time
+    feeds = [x.contiguous() for x in feeds]
     example = feeds[0]
     with warnings.catch_warnings(), torch.no_grad(), quiet_libraries():
         warnings.simplefilter("ignore")
