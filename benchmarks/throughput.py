@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--size", type=int, choices=(513, 257), help="only this input size")
     p.add_argument("--skip", default="", help="comma-separated parts to skip: batch,memory,fusion,test,overlay")
+    p.add_argument("--rows", default="", help="comma-separated substrings: only the rows whose name holds one")
+    p.add_argument("--files", type=Path, help="keep the exported/quantized files here and reuse them (default: temp)")
     p.add_argument("--json", type=Path)
     p.add_argument("--markdown", type=Path)
     return p.parse_args(argv)
@@ -81,7 +83,19 @@ def voc_copy(root: Path, n: int) -> tuple[Path, list[Path]]:
 
 
 def build_files(size: int, tmp: Path) -> tuple[dict[str, tuple[str, Path]], Path]:
-    """{row: (kind, file)} and the checkpoint: the official weights at 513, a random width-0.5 OS8 model at 257."""
+    """{row: (kind, file)} and the checkpoint: the official weights at 513, a random width-0.5 OS8 model at 257
+    (files already in ``tmp`` are reused)."""
+    names = {
+        "ONNX Runtime fp32 logits": ("onnxruntime", tmp / f"fp32_logits_{size}.onnx"),
+        "ONNX Runtime fp32 labels": ("onnxruntime", tmp / f"fp32_labels_{size}.onnx"),
+        "OpenVINO fp32 logits": ("openvino", tmp / f"fp32_logits_{size}.onnx"),
+        "ONNX Runtime int8 logits": ("onnxruntime", tmp / f"int8_logits_{size}.onnx"),
+        "ONNX Runtime int8 labels": ("onnxruntime", tmp / f"int8_labels_{size}.onnx"),
+    }
+    if size == 513:
+        names["LiteRT official uint8 labels"] = ("litert", OFFICIAL)
+    if all(path.is_file() for _, path in names.values()) and (tmp / f"model{size}.pth").is_file():
+        return names, tmp / f"model{size}.pth"
     import segkit
     from segkit.checkpoint.format import save_checkpoint
     from segkit.export import export_onnx
@@ -189,9 +203,14 @@ def bench_size(size: int, args: argparse.Namespace, tmp: Path) -> dict:
     skip = set(filter(None, args.skip.split(",")))
     print(f"[{size}] exporting and quantizing", flush=True)
     files, ckpt = build_files(size, tmp)
+    if args.rows:
+        keep = args.rows.split(",")
+        files = {k: v for k, v in files.items() if any(part in k for part in keep)}
     data_root, paths = voc_copy(tmp / f"voc{size}", args.images)
     pics = [read_image(p) for p in paths]
-    rows = {**files, "PyTorch --fast fp32 logits": ("pytorch", None)}
+    rows = dict(files)
+    if not args.rows or "PyTorch" in args.rows:
+        rows["PyTorch --fast fp32 logits"] = ("pytorch", None)
     fns, models = {}, {}
     for name, (kind, path) in rows.items():
         model, cfg = load(kind, path, ckpt, data_root, args.threads)
@@ -220,12 +239,18 @@ def bench_size(size: int, args: argparse.Namespace, tmp: Path) -> dict:
         table.append(row)
         print(f"[{size}] {row}", flush=True)
     result = {"input_size": size, "images": args.images, "rows": table, "gemm_fp32_macs_per_s": 2048**3 / median(gemm)}
-    ort_fp32 = next(r for r in table if r["row"] == "ONNX Runtime fp32 logits")
-    ort_int8 = next(r for r in table if r["row"] == "ONNX Runtime int8 logits")
-    fast = next(r for r in table if r["row"].startswith("PyTorch"))
-    result["pytorch_fast_vs_ort_fp32"] = ort_fp32["model_images_per_s"] / fast["model_images_per_s"]
-    result["int8_vs_fp32_ort"] = ort_fp32["model_images_per_s"] / ort_int8["model_images_per_s"]
-    if size == 513 and "fusion" not in skip:
+    by_name = {r["row"]: r for r in table}
+    ort_fp32, ort_int8 = by_name.get("ONNX Runtime fp32 logits"), by_name.get("ONNX Runtime int8 logits")
+    fast = by_name.get("PyTorch --fast fp32 logits")
+    if ort_fp32 and fast:  # latency ratios, paired within rounds
+        result["pytorch_fast_vs_ort_fp32"] = paired_median_ratio(
+            times["PyTorch --fast fp32 logits | model"], times["ONNX Runtime fp32 logits | model"]
+        )
+    if ort_fp32 and ort_int8:
+        result["int8_vs_fp32_ort"] = paired_median_ratio(
+            times["ONNX Runtime int8 logits | model"], times["ONNX Runtime fp32 logits | model"]
+        )
+    if size == 513 and "fusion" not in skip and fast:
         result["argmax_fusion"] = fusion_cost(models["PyTorch --fast fp32 logits"][0], data_root)
     if "batch" not in skip:
         result["batch"] = batch_scaling(ckpt, size, tmp)
@@ -316,7 +341,9 @@ def run(args: argparse.Namespace) -> dict:
     )
     sizes = [s for s in (513, 257) if args.size in (None, s)]
     with tempfile.TemporaryDirectory() as tmp:
-        results = [bench_size(s, args, Path(tmp)) for s in sizes]
+        files = args.files or Path(tmp)
+        files.mkdir(parents=True, exist_ok=True)
+        results = [bench_size(s, args, files) for s in sizes]
     info["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
     return {"machine": info, "settings": {"images": args.images, "rounds": args.rounds, "threads": args.threads},
             "sizes": results}  # fmt: skip
@@ -345,8 +372,12 @@ def to_markdown(result: dict) -> str:
                          cell("test_images_per_s"), cell("test_vs_model", "{:.2f}x")])  # fmt: skip
         lines.append(markdown_table(header, rows))
         lines.append("")
-        lines.append(f"PyTorch --fast / ONNX Runtime fp32 latency (model only): {s['pytorch_fast_vs_ort_fp32']:.2f}x; "
-                     f"ONNX Runtime int8 / fp32: {s['int8_vs_fp32_ort']:.2f}x.")  # fmt: skip
+        if "pytorch_fast_vs_ort_fp32" in s:
+            lines.append(
+                f"PyTorch --fast / ONNX Runtime fp32 latency (model only): {s['pytorch_fast_vs_ort_fp32']:.2f}x."
+            )
+        if "int8_vs_fp32_ort" in s:
+            lines.append(f"ONNX Runtime int8 / fp32 latency (model only): {s['int8_vs_fp32_ort']:.2f}x.")  # fmt: skip
         if "argmax_fusion" in s:
             f = s["argmax_fusion"]
             lines.append(f"Argmax fusion (official weights, 8 VOC photos): pixel agreement {f['pixel_agreement']:.2%}, "

@@ -18,8 +18,8 @@ from segkit.errors import SegkitError
 # subcommand -> (module, one-line description shown by ``segkit --help``)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("segkit.cli.train", "train a segmentor (or an ImageNet classifier) from a config"),
-    "test": ("segkit.cli.test", "evaluate a checkpoint: per-class IoU, mIoU, accuracies, JSON report"),
-    "infer": ("segkit.cli.infer", "segment images with a checkpoint: label maps and overlays"),
+    "test": ("segkit.cli.test", "evaluate a checkpoint or an exported file: per-class IoU, mIoU, JSON report"),
+    "infer": ("segkit.cli.infer", "segment images or a video (checkpoint or exported file): label maps, overlays"),
     "convert": (
         "segkit.cli.convert",
         "convert an official model (TFLite file, Hugging Face model, zoo:NAME) to a segkit checkpoint",
@@ -29,8 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "complexity": ("segkit.cli.complexity", "params and MAdds of the paper's Table 7 or of any config"),
     "tradeoff": ("segkit.cli.tradeoff", "plot and tabulate mIoU against MAdds (and latency) for Table 7"),
     "prepare-data": ("segkit.cli.prepare_data", "download, convert and verify segmentation data sets"),
-    "export": ("segkit.cli.export", "export a checkpoint to ONNX, OpenVINO or LiteRT, verified in its runtime"),
-    "quantize": ("segkit.cli.quantize", "int8 quantization of a checkpoint"),
+    "export": ("segkit.cli.export", "export a checkpoint to ONNX, OpenVINO, LiteRT, ExecuTorch or web, verified"),
+    "quantize": ("segkit.cli.quantize", "int8 files for ONNX Runtime, OpenVINO, LiteRT or ExecuTorch, verified"),
 }
 
 
