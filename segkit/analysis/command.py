@@ -100,14 +100,14 @@ def table7_report(
     (:func:`~segkit.analysis.complexity.table7`'s keys) and the table as markdown when asked."""
     _check_size(input_size)
     _check_outputs(json_path, markdown_path)
-    rows = table7(input_size)
+    rows = table7(input_size, progress=True)  # ~15 s: a bar on stderr
     markdown = table7_markdown(rows)
     sizes = ", ".join(str(s) for s in multi_scale_sizes(input_size, MF_SCALES))
     lines = [
         f"Table 7 at {input_size}x{input_size} (MF: 12 passes at {sizes} x flip); 'diff' = segkit / paper - 1",
         markdown,
     ]
-    extras = extra_rows(input_size)
+    extras = extra_rows(input_size, progress=True)
     if extras:
         lines += ["\nNot in Table 7 (segkit configurations, single scale):", extra_rows_markdown(extras)]
     lines += [

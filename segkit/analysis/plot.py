@@ -2,8 +2,9 @@
 
 :func:`points` lists what is drawn: the paper's eight points, segkit's float results, and beside them the int8 /
 fake-int8 / other-runtime results, each at its row's MAdds (one x for every point of one network: the markers of
-one MAdds value share x and differ only by their mIoU) and at the latency of its runtime next to that runtime's fp32
-latency. :func:`plot` draws them and places every label where it overlaps no other label, no marker, the legend or
+one MAdds value share x and differ only by their mIoU), and on the latency panel exactly the measured pairs: a
+result at the latency of its own (row, precision, runtime), an int8 one linked to the fp32 result of its runtime when
+that was evaluated too. :func:`plot` draws them and places every label where it overlaps no other label, no marker, the legend or
 the axes' titles (:func:`place_labels`; a label moved away from its point gets a leader line). The titles say
 what was evaluated: the paper's data (VOC 2012 val, 1449 images) and segkit's, with the image count of its JSON
 reports. segkit's mIoU is the mean over the classes in the ground truth; a result whose report did not record its
@@ -21,8 +22,6 @@ from typing import Any
 from segkit.analysis.complexity import TABLE7, Table7Row
 from segkit.analysis.tradeoff import (
     EXTRA,
-    OFFICIAL_FILE_MIOU,
-    OFFICIAL_ROW,
     PAPER_DATA,
     ROWS,
     LatencyKey,
@@ -53,7 +52,6 @@ STYLE = {
     "int8": ("X", 90, "int8 file (runtime in its label)"),
     "fake-int8": ("P", 90, "fake-int8 (QAT model in PyTorch)"),
     "float-variant": ("^", 70, "float, another runtime / bf16"),
-    "runtime-fp32": ("o", 60, "fp32 in the same runtime (hollow)"),
 }
 LABEL_FONT = 7
 GAP_PT = 6.0  # between a marker and its label
@@ -128,36 +126,54 @@ def points(
             text = {"segkit": "segkit", "official": "official fp32"}[kind]
             label = f"{EXTRA[c]} {text}" if c in EXTRA else text
             out.append(Point("madds", madds[c] / 1e9, r.miou, kind, _color(c), label + _mark(r)))
+    for config in sorted(madds):  # int8 / fake-int8 / other-runtime results beside the float one, at its MAdds
+        for converted in (False, True):
+            for r in variant_results(results, config, converted):
+                out.append(Point("madds", madds[config] / 1e9, r.miou, _kind(r), _color(config), _short(r)))
     for row in TABLE7:
         if row.config in latency and not row.mf:
             y = own[row.config].miou if row.config in own else row.paper_miou
             kind = "segkit" if row.config in own else "paper"
             out.append(Point("latency", latency[row.config], y, kind, COLORS[row.network], _label(row)))
-    variants = {(c, conv): variant_results(results, c, conv) for c in sorted(madds) for conv in (False, True)}
-    variants = {k: v for k, v in variants.items() if v}
-    named = len({c for c, _ in variants}) > 1  # name the row in a latency label only when several rows have some
-    drawn_refs: set[tuple[str, bool, str]] = set()
-    for (config, converted), rows in variants.items():
-        mf = config in ROWS and ROWS[config].mf
-        paper = ROWS[config].paper_miou if config in ROWS else None
-        if converted:  # the official weights: the published figure of their own file, not the float paper network's
-            paper = OFFICIAL_FILE_MIOU if config == OFFICIAL_ROW else None
-        for r in rows:
-            out.append(Point("madds", madds[config] / 1e9, r.miou, _kind(r), _color(config), _short(r)))
-            if mf or r.latency_key not in runtime_latency:
+    out += _latency_points(madds, results, latency, runtime_latency, own, official)
+    return out
+
+
+def _latency_points(
+    madds: Mapping[str, int],
+    results: list[Result],
+    latency: Mapping[str, float],
+    runtime_latency: Mapping[LatencyKey, float],
+    own: Mapping[str, Result],
+    official: Mapping[str, Result],
+) -> list[Point]:
+    """The latency panel's segkit results: exactly the measured pairs, each result at the runtimes.json latency of
+    its own (row, precision, runtime) (the converted float model: ``latency``'s figure of its network when there is
+    one, as the table); an int8 / fake-int8 point is linked to the fp32 result of its runtime when that one was
+    evaluated too (never to a latency without an mIoU of its own)."""
+    groups = {(c, conv): variant_results(results, c, conv) for c in sorted(madds) for conv in (False, True)}
+    named = len({c for (c, _), rows in groups.items() if rows}) > 1  # name the row only when several rows have some
+    out: list[Point] = []
+    for (config, converted), variants in groups.items():
+        if config in ROWS and ROWS[config].mf:
+            continue
+        main = (official if converted else own).get(config)
+        fp32_at: dict[str, tuple[float, float]] = {}  # runtime -> its fp32 result's point
+        if main is not None and not converted and config in ROWS and config in latency:  # drawn from --latency
+            fp32_at["pytorch"] = (latency[config], main.miou)
+        candidates = ([main] if main is not None else []) + variants
+        for r in sorted(candidates, key=lambda r: r.precision != "fp32"):  # the fp32 points first: links end there
+            x = runtime_latency.get(r.latency_key)
+            if r is main and converted and config in latency:  # the network's --latency figure, as the table's
+                x = latency[config]  # converted float line gives it
+            if x is None or (r is main and r.runtime in fp32_at):
                 continue
-            link, runtime = None, SHORT.get(r.runtime, r.runtime)
-            ref = runtime_latency.get((config, converted, "fp32", r.runtime, False))
-            base = (official if converted else own).get(config)
-            ref_y = base.miou if base is not None else paper
-            if ref is not None and ref_y is not None and r.precision != "fp32":
-                link = (ref, ref_y)
-                if (config, converted, r.runtime) not in drawn_refs:  # one fp32 point per row and runtime
-                    drawn_refs.add((config, converted, r.runtime))
-                    label = f"{'official ' if converted else ''}fp32 {runtime}"
-                    out.append(Point("latency", ref, ref_y, "runtime-fp32", _color(config), label))
+            link = fp32_at.get(r.runtime) if r.precision != "fp32" else None
+            if r.precision == "fp32":
+                fp32_at.setdefault(r.runtime, (x, r.miou))
+            kind = ("official" if converted else "segkit") if r is main else _kind(r)
             label = f"{_name(config) + ' ' if named else ''}{_short(r)}"
-            out.append(Point("latency", runtime_latency[r.latency_key], r.miou, _kind(r), _color(config), label, link))
+            out.append(Point("latency", x, r.miou, kind, _color(config), label, link))
     return out
 
 
@@ -286,7 +302,6 @@ def figure(
     for p in pts:
         target = ax if p.panel == "madds" else ax2
         marker, size, _ = STYLE[p.kind]
-        hollow = p.kind == "runtime-fp32"
         if p.link is not None:
             target.plot([p.link[0], p.x], [p.link[1], p.y], color=p.color, linestyle=":", linewidth=1)
         target.scatter(
@@ -294,9 +309,9 @@ def figure(
             p.y,
             marker=marker,
             s=size,
-            color="none" if hollow else p.color,
-            edgecolors=p.color if hollow else ("black" if p.kind not in ("paper", "paper-mf") else None),
-            linewidths=1.0 if hollow else 0.5,
+            color=p.color,
+            edgecolors="black" if p.kind not in ("paper", "paper-mf") else None,
+            linewidths=0.5,
             zorder=3,
         )
     for network, color in COLORS.items():
@@ -304,10 +319,7 @@ def figure(
     for kind in STYLE:
         if any(p.kind == kind for p in pts):
             marker, size, text = STYLE[kind]
-            hollow = kind == "runtime-fp32"
-            ax.scatter(
-                [], [], marker=marker, s=size, color="none" if hollow else "gray", edgecolors="black", label=text
-            )
+            ax.scatter([], [], marker=marker, s=size, color="gray", edgecolors="black", label=text)
     madds_title, latency_title = titles(results)
     ax.set_xscale("log")
     ax.set_xlabel("MAdds at 513x513 (billions, log; TF1 convention)")

@@ -406,15 +406,16 @@ def load_runtime_latency(path: Path | None, input_size: int = 513) -> dict[Laten
     return out
 
 
-def load_madds(path: Path | None, input_size: int = 513) -> dict[str, int]:
+def load_madds(path: Path | None, input_size: int = 513, *, progress: bool = True) -> dict[str, int]:
     """``{config: MAdds (tf1)}`` of every Table 7 row and extra config: from ``path`` (:data:`MADDS_FORMAT`; extra
-    rows it lacks are measured) or, without one, measured at ``input_size`` (a few seconds).
+    rows it lacks are measured) or, without one, measured at ``input_size`` (~20 s on a 2-core CPU; ``progress``:
+    a bar on stderr while measuring).
 
     Raises:
         AnalysisError: ``path`` is no readable JSON or does not hold the eight Table 7 rows with ``madds_tf1``.
     """
     if path is None:
-        rows, extras = table7(input_size), extra_rows(input_size)
+        rows, extras = table7(input_size, progress=progress), extra_rows(input_size, progress=progress)
     else:
         try:
             data = json.loads(path.read_text())
@@ -424,7 +425,7 @@ def load_madds(path: Path | None, input_size: int = 513) -> dict[str, int]:
             ) from exc
         rows = data.get("rows", data) if isinstance(data, dict) else data
         extras = data.get("extra_rows") if isinstance(data, dict) else None
-        extras = extra_rows(input_size) if extras is None else extras
+        extras = extra_rows(input_size, progress=progress) if extras is None else extras
     if (
         not isinstance(rows, list)
         or len(rows) != len(TABLE7)

@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    written: list[str] = []
     web = {"model_file": args.model, "ort_web": args.ort_web}
     if args.format == "web" or any(web.values()):  # heavy imports (torch): not for --help
         from segkit.export.web import export_web as export  # a folder; it refuses --model/--ort-web without web
@@ -125,12 +126,13 @@ def run(args: argparse.Namespace) -> int:
         verify_images=args.verify_images,
         skip_verify=args.no_verify,
         overrides=args.set,
-        log=lambda line: print(line, file=sys.stderr),
+        log=written.append,  # "Wrote ...": said after the verification it waited for
     )
-    if report.verification is None:
-        return 0
-    print(report.verification.line())
-    return verdict(report)
+    if report.verification is not None:
+        print(report.verification.line(), flush=True)
+    for line in written:
+        print(line, file=sys.stderr)
+    return 0 if report.verification is None else verdict(report)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,7 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="data-set root of the calibration images; required, except for a quantization-aware training "
         "checkpoint written to .tflite (it keeps its trained ranges)",
     )
-    p.add_argument("--calib-split", default="train", help="split of the calibration images (default: train)")
+    p.add_argument(
+        "--calib-split",
+        default=None,
+        help="split of the calibration images (default: train, else trainval or val when --calib-data has no train "
+        "split, said)",
+    )
     p.add_argument("--num-calib", type=int, default=200, metavar="N", help="calibration images (default: 200)")
     p.add_argument(
         "--dataset", default=None, help="data-set kind of --calib-data and --verify (default: the checkpoint's)"

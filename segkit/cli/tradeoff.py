@@ -13,7 +13,8 @@ JSON {"rows": [{"config": NAME, "latency_ms": MS}, ...]}; --runtimes-json (defau
 it exists) gives each int8 / other-runtime result the latency of its runtime at 513, beside that runtime's
 fp32, JSON {"models": [{"config": NAME, "input_size": 513, "rows": [{"row": NAME, "latency_ms": MS,
 "runtime": R, "precision": P}, ...]}, ...]} (runtime and precision optional: read from the row name).
-MAdds are measured (a few seconds) unless --complexity-json gives `segkit complexity --table7 --json` output.
+MAdds are measured (~20 s on a 2-core CPU, a progress bar) unless --complexity-json gives `segkit complexity
+--table7 --json` output.
 """
 
 from __future__ import annotations

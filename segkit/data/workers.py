@@ -30,9 +30,16 @@ def usable_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def loader_workers(requested: int, log: Callable[[str], Any] | None = None) -> int:
+def loader_workers(
+    requested: int,
+    log: Callable[[str], Any] | None = None,
+    *,
+    flag: str = "--set data.num_workers=N",
+) -> int:
     """``requested`` DataLoader workers, or the number of usable CPUs when that is smaller, said once per process and
-    count: a ``warning: ...`` line through ``log``, else a :class:`WorkersClampedWarning`."""
+    count: a ``warning: ...`` line through ``log``, else a :class:`WorkersClampedWarning`; ``flag``: how the command
+    sets the count (named in the message). A default of a config the user did not write (a foreign exported file's)
+    is clamped by its caller, silently (:func:`segkit.export.cache.load_for_tools`)."""
     available = usable_cpus()
     if requested <= available:
         return requested
@@ -40,7 +47,7 @@ def loader_workers(requested: int, log: Callable[[str], Any] | None = None) -> i
         _warned.add((requested, available))
         message = (
             f"data.num_workers={requested} is more than the {available} CPU(s) this process may use: starting "
-            f"{available} DataLoader worker(s); set data.num_workers <= {available} to silence this."
+            f"{available} DataLoader worker(s); pass {flag} with N <= {available} to silence this."
         )
         if log is not None:
             log(f"warning: {message}")

@@ -399,11 +399,18 @@ def _run(tr: Training, *, resumed: bool, progress: bool, log: Any) -> dict[str, 
     stop = StopFlag().install()  # before the loader forks its workers (they inherit it, then ignore signals)
     batches = _train_batches(tr)
     bar = _progress_bar(tr, progress)
+    # until the first step ends the bar shows no rate: say what it waits for (one step of the demo config: ~5-15 s on
+    # a busy 2-core CPU, the data workers' start and first batches included)
+    bar.set_postfix_str("first step: starting the data workers, loading a batch, forward + backward", refresh=True)
+    first_step = True
     speed = _Throughput(tr)
     last_miou, signum = float("nan"), 0
     try:
         while tr.iteration < tr.cfg.train.iterations:
             values = train_step(tr, batches)
+            if first_step:
+                bar.set_postfix_str("", refresh=False)
+                first_step = False
             bar.update(1)
             logging, validating, saving = _due(tr)
             signum = host_max(stop.signum or 0)  # every rank stops after the same step

@@ -204,17 +204,20 @@ def evaluate_model(
         dataset,
         batch_size=1,
         shuffle=False,
-        num_workers=loader_workers(cfg.data.num_workers, log),  # at most the usable CPUs (one line)
+        num_workers=loader_workers(cfg.data.num_workers, log, flag="--num-workers N"),  # at most the CPUs (one line)
         pin_memory=device.type == "cuda",
         collate_fn=collate_drop_bad,
     )
     check_eval_outputs(json_path, save_pred, _dataset_inputs(dataset))  # never into the data set, before the work
     names = list(dataset.class_names)
     ident = dict(identity) if identity is not None else model_identity(model, cfg)
-    kind = ", ".join(str(ident[k]) for k in ("precision", "runtime", "quantization") if ident[k])
+    # the file's own scheme where it says more than the report's precision: an official uint8 file is "uint8"
+    kind = ", ".join(
+        str(v) for v in (ident.get("scheme") or ident["precision"], ident["runtime"], ident["quantization"]) if v
+    )
     log(
         f"Evaluating {name or type(model).__name__} ({kind}) on {cfg.data.dataset} '{split}' ({len(dataset)} images, "
-        f"{dataset.num_classes} classes) protocol {protocol_dict(cfg.eval)} on {device}; {data_line}"
+        f"{dataset.num_classes} classes), protocol: {protocol_name(cfg.eval)}, on {device}; {data_line}"
     )
     writer = None
     if save_pred is not None:

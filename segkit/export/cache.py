@@ -80,13 +80,16 @@ def cached_export(
     overrides: Mapping[str, Any] | None = None,
     input_size: int | None = None,
     log: Callable[[str], Any] | None = None,
+    verify_root: str | os.PathLike | None = None,
+    verify_split: str = "val",
 ) -> Path:
     """The exported file of ``checkpoint`` for ``runtime`` (exported and verified on first use, then reused).
 
     onnxruntime / openvino: an ONNX file as :func:`cache_plan` chooses it for the checkpoint's protocol with the
     ``eval.*`` overrides; litert: a static file at ``input_size`` (the protocol's pad_to). The first use says what
     is exported where, ticks the elapsed time, and verifies the file in ``runtime`` against the PyTorch model on
-    synthetic images before it enters the cache. The cache key holds the checkpoint's path, size and modification
+    up to 2 real images of ``verify_root`` (its ``verify_split``, else any image files under it; the data the command
+    was given), else on synthetic ones, before it enters the cache; the verification line says which. The cache key holds the checkpoint's path, size and modification
     time, the model and protocol overrides and the segkit version, so a new checkpoint is re-exported. ``log``:
     where the messages go (default: stderr).
     """
@@ -123,8 +126,25 @@ def cached_export(
     out = cache_dir() / f"{ckpt.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.{fmt}"
     if out.is_file():
         return out
-    _export_into_cache(ckpt, runtime, out, config, model_overrides, protocol, input_size, log or _to_stderr)
+    images, source = _cache_verification_images(verify_root, verify_split)
+    _export_into_cache(
+        ckpt, runtime, out, config, model_overrides, protocol, input_size, log or _to_stderr, images, source
+    )
     return out
+
+
+def _cache_verification_images(root: str | os.PathLike | None, split: str) -> tuple[list[Any], str]:
+    """``(images, where from)``: up to 2 real images of ``root`` when it holds any, else 2 synthetic ones of either
+    parity (a dynamic file: TF 'SAME' padding differs; a static one: the images fitted to its size)."""
+    from segkit.export.verify import find_verification_images, verification_images
+
+    if root is not None:
+        found = find_verification_images(root, limit=2, split=split)
+        if found.real:
+            return found.images, f"{found.where} (the data given)"
+    images = verification_images(None, limit=1, synthetic_size=160)[0]
+    images += verification_images(None, limit=1, synthetic_size=97)[0]
+    return images, "segkit's synthetic images (97, 160 px)"
 
 
 def _to_stderr(message: str) -> None:
@@ -140,6 +160,8 @@ def _export_into_cache(
     protocol: dict[str, Any],
     input_size: int | None,
     log: Callable[[str], Any],
+    images: list[Any],
+    source: str,
 ) -> None:
     """Export ``ckpt`` to ``out`` (staged), verify it in ``runtime``, and move it into the cache only if it passed."""
     from segkit.checkpoint.load import load_model
@@ -148,7 +170,7 @@ def _export_into_cache(
     from segkit.export.onnx import export_onnx
     from segkit.export.progress import timed_step
     from segkit.export.tflite import export_tflite
-    from segkit.export.verify import verification_images, verify
+    from segkit.export.verify import verify
     from segkit.utils.io import staged_output
 
     refuse_qat_checkpoint(ckpt, config, model_overrides, runtime=runtime)  # before its fake-quant graph is built
@@ -174,10 +196,7 @@ def _export_into_cache(
                 export_executorch(model, staged.path, input_size=(input_size, input_size))
             else:
                 export_tflite(model, staged.path, input_size=(input_size, input_size))
-        # dynamic: two sizes of either parity (TF 'SAME' padding differs); static: the images fitted to its size
-        images = verification_images(None, limit=1, synthetic_size=160)[0]
-        images += verification_images(None, limit=1, synthetic_size=97)[0]
-        report = verify(model, staged.path, images, runtime=runtime, source="segkit's synthetic images (97, 160 px)")
+        report = verify(model, staged.path, images, runtime=runtime, source=source)
         log(report.line())
         staged.keep = report.passed()
     if not report.passed():
@@ -213,10 +232,22 @@ def load_for_tools(
 
             eval_cfg = load_model(checkpoint, config=config, device="cpu").segkit_config.eval
             size = eval_cfg.pad_to or eval_cfg.resize_longer
-        model_path = cached_export(checkpoint, runtime, config=config, overrides=overrides, input_size=size)
+        model_path = cached_export(
+            checkpoint,
+            runtime,
+            config=config,
+            overrides=overrides,
+            input_size=size,
+            verify_root=overrides.get("data.root"),  # the data the command was given: verified on its images
+            verify_split=overrides.get("data.val_split") or "val",
+        )
     model = load_exported(model_path, runtime, threads=threads or torch.get_num_threads())
     implied = {k: v for k, v in model.implied_protocol().items() if k not in overrides}
     cfg = config_from_dict(apply_overrides(model.segkit_config.to_dict(), {**implied, **overrides}))
+    if model.metadata is None and "data.num_workers" not in overrides:  # a foreign file's default, not the user's
+        from segkit.data.workers import usable_cpus
+
+        cfg.data.num_workers = min(cfg.data.num_workers, usable_cpus())  # clamped silently: nothing to act on
     for key in ("model.input_mean", "model.input_std"):  # the file's own normalisation unless overridden
         if key in overrides:
             setattr(model, key.split("_")[-1], list(overrides[key]))

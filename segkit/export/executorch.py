@@ -39,7 +39,8 @@ _NOT_OPS = ("getitem", "executorch_call_delegate")
 def import_executorch() -> Any:
     """The ``executorch.exir`` module, imported quietly; ExportError with the install line when it is missing."""
     try:
-        with quiet_libraries():  # torchao's pytree warning as the XNNPACK backend loads
+        with quiet_libraries(), warnings.catch_warnings():  # torchao's pytree and executorch's import warnings
+            warnings.simplefilter("ignore")
             import executorch.exir as exir
             from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner  # noqa: F401
     except ImportError as exc:

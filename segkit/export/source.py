@@ -100,8 +100,11 @@ def report_identity(model: Any, cfg: Config) -> dict[str, Any]:
         try:
             from segkit.convert.tflite import infer_architecture, load_tflite
 
-            arch = infer_architecture(load_tflite(path)).model_config()
+            found = infer_architecture(load_tflite(path))
+            arch = found.model_config()
             ident["model"] = {k: getattr(arch, k) for k in REPORT_MODEL_FIELDS}
+            if found.quantization == "uint8":  # the report's precision enum says int8; the log line says uint8
+                ident["scheme"] = "uint8"
         except Exception:  # noqa: BLE001 - no tflite package or a graph convert cannot read: keep the defaults
             pass
     return ident
@@ -131,8 +134,8 @@ def infer_images(
 ) -> InferResult:
     """``segkit infer``: segment the image ``input`` (or the images directly inside that folder) with ``source``
     into ``output`` with :func:`segkit.evaluation.command.segment_images`; ``options`` are its ``alpha``,
-    ``contour``, ``fit``, ``progress``, ``max_pixels``, ``json_path``, ``legend_path`` and ``log`` (``model_file``
-    defaults to the file ``source`` names).
+    ``contour``, ``fit``, ``progress``, ``max_pixels``, ``json_path``, ``legend_path``, ``log``, ``overlay`` and
+    ``readers`` (``model_file`` defaults to the file ``source`` names).
 
     Raises:
         DatasetError: ``input`` does not exist or holds no images (checked before the model is loaded).

@@ -6,6 +6,7 @@ The file runs through :func:`segkit.runtimes.load_exported`, exactly as ``segkit
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,13 +94,18 @@ def _miou(cm: np.ndarray) -> float:
 
 
 def verify_int8(
-    model: nn.Module, path: str | os.PathLike, images: Sequence[dict[str, Any]], *, ignore_index: int = 255
+    model: nn.Module,
+    path: str | os.PathLike,
+    images: Sequence[dict[str, Any]],
+    *,
+    ignore_index: int = 255,
+    progress: bool = False,
 ) -> Int8Report:
     """Compare ``path`` with the float ``model`` on ``images`` (from :func:`calibration_images`; masks optional).
 
     Agreement and mIoU count only the resized image content (padding excluded); mIoU is over the classes
     present in the ground truth (as ``segkit test`` reports it; the mean over the classes in the ground truth or
-    the prediction beside it), the masks resized to the content with nearest neighbour.
+    the prediction beside it), the masks resized to the content with nearest neighbour. ``progress``: a bar.
     """
     import torch.nn.functional as F
 
@@ -111,7 +117,10 @@ def verify_int8(
     same = total = 0
     per_image: list[float] = []
     has_masks = all("mask" in item for item in images) and len(images) > 0
-    for item in images:
+    from tqdm import tqdm
+
+    bar = tqdm(images, desc="verifying int8 vs float", unit="img", leave=False, disable=not progress, file=sys.stderr)
+    for item in bar:
         h, w = item["extent"]
         with torch.no_grad():
             out = model(item["image"])

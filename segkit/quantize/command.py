@@ -46,7 +46,7 @@ def quantize_checkpoint(
     *,
     format: str | None = None,  # noqa: A002 - --format; None: from out's extension
     calib_data: str | None = None,
-    calib_split: str = "train",
+    calib_split: str | None = None,  # None: train, else the split calib_data has (choose_images)
     num_calib: int = 200,
     dataset: str | None = None,
     input_size: tuple[int, int] = (513, 513),
@@ -112,7 +112,7 @@ def quantize_checkpoint(
             from segkit.export.executorch import delegation_line
 
             log(delegation_line(meta))
-        report = verify_int8(model, staged.path, check)
+        report = verify_int8(model, staged.path, check, progress=progress)
         report.path = str(out)
         report.reference = "fake-int8" if qat else "fp32"  # a QAT checkpoint loads as its fake-quantized model
         report.calibrated_on, report.verified_on = chosen.calibrated_on, chosen.verified_on

@@ -39,6 +39,31 @@ def _has_split(model: nn.Module, root: str | os.PathLike, split: str, dataset: s
         return False
 
 
+CALIB_SPLITS = ("train", "trainval", "val")  # the calibration split when none is given: the first one there
+
+
+def resolve_calib_split(model: nn.Module, root: str | os.PathLike, split: str | None, dataset: str | None) -> str:
+    """``split`` when ``root`` has it; None: the first of :data:`CALIB_SPLITS` there (``train``, else ...).
+
+    Raises:
+        QuantizeError: ``split`` is not under ``root``; the message names the splits that are and ``--calib-split``.
+    """
+    if split is not None and _has_split(model, root, split, dataset):
+        return split
+    available = [name for name in CALIB_SPLITS if _has_split(model, root, name, dataset)]
+    if split is None and available:
+        return available[0]
+    if not available:  # none of the usual names: the data set's own error names what is there
+        split_ids(model, root, split or CALIB_SPLITS[0], dataset)
+        raise QuantizeError(
+            f"--calib-data {root} holds no images in '{split}'; pass --calib-split with a split it has."
+        )
+    raise QuantizeError(
+        f"--calib-data {root} has no '{split}' split (it has {', '.join(available)}); pass --calib-split "
+        f"{available[0]} (calibration and verification then divide it, disjoint), or --calib-data with a '{split}' split."
+    )
+
+
 def _kind(model: nn.Module, dataset: str | None) -> str:
     """``synthetic`` for segkit's generated set (shapes, not photos), else ``real``."""
     return "synthetic" if (dataset or model.segkit_config.data.dataset) == "synthetic" else "real"
@@ -65,7 +90,7 @@ def choose_images(
     model: nn.Module,
     *,
     calib_data: str | os.PathLike | None,
-    calib_split: str,
+    calib_split: str | None,
     num_calib: int,
     verify: str | os.PathLike | None,
     verify_split: str,
@@ -75,12 +100,20 @@ def choose_images(
     progress: bool,
 ) -> QuantizeImages:
     """The calibration images (none when ``calib_data`` is None) and the verification images, disjoint by id.
+    ``calib_split`` None: ``train``, else the first split of :data:`CALIB_SPLITS` ``calib_data`` has (said in
+    ``calibrated_on``).
 
     Raises:
         QuantizeError: a split too small to give both, or no verification image left once the calibration images
             are left out.
     """
     chosen = QuantizeImages()
+    chosen_split = ""
+    if calib_data is not None:
+        given, calib_split = calib_split, resolve_calib_split(model, calib_data, calib_split, dataset)
+        if given is None and calib_split != CALIB_SPLITS[0]:
+            chosen_split = f" (it has no '{CALIB_SPLITS[0]}' split; --calib-split chooses another)"
+    calib_split = calib_split or CALIB_SPLITS[0]
     common = {"input_size": input_size, "dataset": dataset, "progress": progress}
     divide = (
         calib_data is not None
@@ -95,6 +128,7 @@ def choose_images(
         chosen.calibration = calibration_images(model, calib_data, split=calib_split, num=n_calib, **common)
         chosen.calibrated_on = (
             f"{len(chosen.calibration)} {_kind(model, dataset)} images of '{calib_split}' under {calib_data}"
+            f"{chosen_split}"
         )
     calibrated = [item["id"] for item in chosen.calibration]
     if verify is not None or calib_data is not None:

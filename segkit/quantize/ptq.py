@@ -128,6 +128,28 @@ def quantize_model(
     wrapper = ExportWrapper(model, input=input, output=output, layout=layout).eval()
     feeds = [_as_input(item["image"], input, wrapper.mean_rgb, wrapper.std_rgb, layout) for item in images]
     extra = {"precision": "int8", "quantization": quantization, "num_calib": len(images)}
+    from segkit.export.progress import timed_step
+
+    silent = format in QUANTIZERS  # tens of seconds without a bar of their own (LiteRT and ExecuTorch show theirs)
+    with timed_step(f"quantizing ({QUANTIZERS.get(format, format)})", enabled=progress and silent):
+        return _quantize(model, wrapper, path, feeds, format, input_size, input, output, extra)
+
+
+QUANTIZERS = {"onnx": "ONNX Runtime QDQ", "openvino": "NNCF"}  # the quantizer each format's step names
+
+
+def _quantize(
+    model: nn.Module,
+    wrapper: nn.Module,
+    path: Path,
+    feeds: list[Tensor],
+    format: str,  # noqa: A002 - --format
+    input_size: tuple[int, int],
+    input: str,  # noqa: A002 - --input
+    output: str,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """Calibrate and write ``path`` in ``format``: :func:`quantize_model`'s work once the inputs are prepared."""
     if format == "tflite":
         with quiet_libraries():  # litert-torch and LiteRT's C++ log lines
             return _tflite(model, wrapper, path, feeds, input_size, input, output, extra)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -204,16 +205,17 @@ class ExecuTorchSession(Session):
 
     def __init__(self, path: Path, threads: int | None) -> None:
         try:
-            with quiet_libraries():
+            with quiet_libraries(), warnings.catch_warnings():  # "This API is experimental" as it loads
+                warnings.simplefilter("ignore")
                 import torch
                 from executorch.extension.pybindings import portable_lib
                 from executorch.runtime import Runtime
         except ImportError as exc:
             raise _missing("executorch", exc) from exc
         self._torch = torch
-        if threads and portable_lib._threadpool_get_thread_count() != threads:
-            portable_lib._unsafe_reset_threadpool(int(threads))
-        with quiet_libraries():  # cpuinfo lines as XNNPACK starts
+        with quiet_libraries():  # cpuinfo lines as the thread pool and XNNPACK start
+            if threads and portable_lib._threadpool_get_thread_count() != threads:
+                portable_lib._unsafe_reset_threadpool(int(threads))
             program = Runtime.get().load_program(path)
             if "forward" not in program.method_names:
                 raise ExportedModelError(

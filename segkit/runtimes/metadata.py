@@ -176,9 +176,12 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
 
 def _pte_metadata(path: Path) -> dict[str, Any] | None:
     """The JSON an ExecuTorch program's :data:`PTE_METADATA_METHOD` returns (segkit export --format executorch)."""
+    import warnings
+
     from segkit.utils.quiet import quiet_libraries
 
-    with quiet_libraries():  # cpuinfo lines as the runtime loads
+    with quiet_libraries(), warnings.catch_warnings():  # cpuinfo lines and "experimental API" as the runtime loads
+        warnings.simplefilter("ignore")
         from executorch.runtime import Runtime
 
         program = Runtime.get().load_program(path)

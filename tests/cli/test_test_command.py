@@ -37,7 +37,9 @@ def test_prints_the_table_and_writes_the_json(tiny_ckpt: Path, synth_root: Path,
     assert rc == 0, stderr
     for text in (*SYNTHETIC_CLASSES, "mIoU", "pixel acc", "mean acc"):
         assert text in stdout
-    assert f"Evaluating {tiny_ckpt} (fp32, pytorch) on synthetic 'val' (4 images, 5 classes) protocol " in stderr
+    # the protocol by name, as infer and the JSON name it (not a Python dict)
+    assert f"Evaluating {tiny_ckpt} (fp32, pytorch) on synthetic 'val' (4 images, 5 classes), protocol: " in stderr
+    assert "protocol: whole image, on cpu" in stderr and "{'scales'" not in stderr
     assert f"on cpu; data from {synth_root}" in stderr
     assert "eval" in stderr and f"Wrote {out}\n" in stderr  # the progress bar, then the file
     report = json.loads(out.read_text())

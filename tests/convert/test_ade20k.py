@@ -129,6 +129,10 @@ def test_checkpoint_loads_with_the_ade20k_classes(ade_checkpoint: Path) -> None:
     model = segkit.load_model(ade_checkpoint)
     ckpt = torch.load(ade_checkpoint, map_location="cpu", weights_only=True)
     assert ckpt["class_names"] == ADE20K_TOP31
+    from segkit.data.ade20k import ADE20K_TOP31_PALETTE
+
+    assert ckpt["palette"] == ADE20K_TOP31_PALETTE.tolist()  # ADE20K's colours in infer and --legend, not VOC's
+    assert ckpt["config"]["eval"]["resize_longer"] == ckpt["config"]["eval"]["pad_to"] == 512
     assert ckpt["config"]["model"]["decoder"] == "deeplabv3plus" and ckpt["config"]["model"]["tf_same_padding"]
     assert ckpt["config"]["model"]["resize_mode"] == "tf_legacy" and model.head.decoder.resize_mode == "tf_legacy"
     assert model.head.decoder is not None and model.decoder_in == "layer_4/depthwise_output"

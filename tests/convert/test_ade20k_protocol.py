@@ -51,7 +51,9 @@ def _test(source: list[str], root: Path, out: Path, capsys: pytest.CaptureFixtur
 def test_the_file_and_its_conversion_under_one_protocol(
     ade_root: Path, shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    pytest.importorskip("tflite", reason="the optional 'tflite' package is absent: pip install 'segkit-deeplab[tflite]'")
+    pytest.importorskip(
+        "tflite", reason="the optional 'tflite' package is absent: pip install 'segkit-deeplab[tflite]'"
+    )
     pytest.importorskip("ai_edge_litert", reason="LiteRT is absent: pip install ai-edge-litert")
     tflite = shared_data / ADE
     # a foreign file carries no class count: the data set's 32 classes are set for it

@@ -143,7 +143,8 @@ def test_converted_config_asks_for_few_workers() -> None:
     )
     cfg = arch.config("tflite_x")
     assert cfg.data.num_workers == 2  # the DataConfig default, 4, oversubscribes a 2-core machine
-    assert cfg.data.crop_size == 513 and cfg.eval.pad_to == 513
+    # the interpreter's protocol, which the file's static export implies: checkpoint and export agree without flags
+    assert cfg.data.crop_size == 513 and cfg.eval.pad_to == 513 and cfg.eval.resize_longer == 513
 
 
 def test_infers_deeplab_architecture(deeplab_graph) -> None:
@@ -349,7 +350,8 @@ def test_finetuning_from_the_converted_checkpoint(converted: dict[Path]) -> None
 def test_tools_evaluate_the_converted_model_like_the_interpreter(
     converted: dict[Path], shared_data: Path, tmp_path: Path
 ) -> None:
-    """`segkit test` with the README protocol: the confusion matrix gives the reference mIoU (classes in GT)."""
+    """`segkit test` without protocol flags (the checkpoint's default is the interpreter's resize-longer 513 + pad
+    513): the confusion matrix gives the reference mIoU (classes in GT)."""
     out = tmp_path / "eval.json"
     assert (
         segkit_main(
@@ -359,10 +361,6 @@ def test_tools_evaluate_the_converted_model_like_the_interpreter(
                 str(converted["deeplab"]),
                 "--data-root",
                 str(shared_data / "voc_sample"),
-                "--resize-longer",
-                "513",
-                "--pad-to",
-                "513",
                 "--json",
                 str(out),
             ]
@@ -374,7 +372,7 @@ def test_tools_evaluate_the_converted_model_like_the_interpreter(
     present = confusion.sum(1) > 0
     iou = np.diag(confusion) / np.maximum(confusion.sum(0) + confusion.sum(1) - np.diag(confusion), 1)
     summary = json.loads((shared_data / "reference/summary.json").read_text())["coral_deeplabv3_mnv2_pascal_quant"]
-    assert report["num_images"] == 8 and report["protocol"]["pad_to"] == 513
+    assert report["num_images"] == 8 and report["protocol"]["pad_to"] == report["protocol"]["resize_longer"] == 513
     assert abs(iou[present].mean() - summary["miou_present"]) < 0.01
     assert abs(report["pixel_acc"] - summary["pixel_acc"]) < 0.005
 

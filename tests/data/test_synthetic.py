@@ -143,3 +143,16 @@ def test_build_dataset_generates_on_demand(tmp_path):
     assert sample["image"].shape == (3, 48, 48) and sample["mask"].shape == (48, 48)
     with pytest.raises(DatasetError, match="splits 'train' and 'val'"):
         build_dataset(cfg, "train_aug", None)
+
+
+def test_generating_says_so_with_a_bar_then_stays_quiet(tmp_path, capfd):
+    """The demo's first run generates the set (~20 s for 460 images): one line naming where, and a bar; a set
+    already there is reused without a word."""
+    generate_synthetic_voc(tmp_path, num_train=3, num_val=2, image_size=48)
+    err = capfd.readouterr().err
+    assert f"generating the synthetic set at {tmp_path} (once)..." in err
+    assert "synthetic images:" in err and "/5 [" in err  # the bar over train + val
+    generate_synthetic_voc(tmp_path, num_train=3, num_val=2, image_size=48)
+    assert capfd.readouterr().err == ""
+    generate_synthetic_voc(tmp_path / "quiet", num_train=3, num_val=2, image_size=48, progress=False)
+    assert capfd.readouterr().err == ""

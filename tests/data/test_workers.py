@@ -51,8 +51,35 @@ def test_a_log_gets_one_line_instead_of_a_warning(two_cpus) -> None:
         assert loader_workers(4, lines.append) == 2
     assert lines == [
         "warning: data.num_workers=4 is more than the 2 CPU(s) this process may use: starting 2 DataLoader "
-        "worker(s); set data.num_workers <= 2 to silence this."
+        "worker(s); pass --set data.num_workers=N with N <= 2 to silence this."
     ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert loader_workers(5, lines.append, flag="--num-workers N") == 2  # how `segkit test` sets it
+    assert lines[-1].endswith("pass --num-workers N with N <= 2 to silence this.")
+
+
+def test_a_foreign_files_default_workers_are_clamped_silently(two_cpus, tiny_ckpt, tmp_path) -> None:
+    """`segkit test --model foreign.onnx`: the user wrote no config, so its default (4) is clamped without a word;
+    a count the user passed stays theirs (and is warned about by the loader)."""
+    pytest.importorskip("onnxruntime")
+    from segkit.checkpoint.load import load_model
+    from segkit.export.cache import load_for_tools
+    from segkit.export.onnx import export_onnx
+    from segkit.runtimes.metadata import read_metadata
+
+    path = tmp_path / "foreign.onnx"
+    export_onnx(load_model(tiny_ckpt), path, input_size=(33, 33))
+    import onnx
+
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]  # no segkit metadata: a foreign file
+    onnx.save(proto, str(path))
+    assert read_metadata(path) is None
+    _, cfg = load_for_tools(path, None, overrides={"model.num_classes": 21})
+    assert cfg.data.num_workers == 2  # the default config's 4, clamped to the 2 CPUs
+    _, cfg = load_for_tools(path, None, overrides={"model.num_classes": 21, "data.num_workers": 6})
+    assert cfg.data.num_workers == 6
 
 
 def test_training_and_evaluation_loaders_start_at_most_the_cpus(fresh, tiny_cfg, synth_root, capfd) -> None:

@@ -49,3 +49,16 @@ def test_the_plan_follows_the_protocol_and_the_padding() -> None:
     # TF 'SAME' padding depends on the size, which the tracer bakes in: a dynamic file needs the dynamo exporter
     assert cache_plan(build_model(same), same.eval) == CachePlan("dynamo", None)
     assert cache_plan(build_model(same), fixed) == CachePlan("torchscript", (513, 513))
+
+
+def test_verifies_on_the_images_of_the_data_given(tiny_ckpt, synth_root, tmp_path, monkeypatch) -> None:
+    """`segkit test --checkpoint C --runtime R --data-root D`: the cached file is verified on D's images, not on
+    synthetic ones, and the line says which."""
+    from segkit.export.cache import load_for_tools
+
+    monkeypatch.setenv("SEGKIT_CACHE", str(tmp_path))
+    lines: list[str] = []
+    monkeypatch.setattr("segkit.export.cache._to_stderr", lines.append)
+    load_for_tools(None, "onnxruntime", checkpoint=str(tiny_ckpt), overrides={"data.root": str(synth_root)})
+    verified = next(line for line in lines if line.startswith("verified in onnxruntime"))
+    assert f"on 2 image(s) from the 'val' split of {synth_root} (the data given)" in verified, verified

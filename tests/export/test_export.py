@@ -372,3 +372,20 @@ def test_official_tflite_file_evaluates_to_the_reference(shared_data, tmp_path):
     got = _labels_of(tmp_path / "p")
     agree = sum(int((got[k] == preds[k]).sum()) for k in preds.files) / sum(preds[k].size for k in preds.files)
     assert agree >= 0.99, agree
+
+
+def test_export_shows_verification_progress_then_says_wrote(tiny, monkeypatch) -> None:
+    """A bar over the verification images (~3 s each at 513 x 513), and "Wrote X" only after "verified ...": the
+    file appears once its verification passed (one stream, as a terminal shows both)."""
+    import io
+    import sys
+
+    _, ckpt, out = tiny
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", stream)
+    monkeypatch.setattr(sys, "stderr", stream)
+    argv = ["export", "--checkpoint", str(ckpt), "--out", str(out / "order.onnx"), "--input-size", str(SIZE)]
+    assert segkit_main([*argv, "--verify-images", "2"]) == 0
+    text = stream.getvalue()
+    assert "verifying in onnxruntime:" in text and "/2 [" in text  # the bar
+    assert text.index("verified in onnxruntime on 2 image(s)") < text.index(f"Wrote {out / 'order.onnx'}")

@@ -93,6 +93,7 @@ def test_official_uint8_tflite_is_an_official_int8_result(shared_data):
     assert ident["config"] == "tflite_deeplabv3_mnv2_pascal_quant"
     assert (ident["precision"], ident["runtime"]) == ("int8", "litert")
     assert ident["model"]["output_stride"] == 16 and ident["model"]["aspp"] is False
+    assert ident["scheme"] == "uint8"  # what `Evaluating ... (uint8, litert)` says; the JSON precision enum: int8
 
 
 def _write(folder: Path, name: str, **data) -> None:
@@ -191,10 +192,45 @@ def test_int8_results_sit_beside_the_float_one(tmp_path):
     madds = {(p.kind, p.y) for p in pts if p.panel == "madds" and p.y < 75}
     assert {("segkit", 70.0), ("int8", 69.0), ("int8", 68.5), ("fake-int8", 69.8)} <= madds
     on_latency = {(p.kind, p.x, round(p.y, 2)) for p in pts if p.panel == "latency"}
-    assert {("segkit", 54.0, 70.0), ("int8", 20.0, 69.0), ("runtime-fp32", 35.0, 70.0)} <= on_latency
+    assert {("segkit", 54.0, 70.0), ("int8", 20.0, 69.0)} <= on_latency
     assert {("int8", 36.0, 74.74), ("int8", 30.0, 74.0)} <= on_latency  # the official file, segkit's PTQ of it
-    assert ("runtime-fp32", 38.0, 74.26) in on_latency  # no official float result: the official file's published mIoU
+    # exactly the measured pairs: no fp32 ORT / LiteRT point at another result's mIoU (no such result was given)
+    assert not {x for _, x, _ in on_latency} & {35.0, 38.0, 39.0}
+    assert all(p.link is None for p in pts if p.panel == "latency")  # no fp32 result in those runtimes to link to
     assert not any(p.kind == "fake-int8" for p in pts if p.panel == "latency")  # no latency measured for it
+
+
+def test_the_latency_panel_draws_the_measured_pairs(tmp_path):
+    """The converted model's PyTorch fp32 result is on the latency panel at its runtimes.json latency (the table's
+    figure); an int8 file is linked to the fp32 result of its runtime only when that one was evaluated."""
+    res = tmp_path / "results"
+    res.mkdir()
+    mnv2 = {"backbone": "mobilenet_v2", "width_mult": 1.0, "output_stride": 16, "aspp": False, "decoder": "none"}
+    official = {"config": "tflite_deeplabv3_mnv2_pascal_quant", "model": mnv2}
+    _write(res, "conv_fp32", **official, miou=0.7478)
+    _write(res, "conv_ort", **official, miou=0.7477, precision="fp32", runtime="onnxruntime")
+    _write(res, "conv_ort_int8", **official, miou=0.7463, precision="int8", runtime="onnxruntime", quantization="ptq")
+    _write(res, "uint8", **official, miou=0.7476, precision="int8", runtime="litert")
+    found, _ = load_results(res)
+    row = "voc_mnv2_os16"
+    lat = {
+        (row, True, "fp32", "onnxruntime", False): 35.0,
+        (row, True, "int8", "onnxruntime", False): 20.0,
+        (row, True, "int8", "litert", True): 36.0,
+        (row, True, "fp32", "litert", False): 38.0,  # a latency without an mIoU: not drawn
+    }
+    madds, latency = {c: 5e9 for c in CONFIG_NAMES}, {row: 54.0}  # --latency: the network's PyTorch latency
+    assert "| 74.26 | 74.78 | 54 |" in tradeoff_markdown(madds, found, latency, lat)  # the table's converted line
+    pts = points(madds, found, latency, lat)
+    on_latency = {(p.kind, p.x, round(p.y, 2)): p for p in pts if p.panel == "latency" and p.kind != "paper"}
+    assert set(on_latency) == {
+        ("official", 54.0, 74.78),  # the converted model in PyTorch: the table's 54 ms
+        ("float-variant", 35.0, 74.77),
+        ("int8", 20.0, 74.63),
+        ("int8", 36.0, 74.76),
+    }
+    assert on_latency[("int8", 20.0, 74.63)].link == pytest.approx((35.0, 74.77))  # to the fp32 ONNX Runtime result
+    assert on_latency[("int8", 36.0, 74.76)].link is None  # no fp32 LiteRT result was given
 
 
 @pytest.mark.slow

@@ -167,7 +167,8 @@ class TFLiteArchitecture:
         evaluation = EvalConfig()
         if h == w and h >= 16:
             data.crop_size = h
-            evaluation.pad_to = h if self.kind == "segmentor" else None
+            if self.kind == "segmentor":  # the interpreter's protocol, as the file's static export implies
+                evaluation.resize_longer = evaluation.pad_to = h
         cfg = Config(name=name, model=self.model_config(), data=data, eval=evaluation)
         validate_config(cfg)
         return cfg

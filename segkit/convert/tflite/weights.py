@@ -223,9 +223,13 @@ def convert_tflite(
         palette = VOC_PALETTE[:21].tolist()
         arch.notes.append("21 classes: assumed PASCAL VOC's class names and palette.")
     elif arch.kind == "segmentor" and arch.num_classes == len(ADE20K_TOP31_CLASSES):
+        from segkit.data.ade20k import ADE20K_TOP31_PALETTE
+
         class_names = list(ADE20K_TOP31_CLASSES)
+        palette = ADE20K_TOP31_PALETTE.tolist()
         arch.notes.append(
-            "32 classes: assumed MLPerf's ADE20K classes (ADE20K's 31 most frequent, in ADE20K's order, + 'other' as 0)."
+            "32 classes: assumed MLPerf's ADE20K classes (ADE20K's 31 most frequent, in ADE20K's order, + 'other' as 0)"
+            " and ADE20K's palette."
         )
     if out is not None:
         from segkit.checkpoint.format import save_checkpoint
