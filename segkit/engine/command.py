@@ -59,6 +59,13 @@ def train_command(
     cfg = training_config(config, overrides, data_root=data_root, seed=seed)
     if reschedule and not resume:
         raise WorkDirError("--reschedule changes the schedule of a resumed run; pass it with --resume.")
+    if not progress and cfg.data.dataset == "synthetic":  # --no-progress: generate it here, without its bar
+        from segkit.data.synthetic import generate_synthetic_voc
+
+        d = cfg.data
+        generate_synthetic_voc(
+            d.root, d.synthetic_num_train, d.synthetic_num_val, d.synthetic_image_size, d.synthetic_seed, progress=False
+        )
     result = train(
         cfg,
         work_dir=work_dir,
