@@ -46,7 +46,7 @@ def stubbed(monkeypatch):
             path.with_suffix(".bin").write_bytes(b"weights")
         return {}
 
-    def verify(model, path, images):
+    def verify(model, path, images, **options):
         Stub.verified.append(Path(path))
         return Int8Report(str(path), 4, len(images), Stub.agreement)
 
