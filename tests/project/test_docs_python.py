@@ -87,8 +87,20 @@ def _onnx_model(folder: Path) -> None:
     )
 
 
+def _video_clip(folder: Path) -> None:
+    av = pytest.importorskip("av", reason="the block reads a video with PyAV (a segkit dependency)")
+    rng = np.random.default_rng(0)
+    with av.open(str(folder / "clip.mp4"), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(3):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
 # files made only for the blocks that name them (each costs seconds)
-ON_DEMAND = {"mobilenet_v2-b0353104.pth": _torchvision_weights, "model.onnx": _onnx_model}
+ON_DEMAND = {"mobilenet_v2-b0353104.pth": _torchvision_weights, "model.onnx": _onnx_model, "clip.mp4": _video_clip}
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
