@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -36,9 +37,9 @@ from segkit.data import (
 from segkit.data.sources import COCO_DEFAULT_SPLIT
 from segkit.data.workers import loader_workers
 from segkit.evaluation.evaluator import evaluate, protocol_dict
-from segkit.evaluation.image import label_map
+from segkit.evaluation.image import StagedImage, finish_labels, label_map, stage_image, staged_labels
 from segkit.evaluation.metrics import SegMetrics
-from segkit.evaluation.pipeline import BackgroundWriter, prefetch
+from segkit.evaluation.pipeline import BackgroundWriter, host_threads, prefetch
 from segkit.evaluation.predict import MAX_PIXELS, InferenceError, check_budget, slide_windows
 from segkit.evaluation.protocol import fitted_protocol, fixed_input_size, protocol_name, protocol_record
 from segkit.evaluation.report import (
@@ -386,6 +387,29 @@ class Segmenter:
         protocol = self.protocol((int(rgb.shape[0]), int(rgb.shape[1])))
         return segment(self.model, rgb, self.cfg, self.device, self.max_pixels, protocol), protocol
 
+    def stage(self, rgb: np.ndarray) -> StagedImage:
+        """The host work before the model (:func:`segkit.evaluation.image.stage_image`), for a reader thread.
+
+        Raises:
+            InferenceError: the image is over the pixel budget under its protocol (the message names the fix).
+        """
+        protocol = self.protocol((int(rgb.shape[0]), int(rgb.shape[1])))
+        return stage_image(self.model, rgb, self.cfg, self.device, self.max_pixels, protocol)
+
+    def run(self, staged: StagedImage) -> Tensor:
+        """The model's labels [1, *base] of a staged image; :meth:`finish` makes them the image's label map."""
+        return staged_labels(self.model, staged, self.cfg, self.device, self.max_pixels)
+
+    def finish(self, staged: StagedImage, label: Tensor) -> np.ndarray:
+        """The label map [H, W] of the image from :meth:`run`'s labels (host work, for the writer thread)."""
+        return finish_labels(label, staged.size, self.cfg)
+
+    def finish_and_write(
+        self, folder: Path, stem: str, staged: StagedImage, label: Tensor, overlay: bool = True
+    ) -> tuple[Path, Path | None]:
+        """:meth:`finish` then :meth:`write`: the writer thread's job in ``segkit infer``."""
+        return self.write(folder, stem, staged.rgb, self.finish(staged, label), overlay)
+
     def write(
         self, folder: Path, stem: str, rgb: np.ndarray, label: np.ndarray, overlay: bool = True
     ) -> tuple[Path, Path | None]:
@@ -493,18 +517,29 @@ def segment_images(
     records: list[dict[str, Any]] = []
     items = list(zip(paths, output_names(paths)))
     bar = tqdm(total=len(items), desc="infer", unit="img", disable=not progress, dynamic_ncols=True)
-    # decode the next images while the model runs; encode the outputs behind it (segkit.evaluation.pipeline)
-    with BackgroundWriter() as writer:
-        for (path, stem), fetched in prefetch(lambda item: read_image(item[0]), items, workers=readers):
+
+    def read_and_stage(item: tuple[Path, str]) -> tuple[np.ndarray, StagedImage | InferenceError]:
+        image = read_image(item[0])  # a DatasetError comes back as the item's error
+        try:
+            return image, seg.stage(image)
+        except InferenceError as exc:  # over the pixel budget: skipped by the main loop, with the image's size
+            return image, exc
+
+    # decode and prepare the next images while the model runs; finish and encode the outputs behind it
+    # (segkit.evaluation.pipeline); torch on one thread when a runtime runs the model (host_threads)
+    with host_threads(model), BackgroundWriter() as writer:
+        for (path, stem), fetched in prefetch(read_and_stage, items, workers=readers):
             bar.update()
             record: dict[str, Any] = {"input": str(path)}
             records.append(record)
-            image = fetched.value  # RGB uint8 [H, W, 3]
+            image, staged = fetched.value if fetched.value is not None else (None, None)  # RGB uint8 [H, W, 3]
             try:
                 if fetched.error is not None:
                     raise fetched.error
                 record["size"] = [int(image.shape[0]), int(image.shape[1])]
-                label, protocol = seg.label(image)
+                if isinstance(staged, InferenceError):
+                    raise staged
+                label = seg.run(staged)
             except (DatasetError, InferenceError) as exc:  # unreadable, or over the pixel budget: skip it, go on
                 reason = (
                     _read_reason(exc)
@@ -515,11 +550,11 @@ def segment_images(
                 record["skipped"] = reason
                 log(f"warning: skipping {path}: {reason}")
                 continue
-            if protocol is not cfg.eval:
+            if staged.protocol is not cfg.eval:
                 result.fitted.append(path)
-            writer.submit(seg.write, out, stem, image, label, overlay)
+            writer.submit(seg.finish_and_write, out, stem, staged, label, overlay)
             jpg = f"{stem}_overlay.jpg" if overlay else None
-            record.update(protocol=protocol_name(protocol), label_map=f"{stem}.png", overlay=jpg)
+            record.update(protocol=protocol_name(staged.protocol), label_map=f"{stem}.png", overlay=jpg)
     bar.close()
     result.report = infer_report(seg, result, records, model_file)
     if json_path is not None:

@@ -13,6 +13,7 @@ callable returning ``{"out": logits}`` or logits (a segkit model, or a runtime's
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -23,7 +24,17 @@ from tqdm import tqdm
 
 from segkit.data.base import BAD_REASON
 from segkit.evaluation.metrics import ConfusionMatrix, SegMetrics
-from segkit.evaluation.predict import MAX_PIXELS, predict
+from segkit.evaluation.pipeline import host_threads, prefetch
+from segkit.evaluation.predict import (
+    MAX_PIXELS,
+    base_extent,
+    check_budget,
+    labels_pass_applies,
+    predict,
+    prepare_labels_pass,
+    resize_label,
+    run_labels_pass,
+)
 
 __all__ = ["EvalProtocol", "evaluate", "protocol_dict"]
 
@@ -105,6 +116,28 @@ def _batch_parts(batch: Any, index: int) -> tuple[Tensor, Tensor, list[str]]:
     return images, masks, [str(i) for i in ids]
 
 
+def _labels_pass_stage(
+    model: Any, proto: Mapping[str, Any], max_pixels: int | None, device: torch.device
+) -> Callable[[Any], tuple[Any, tuple[int, int]] | None]:
+    """The reader thread's work on a batch for a runner's labels pass: its images checked against the pixel budget,
+    resized to the protocol's base extent and padded (:func:`segkit.evaluation.predict.prepare_labels_pass`); None for
+    a batch without images (every sample bad)."""
+
+    def stage(batch: Any) -> tuple[Any, tuple[int, int]] | None:
+        if _skipped(batch) and "mask" not in batch:
+            return None
+        images = _batch_parts(batch, 0)[0].to(device).float()
+        size = (int(images.shape[-2]), int(images.shape[-1]))
+        budget = {k: proto.get(k) for k in ("resize_longer", "pad_to", "slide", "resize_range", "resize_factor")}
+        check_budget(len(images), size, scales=(1.0,), max_pixels=max_pixels, **budget)
+        base = base_extent(size, proto.get("resize_longer"), proto.get("resize_range"), proto.get("resize_factor"))
+        return prepare_labels_pass(
+            model, images, base, pad_to=proto.get("pad_to"), antialias=bool(proto.get("antialias", False))
+        )
+
+    return stage
+
+
 def evaluate(
     model: nn.Module | Callable[[Tensor], Any],
     loader: Iterable[Any],
@@ -158,23 +191,36 @@ def evaluate(
         model.eval()
     total = len(loader) if hasattr(loader, "__len__") else None
     batches = iter(loader)
+    # a runtime's runner under a one-view protocol: the next batch is resized and padded on a thread while the
+    # runtime runs this one, and torch keeps one thread (segkit.evaluation.pipeline.host_threads)
+    labels_pass = labels_pass_applies(model, proto.get("scales", (1.0,)), proto.get("flip", False), proto.get("slide"))
+    stage = _labels_pass_stage(model, proto, max_pixels, device) if labels_pass else None
     try:
-        bar = tqdm(
-            batches, total=total, desc="eval", unit="batch", disable=not progress or _rank() != 0, dynamic_ncols=True
-        )
-        for index, batch in enumerate(bar):
-            skipped = _skipped(batch)
-            bad += skipped
-            if skipped and "mask" not in batch:  # every sample of the batch was bad
-                continue
-            images, masks, ids = _batch_parts(batch, index)
-            num_images += len(masks)
-            images = images.to(device, non_blocking=True).float()
-            masks = masks.to(device, non_blocking=True).long()
-            preds = predict(model, images, tuple(masks.shape[-2:]), max_pixels=max_pixels, **proto)  # [N, H, W]
-            confusion.update(preds, masks)
-            if on_batch is not None:
-                on_batch(images, preds, masks, ids)
+        bar = tqdm(total=total, desc="eval", unit="batch", disable=not progress or _rank() != 0, dynamic_ncols=True)
+        fetched_batches = prefetch(stage or (lambda batch: None), batches, workers=1 if stage else 0, depth=2)
+        with host_threads(model) if labels_pass else contextlib.nullcontext():
+            for index, (batch, fetched) in enumerate(fetched_batches):
+                bar.update()
+                skipped = _skipped(batch)
+                bad += skipped
+                if skipped and "mask" not in batch:  # every sample of the batch was bad
+                    continue
+                if fetched.error is not None:  # the staging raised (e.g. over the pixel budget): as predict() would
+                    raise fetched.error
+                images, masks, ids = _batch_parts(batch, index)
+                num_images += len(masks)
+                images = images.to(device, non_blocking=True).float()
+                masks = masks.to(device, non_blocking=True).long()
+                if fetched.value is not None:  # staged: labels out of the runtime, resized to the masks
+                    x, extent = fetched.value
+                    with torch.inference_mode():
+                        label = run_labels_pass(model, x, extent, max_pixels)
+                        preds = resize_label(label, tuple(masks.shape[-2:])).long()
+                else:
+                    preds = predict(model, images, tuple(masks.shape[-2:]), max_pixels=max_pixels, **proto)  # [N, H, W]
+                confusion.update(preds, masks)
+                if on_batch is not None:
+                    on_batch(images, preds, masks, ids)
         bar.close()
     finally:
         if isinstance(model, nn.Module):

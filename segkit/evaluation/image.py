@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import types
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +35,26 @@ from segkit.evaluation.predict import (
     _scaled,
     base_extent,
     check_budget,
+    labels_pass_applies,
     normalize,
     predict,
     predict_logits,
+    prepare_labels_pass,
     resize_label,
+    run_labels_pass,
 )
 from segkit.evaluation.protocol import fitted_protocol
 
-__all__ = ["as_rgb_array", "attach_predict", "label_map", "predict_image"]
+__all__ = [
+    "StagedImage",
+    "as_rgb_array",
+    "attach_predict",
+    "finish_labels",
+    "label_map",
+    "predict_image",
+    "stage_image",
+    "staged_labels",
+]
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
 
@@ -118,6 +131,85 @@ def _checked_base(size: tuple[int, int], proto: EvalConfig, max_pixels: int | No
     return base_extent(size, proto.resize_longer, proto.resize_range, proto.resize_factor)
 
 
+# A single-view image whose model input (resized, padded, float) is at most this many pixels is prepared on the reader
+# thread (:func:`stage_image`); a larger one (a 12 MP photo without --resize-longer: 144 MB as floats) in the main
+# thread, so that the images read ahead stay a few MB each.
+STAGE_MAX_PIXELS = 1 << 22
+
+
+@dataclass
+class StagedImage:
+    """An RGB image made ready for the model by :func:`stage_image`: its ``size`` (H, W), the ``protocol`` and its
+    ``base`` extent, and, for a runtime's one-view protocol, ``x``: the model's input (normalised, resized to ``base``,
+    padded) with the ``extent`` its labels are cropped to; ``x`` is None where the input is prepared when it runs."""
+
+    rgb: np.ndarray
+    size: tuple[int, int]
+    base: tuple[int, int]
+    protocol: EvalConfig
+    x: Any = None  # a Tensor, or the runner's PreparedInput
+    extent: tuple[int, int] = (0, 0)
+
+
+def stage_image(
+    model: Any,
+    rgb: np.ndarray,
+    cfg: Config,
+    device: str | torch.device,
+    max_pixels: int | None = MAX_PIXELS,
+    protocol: EvalConfig | None = None,
+) -> StagedImage:
+    """Check ``rgb`` against the pixel budget under ``protocol`` (default ``cfg.eval``) and, when a runner's labels
+    pass applies (:func:`segkit.evaluation.predict.labels_pass_applies`), prepare the model's input: the host work
+    ``segkit infer`` does on a reader thread while the model runs the previous image.
+
+    Raises:
+        InferenceError: the image is over the pixel budget under ``protocol``.
+    """
+    size = (int(rgb.shape[0]), int(rgb.shape[1]))
+    proto = cfg.eval if protocol is None else protocol
+    base = _checked_base(size, proto, max_pixels)
+    staged = StagedImage(rgb, size, base, proto)
+    side = max(base[0], int(proto.pad_to or 0)) * max(base[1], int(proto.pad_to or 0))
+    if labels_pass_applies(model, proto.scales, proto.flip, proto.slide) and side <= STAGE_MAX_PIXELS:
+        x = normalize(rgb, cfg.model.input_mean, cfg.model.input_std)[None].to(device)  # [1, 3, H, W]
+        staged.x, staged.extent = prepare_labels_pass(
+            model, x, base, pad_to=proto.pad_to, antialias=bool(proto.antialias)
+        )
+    return staged
+
+
+def staged_labels(
+    model: Any, staged: StagedImage, cfg: Config, device: str | torch.device, max_pixels: int | None = MAX_PIXELS
+) -> Tensor:
+    """The labels [1, *base] of a :func:`stage_image` image (the model's work; the rest is host work)."""
+    if staged.x is not None:
+        with torch.inference_mode():
+            return run_labels_pass(model, staged.x, staged.extent, max_pixels)
+    proto = staged.protocol
+    x = normalize(staged.rgb, cfg.model.input_mean, cfg.model.input_std)[None].to(device)  # [1, 3, H, W]
+    return predict(
+        model,
+        x,
+        staged.base,
+        scales=proto.scales,
+        flip=proto.flip,
+        resize_longer=proto.resize_longer,
+        pad_to=proto.pad_to,
+        slide=proto.slide,
+        max_pixels=max_pixels,
+        antialias=proto.antialias,
+        resize_range=proto.resize_range,
+        resize_factor=proto.resize_factor,
+    )  # [1, *base]
+
+
+def finish_labels(label: Tensor, size: tuple[int, int], cfg: Config) -> np.ndarray:
+    """Labels [1, h, w] at the protocol's extent -> the label map [H, W] of the image (nearest neighbour; uint8, int64
+    beyond 256 classes)."""
+    return resize_label(label.to(_label_dtype(cfg)), size)[0].cpu().numpy()
+
+
 def label_map(
     model: Any,
     rgb: np.ndarray,
@@ -131,28 +223,11 @@ def label_map(
 
     The labels are predicted at the protocol's base extent (the image, or its ``resize_longer`` extent) and only
     then resized to the image with nearest neighbour: no full-size logits or int64 copies. ``model`` is a segkit
-    model or an exported file's runner; ``device`` is where its inputs go.
+    model or an exported file's runner; ``device`` is where its inputs go. The three steps, :func:`stage_image`,
+    :func:`staged_labels` and :func:`finish_labels`, can run on three threads (``segkit infer`` does).
     """
-    size = (int(rgb.shape[0]), int(rgb.shape[1]))
-    proto = cfg.eval if protocol is None else protocol
-    base = _checked_base(size, proto, max_pixels)
-    x = normalize(rgb, cfg.model.input_mean, cfg.model.input_std)[None].to(device)  # [1, 3, H, W]
-    label = predict(
-        model,
-        x,
-        base,
-        scales=proto.scales,
-        flip=proto.flip,
-        resize_longer=proto.resize_longer,
-        pad_to=proto.pad_to,
-        slide=proto.slide,
-        max_pixels=max_pixels,
-        antialias=proto.antialias,
-        resize_range=proto.resize_range,
-        resize_factor=proto.resize_factor,
-    )  # [1, *base]
-    del x
-    return resize_label(label.to(_label_dtype(cfg)), size)[0].cpu().numpy()
+    staged = stage_image(model, rgb, cfg, device, max_pixels, protocol)
+    return finish_labels(staged_labels(model, staged, cfg, device, max_pixels), staged.size, cfg)
 
 
 def predict_image(

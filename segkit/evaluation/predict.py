@@ -50,10 +50,13 @@ __all__ = [
     "normalize",
     "predict",
     "base_extent",
+    "labels_pass_applies",
     "predict_logits",
+    "prepare_labels_pass",
     "range_extent",
     "resize_label",
     "resized_extent",
+    "run_labels_pass",
     "slide_windows",
 ]
 
@@ -289,18 +292,44 @@ def _argmax(logits: Tensor) -> Tensor:
     return logits.max(1).indices
 
 
-def _padded_labels(model: Any, x: Tensor, pad_to: int | None, pad_value: float, max_pixels: int | None) -> Tensor:
-    """Label maps [N, h, w] from a runner's ``predict_labels`` (labels out of the runtime: no logits in torch),
-    padded as :func:`_padded_forward` pads and cropped back."""
-    h, w = x.shape[-2:]
-    if pad_to is not None and (h < pad_to or w < pad_to):
-        x = F.pad(x, (0, max(pad_to - w, 0), 0, max(pad_to - h, 0)), value=pad_value)
+def labels_pass_applies(model: Any, scales: Sequence[float], flip: bool, slide: Sequence[int] | None) -> bool:
+    """True when ``model`` is a runtime's runner (it has ``predict_labels``) and the protocol is one view (scale 1, no
+    flip, no sliding window): its labels then come out of the runtime (:func:`prepare_labels_pass`)."""
+    one_view = [float(s) for s in scales] == [1.0] and not flip and not slide
+    return one_view and callable(getattr(model, "predict_labels", None))
+
+
+def prepare_labels_pass(
+    model: Any,
+    image: Tensor,
+    base: tuple[int, int],
+    *,
+    pad_to: int | None = None,
+    pad_value: float = 0.0,
+    antialias: bool = False,
+) -> tuple[Any, tuple[int, int]]:
+    """The input of a runner's ``predict_labels`` for the one-view protocol: ``image`` resized to ``base``, padded to
+    ``pad_to`` and, when the runner has ``prepare_input``, made the file's own input (dtype, layout); with the extent
+    ``(h, w)`` to crop its labels to. Pure host work: ``segkit infer`` and ``segkit test`` run it on a reader thread
+    while the runtime runs the previous image (:func:`run_labels_pass` runs it)."""
+    with torch.inference_mode():
+        x = _resize(image, base, _align_corners(model), antialias)
+        h, w = x.shape[-2:]
+        if pad_to is not None and (h < pad_to or w < pad_to):
+            x = F.pad(x, (0, max(pad_to - w, 0), 0, max(pad_to - h, 0)), value=pad_value)
+        prepare = getattr(model, "prepare_input", None)  # a runner: its own dtype and layout, ahead too
+        return (prepare(x) if callable(prepare) else x), (int(h), int(w))
+
+
+def run_labels_pass(model: Any, x: Any, extent: tuple[int, int], max_pixels: int | None = MAX_PIXELS) -> Tensor:
+    """Label maps [N, h, w] of :func:`prepare_labels_pass`'s input from the runner's ``predict_labels`` (labels out of
+    the runtime: no logits in torch; uint8 up to 256 classes), cropped to ``extent``."""
     _check_budget(x, max_pixels)
     label = model.predict_labels(x)
     if not torch.is_tensor(label) or label.ndim != 3 or label.shape[-2:] != x.shape[-2:]:
         shape = tuple(label.shape) if torch.is_tensor(label) else type(label).__name__
         raise ValueError(f"predict_labels must return label maps [N, H, W] at its input size, got {shape}.")
-    return label[..., :h, :w]
+    return label[..., : extent[0], : extent[1]]
 
 
 def slide_windows(size: tuple[int, int], crop: int, stride: int) -> list[tuple[int, int, int, int]]:
@@ -492,10 +521,10 @@ def predict(
     with torch.inference_mode():
         base = base_extent((image.shape[-2], image.shape[-1]), resize_longer, resize_range, resize_factor)
         views = [(s, f) for s in scales for f in ((False, True) if flip else (False,))]
-        if slide is None and views == [(1.0, False)] and callable(getattr(model, "predict_labels", None)):
+        if labels_pass_applies(model, scales, flip, slide):
             # a runtime's runner: labels out of the file (argmax in the graph, or in the runtime's layout)
-            label = _padded_labels(model, _resize(image, base, align_corners, antialias), pad_to, pad_value, max_pixels)
-            return resize_label(label, target).long()
+            x, extent = prepare_labels_pass(model, image, base, pad_to=pad_to, pad_value=pad_value, antialias=antialias)
+            return resize_label(run_labels_pass(model, x, extent, max_pixels), target).long()
         if slide is not None and views == [(1.0, False)]:  # one view: argmax band by band, no full-size logits
             x = _resize(image, base, align_corners, antialias)
             crop, stride = (int(v) for v in slide)

@@ -33,6 +33,7 @@ from segkit.config import Config
 from segkit.data.io import label_image
 from segkit.errors import SegkitError
 from segkit.evaluation.command import InferResult, Log, Segmenter, check_protocol, infer_report, note
+from segkit.evaluation.pipeline import host_threads
 from segkit.evaluation.predict import MAX_PIXELS, InferenceError
 from segkit.evaluation.protocol import protocol_name
 from segkit.evaluation.report import format_report_json
@@ -372,8 +373,9 @@ def segment_video(
     bar = tqdm(total=info.frames or None, desc="infer", unit="frame", disable=not progress, dynamic_ncols=True)
     created = not out.exists()
     try:
-        first_label = _label(seg, first, result, path)  # over the pixel budget: refused before anything is written
-        _write_outputs(seg, result, _labelled(seg, result, path, first, first_label, frames), bar)
+        with host_threads(model):  # torch on one thread while a runtime runs the model
+            first_label = _label(seg, first, result, path)  # over the pixel budget: refused before anything is written
+            _write_outputs(seg, result, _labelled(seg, result, path, first, first_label, frames), bar)
     except BaseException:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # a video that fails midway leaves no empty output folder behind

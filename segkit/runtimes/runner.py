@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,21 @@ def check_metadata(meta: Any, path: Path) -> dict[str, Any] | None:
                 f"{path.name}: 'segkit' metadata field '{key}' is {shown}, expected {expected}; {fix}."
             )
     return meta
+
+
+def _check_images(x: Any) -> None:
+    if not torch.is_tensor(x) or x.ndim != 4 or x.shape[1] != 3:
+        shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+        raise ExportedModelError(f"expected normalised float images [N, 3, H, W], got {shape}.")
+
+
+@dataclass(frozen=True)
+class PreparedInput:
+    """Images in an exported file's own input form (:meth:`ExportedModel.prepare_input`): ``chunks`` of ``(array,
+    h, w)``, one per call of the file, and ``shape``, that of the normalised images [N, 3, H, W] they came from."""
+
+    chunks: list[tuple[np.ndarray, int, int]]
+    shape: tuple[int, ...]
 
 
 class ExportedModel:
@@ -273,9 +289,9 @@ class ExportedModel:
         """Run the file on its own input (dtype and layout as the file declares) and return its raw output."""
         return self.session.run(array)
 
-    def _run_raw(self, x: Tensor) -> tuple[Tensor, int, int]:
-        """The file's output on ``x`` [N, 3, h, w] as it comes (labels [N, H, W], logits in the file's layout, no
-        copy), padded to a static file's size first; with the input's ``(h, w)`` to crop back to."""
+    def _prepare_one(self, x: Tensor) -> tuple[np.ndarray, int, int]:
+        """The file's own input for ``x`` [N, 3, h, w] (padded to a static file's size, its dtype and layout), with the
+        input's ``(h, w)`` to crop back to."""
         h, w = x.shape[-2:]
         if self.input_size is not None and (h, w) != self.input_size:
             H, W = self.input_size
@@ -285,7 +301,10 @@ class ExportedModel:
                     f"(--resize-longer {min(H, W)} --pad-to {min(H, W)}, implied when not given)."
                 )
             x = F.pad(x, (0, W - w, 0, H - h), value=0.0)
-        native = self._native(x)
+        return self._native(x), int(h), int(w)
+
+    def _run_prepared(self, native: np.ndarray, h: int, w: int) -> Tensor:
+        """The file's output on its own input as it comes (labels [N, H, W], logits in the file's layout, no copy)."""
         try:
             y = torch.from_numpy(np.asarray(self.session.run(native)))
         except Exception as exc:  # noqa: BLE001 - each runtime raises its own types on a graph it cannot run
@@ -299,13 +318,28 @@ class ExportedModel:
             spatial = tuple(y.shape[-2:])
         else:
             spatial = tuple(y.shape[1:3] if nhwc else y.shape[-2:]) if y.ndim == 4 else ()
-        want = tuple(x.shape[-2:])
+        want = tuple(native.shape[1:3] if self.layout == "nhwc" else native.shape[-2:])
         if y.ndim != (3 if self.output_kind == "labels" else 4) or spatial != want:
             raise ExportedModelError(
                 f"{self.path.name} returned {_shape_text(tuple(y.shape))} for a {want[0]}x{want[1]} input; "
                 f"segkit needs {self.output_kind} at the input size; {CONTRACT}."
             )
-        return y, int(h), int(w)
+        return y
+
+    def _run_raw(self, x: Tensor) -> tuple[Tensor, int, int]:
+        """The file's output on ``x`` [N, 3, h, w] as it comes (labels [N, H, W], logits in the file's layout, no
+        copy), padded to a static file's size first; with the input's ``(h, w)`` to crop back to."""
+        native, h, w = self._prepare_one(x)
+        return self._run_prepared(native, h, w), h, w
+
+    def _batches(self, x: Tensor) -> list[Tensor]:
+        return [x[i : i + 1] for i in range(x.shape[0])] if self.static_batch or x.shape[0] == 1 else [x]
+
+    def prepare_input(self, x: Tensor) -> PreparedInput:
+        """``x`` (normalised images [N, 3, h, w]) as the file's own input, for :meth:`predict_labels`: the host work
+        (padding, dtype, layout) that ``segkit infer`` and ``segkit test`` do on a reader thread."""
+        _check_images(x)
+        return PreparedInput([self._prepare_one(b) for b in self._batches(x)], tuple(x.shape))
 
     def _run_one(self, x: Tensor) -> Tensor:
         y, h, w = self._run_raw(x)
@@ -315,18 +349,16 @@ class ExportedModel:
             y = y.permute(0, 3, 1, 2)
         return y[..., :h, :w].float()
 
-    def predict_labels(self, x: Tensor) -> Tensor:
-        """Label maps [N, h, w] (uint8 up to 256 classes, else int64) of normalised images [N, 3, h, w]: the file's
-        own labels when it outputs them, else the argmax of its logits taken in the file's layout on the cropped
-        extent (no float copy, no one-hot). The single-view protocols use it (:func:`segkit.evaluation.predict.predict`);
-        the labels equal ``self(x)["out"].argmax(1)`` (ties: the lowest class, as ``argmax``)."""
-        if not torch.is_tensor(x) or x.ndim != 4 or x.shape[1] != 3:
-            shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
-            raise ExportedModelError(f"expected normalised float images [N, 3, H, W], got {shape}.")
-        batch = [x[i : i + 1] for i in range(x.shape[0])] if self.static_batch or x.shape[0] == 1 else [x]
+    def predict_labels(self, x: Tensor | PreparedInput) -> Tensor:
+        """Label maps [N, h, w] (uint8 up to 256 classes, else int64) of normalised images [N, 3, h, w] (or of
+        :meth:`prepare_input`'s result): the file's own labels when it outputs them, else the argmax of its logits
+        taken in the file's layout on the cropped extent (no float copy, no one-hot). The single-view protocols use it
+        (:func:`segkit.evaluation.predict.predict`); the labels equal ``self(x)["out"].argmax(1)`` (ties: the lowest
+        class, as ``argmax``)."""
+        prepared = x if isinstance(x, PreparedInput) else self.prepare_input(x)
         labels = []
-        for b in batch:
-            y, h, w = self._run_raw(b)
+        for native, h, w in prepared.chunks:
+            y = self._run_prepared(native, h, w)
             if self.output_kind == "labels":
                 labels.append(y[..., :h, :w])
                 continue
@@ -339,11 +371,8 @@ class ExportedModel:
         return out if out.dtype in (torch.uint8, torch.int64) else out.long()
 
     def __call__(self, x: Tensor) -> dict[str, Tensor]:
-        if not torch.is_tensor(x) or x.ndim != 4 or x.shape[1] != 3:
-            shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
-            raise ExportedModelError(f"expected normalised float images [N, 3, H, W], got {shape}.")
-        batch = [x[i : i + 1] for i in range(x.shape[0])] if self.static_batch or x.shape[0] == 1 else [x]
-        outs = torch.cat([self._run_one(b) for b in batch], 0).to(x.device)
+        _check_images(x)
+        outs = torch.cat([self._run_one(b) for b in self._batches(x)], 0).to(x.device)
         if self.output_kind == "labels":
             n = int(self.num_classes or max(int(outs.max()) + 1, 21))
             onehot = F.one_hot(outs.clamp(0, n - 1), n).permute(0, 3, 1, 2).float()

@@ -114,3 +114,21 @@ def test_infer_outputs_equal_with_read_ahead_and_without_overlay(tmp_path, reade
         want = segment(Tiny(), np.asarray(Image.open(path).convert("RGB")), cfg, "cpu")
         for folder in ("full", "labels"):
             assert np.array_equal(np.asarray(Image.open(tmp_path / folder / f"p{i}.png")), want)
+
+
+def test_host_threads_gives_a_runtime_one_torch_thread_and_restores():
+    from segkit.evaluation.pipeline import host_threads
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with host_threads(object()):  # a runtime's runner: not a torch module
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with host_threads(Tiny()):  # a torch model keeps torch's threads
+            assert torch.get_num_threads() == 2
+        with pytest.raises(KeyError), host_threads(object()):
+            raise KeyError("restored on an error too")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -4,6 +4,7 @@ file give exactly the labels of today's logits path, and the opt-in argmax fusio
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -168,3 +169,39 @@ def test_argmax_fusion_needs_labels_and_a_segmentor(tiny):
         ExportWrapper(tiny, output="logits", argmax_fusion=True)
     with pytest.raises(ExportError, match="segkit segmentor"):
         ExportWrapper(torch.nn.Conv2d(3, 21, 1), output="labels", argmax_fusion=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("readers", [0, 2])
+def test_infer_stages_a_runner_off_the_main_thread_with_the_same_labels(files, tiny, synth_root, tmp_path, readers):
+    """segkit infer on a runner: input prepared on the reader thread, labels finished on the writer thread, torch on
+    one thread while the runtime runs; the label maps equal today's logits path image by image."""
+    from PIL import Image
+
+    from segkit.evaluation.command import segment, segment_images
+    from segkit.evaluation.image import STAGE_MAX_PIXELS, stage_image
+    from segkit.runtimes import load_exported
+
+    base = tiny.segkit_config
+    cfg = dataclasses.replace(base, eval=dataclasses.replace(base.eval, resize_longer=60, pad_to=SIZE))
+    runner = load_exported(files["labels"])
+    jpgs = sorted((synth_root / "VOCdevkit" / "VOC2012" / "JPEGImages").glob("*.jpg"))[:4]
+    threads = []
+    original = runner.predict_labels
+    runner.predict_labels = lambda x: threads.append(torch.get_num_threads()) or original(x)
+    torch.set_num_threads(2)
+    quiet = {"device": "cpu", "progress": False, "log": lambda line: None, "fit": False}
+    segment_images(runner, cfg, jpgs, tmp_path / "out", readers=readers, overlay=False, **quiet)
+    assert threads == [1] * len(jpgs) and torch.get_num_threads() == 2  # one thread during, restored after
+    reference = LogitsOnly(load_exported(files["logits"]))
+    for path in jpgs:
+        rgb = read_image(path)
+        want = segment(reference, rgb, cfg, "cpu")
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / f"{path.stem}.png")), want), path.name
+        staged = stage_image(runner, rgb, cfg, "cpu")
+        assert staged.x is not None and tuple(staged.x.shape) == (1, 3, SIZE, SIZE)  # prepared ahead
+    assert stage_image(reference, rgb, cfg, "cpu").x is None  # no predict_labels: prepared when it runs
+    big = np.zeros((2100, 2100, 3), np.uint8)
+    assert 2100 * 2100 > STAGE_MAX_PIXELS
+    whole = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, resize_longer=None, pad_to=None))
+    assert stage_image(runner, big, whole, "cpu", max_pixels=None).x is None  # 4.4 MP floats: in the main thread
