@@ -72,6 +72,48 @@ def cache_plan(model: Any, eval_cfg: Any) -> CachePlan:
 STATIC_FORMATS = {"litert": "tflite", "executorch": "pte"}  # runtime -> its static file's format (else ONNX)
 
 
+def requested_size(overrides: Mapping[str, Any]) -> int | None:
+    """The side the ``eval.*`` overrides fix (``eval.pad_to``, else ``eval.resize_longer``): a static file's size."""
+    return overrides.get("eval.pad_to") or overrides.get("eval.resize_longer")
+
+
+def cache_file(
+    checkpoint: str | os.PathLike,
+    runtime: str,
+    *,
+    config: Any = None,
+    overrides: Mapping[str, Any] | None = None,
+    input_size: int | None = None,
+) -> Path:
+    """Where :func:`cached_export` keeps ``checkpoint``'s file for ``runtime`` (whether or not it exists yet): the
+    key holds the checkpoint's path, size and modification time, the model and protocol overrides and the segkit
+    version, so a new checkpoint is re-exported."""
+    from segkit.runtimes.metadata import segkit_version
+
+    ckpt = Path(checkpoint)
+    overrides = dict(overrides or {})
+    model_overrides = {k: v for k, v in overrides.items() if k.startswith("model.")}
+    protocol = {k: v for k, v in overrides.items() if k in _PROTOCOL_KEYS}
+    stat = ckpt.stat()
+    fmt = STATIC_FORMATS.get(runtime, "onnx")
+    key = json.dumps(
+        [
+            str(ckpt.resolve()),
+            stat.st_size,
+            stat.st_mtime_ns,
+            str(config),
+            model_overrides,
+            segkit_version(),
+            fmt,
+            input_size,
+            protocol if fmt == "onnx" else None,
+        ],
+        sort_keys=True,
+        default=str,
+    )
+    return cache_dir() / f"{ckpt.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.{fmt}"
+
+
 def cached_export(
     checkpoint: str | os.PathLike,
     runtime: str,
@@ -93,37 +135,19 @@ def cached_export(
     time, the model and protocol overrides and the segkit version, so a new checkpoint is re-exported. ``log``:
     where the messages go (default: stderr).
     """
-    from segkit.runtimes.metadata import segkit_version
-
     ckpt = Path(checkpoint)
     if not ckpt.is_file():
         raise ExportedModelError(f"checkpoint not found: {ckpt}; pass a segkit .pth file.")
     overrides = dict(overrides or {})
     model_overrides = {k: v for k, v in overrides.items() if k.startswith("model.")}
     protocol = {k: v for k, v in overrides.items() if k in _PROTOCOL_KEYS}
-    stat = ckpt.stat()
     fmt = STATIC_FORMATS.get(runtime, "onnx")
     if fmt != "onnx" and not input_size:
         raise ExportedModelError(
             f"--runtime {runtime} on a checkpoint needs a static size: add --pad-to N (and "
             "--resize-longer N), or use --runtime onnxruntime / openvino."
         )
-    key = json.dumps(
-        [
-            str(ckpt.resolve()),
-            stat.st_size,
-            stat.st_mtime_ns,
-            str(config),
-            model_overrides,
-            segkit_version(),
-            fmt,
-            input_size,
-            protocol if fmt == "onnx" else None,
-        ],
-        sort_keys=True,
-        default=str,
-    )
-    out = cache_dir() / f"{ckpt.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.{fmt}"
+    out = cache_file(ckpt, runtime, config=config, overrides=overrides, input_size=input_size)
     if out.is_file():
         return out
     images, source = _cache_verification_images(verify_root, verify_split)
@@ -226,7 +250,7 @@ def load_for_tools(
 
     overrides = dict(overrides or {})
     if model_path is None:
-        size = overrides.get("eval.pad_to") or overrides.get("eval.resize_longer")
+        size = requested_size(overrides)
         if runtime in STATIC_FORMATS and not size:
             from segkit.checkpoint.load import load_model
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from segkit.evaluation.command import (
 from segkit.evaluation.report import REPORT_MODEL_FIELDS, model_identity
 from segkit.evaluation.video import VideoResult, open_video, segment_video
 from segkit.export.cache import load_for_tools
+from segkit.export.fast import load_fast
 from segkit.utils.device import resolve_device
 from segkit.utils.io import check_output
 
@@ -45,7 +46,10 @@ __all__ = ["ModelSource", "evaluate_checkpoint", "infer_images", "infer_video", 
 class ModelSource:
     """The model a command runs: ``checkpoint`` (a segkit .pth, or a bare state dict with ``config``), or ``model``
     (an exported .onnx / .tflite / OpenVINO .xml file); ``runtime`` runs the file there, or a checkpoint exported
-    once (cached) for it. ``overrides`` (``{"key": value}``) apply to the config; ``fast`` folds BN (PyTorch only).
+    once (cached) for it; ``runtime="pytorch"`` runs the checkpoint in PyTorch. ``overrides`` (``{"key": value}``)
+    apply to the config. ``fast`` runs a checkpoint without ``runtime`` in the fastest installed runtime
+    (:mod:`segkit.export.fast`: ONNX Runtime on a CPU, else PyTorch ``optimize_for_inference``) and says which; with
+    ``model`` or ``runtime`` it does nothing (``runtime="pytorch", fast=True``: ``optimize_for_inference``).
     """
 
     checkpoint: str | os.PathLike | None = None
@@ -71,10 +75,15 @@ class ModelSource:
         config = self.config if self.config is not None and Path(self.config).is_file() else None
         return {"--checkpoint": self.checkpoint, "--model": model, "--config": config}
 
-    def load(self, device: str | torch.device | None = None) -> tuple[Any, Config]:
-        """``(model, cfg)``: the model (any callable returning ``{"out": logits}``) and its effective config."""
+    def load(
+        self, device: str | torch.device | None = None, *, log: Callable[[str], Any] | None = None
+    ) -> tuple[Any, Config]:
+        """``(model, cfg)``: the model (any callable returning ``{"out": logits}``) and its effective config.
+        ``log``: where ``fast``'s one line goes (default: stderr)."""
         overrides = dict(self.overrides)
-        if self.model is not None or self.runtime is not None:  # an exported file (segkit.runtimes)
+        if self.fast and self.model is None and self.runtime is None:
+            return load_fast(self.checkpoint, device, config=self.config, overrides=overrides, log=log)
+        if self.model is not None or (self.runtime is not None and self.runtime != "pytorch"):  # segkit.runtimes
             checkpoint = None if self.checkpoint is None else str(self.checkpoint)
             return load_for_tools(
                 self.model, self.runtime, checkpoint=checkpoint, config=self.config, overrides=overrides

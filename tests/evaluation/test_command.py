@@ -154,11 +154,11 @@ def test_evaluate_checkpoint_reports_and_writes_json(voc: tuple[Path, dict], che
 
 
 def test_model_source_fast_and_another_output_stride(checkpoint: Path) -> None:
-    """``fast`` (optimize_for_inference) gives the same confusion matrix; ``model.output_stride=8`` evaluates the
+    """``fast`` in PyTorch (optimize_for_inference) gives the same confusion matrix; ``model.output_stride=8`` evaluates the
     same weights at OS8 (the official recipe: train at OS16, evaluate at OS8), which predicts differently."""
     sources = {
         "plain": ModelSource(checkpoint),
-        "fast": ModelSource(checkpoint, fast=True),
+        "fast": ModelSource(checkpoint, runtime="pytorch", fast=True),  # --fast on a CPU: tests/export/test_fast.py
         "os8": ModelSource(checkpoint, overrides={"model.output_stride": 8}),
     }
     models = {name: source.load("cpu") for name, source in sources.items()}
@@ -382,7 +382,8 @@ def test_segment_images_file_fast_and_folder(voc: tuple[Path, dict], checkpoint:
     assert Image.open(out / "img_a_overlay.jpg").width > 56  # image + legend
 
     fast = tmp_path / "fast"
-    infer_images(ModelSource(checkpoint, overrides=protocol, fast=True), images / "img_a.jpg", fast, **QUIET)
+    source = ModelSource(checkpoint, runtime="pytorch", overrides=protocol, fast=True)  # optimize_for_inference
+    infer_images(source, images / "img_a.jpg", fast, **QUIET)
     assert np.array_equal(np.array(Image.open(fast / "img_a.png")), expected)  # optimized: same label map
 
     folder = tmp_path / "folder"
