@@ -2,8 +2,10 @@
 
     python benchmarks/throughput.py [--images 24] [--rounds 3] [--size 513|257] [--json OUT.json] [--markdown OUT.md]
 
-For each file (ONNX Runtime fp32 / int8, logits or labels output; OpenVINO fp32; LiteRT: the official uint8 TFLite
-file, labels output; PyTorch ``--fast``), one interleaved run times, per round and on the same images:
+For each file (ONNX Runtime fp32 / int8, logits or labels output, and the int8 labels file on 1 thread; OpenVINO fp32
+and int8 (NNCF); LiteRT: the official uint8 file at 513, segkit's fp32 export at 257; PyTorch
+``optimize_for_inference``, what ``--fast`` ran before it picked ONNX Runtime), one interleaved run times, per round
+and on the same images:
 
 - **model**: the forward pass alone (the file's own input, prepared beforehand), once per image;
 - **infer**: ``segment_images`` over a folder of ``--images`` real VOC photos (decode included, label maps written,
@@ -92,13 +94,13 @@ def build_files(size: int, tmp: Path) -> tuple[dict[str, tuple[str, Path]], Path
         "ONNX Runtime int8 logits": ("onnxruntime", tmp / f"int8_logits_{size}.onnx"),
         "ONNX Runtime int8 labels": ("onnxruntime", tmp / f"int8_labels_{size}.onnx"),
     }
-    if size == 513:
-        names["LiteRT official uint8 labels"] = ("litert", OFFICIAL)
+    names.update(extra_names(size, tmp))
     if all(path.is_file() for _, path in names.values()) and (tmp / f"model{size}.pth").is_file():
         return names, tmp / f"model{size}.pth"
     import segkit
     from segkit.checkpoint.format import save_checkpoint
     from segkit.export import export_onnx
+    from segkit.export.tflite import export_tflite
     from segkit.quantize import calibration_images, quantize_model
 
     if size == 513:
@@ -134,19 +136,46 @@ def build_files(size: int, tmp: Path) -> tuple[dict[str, tuple[str, Path]], Path
         path = tmp / f"int8_{output}_{size}.onnx"
         quantize_model(model, path, calib, format="onnx", input_size=(size, size), output=output, progress=False)
         files[f"ONNX Runtime int8 {output}"] = ("onnxruntime", path)
-    if size == 513:
-        files["LiteRT official uint8 labels"] = ("litert", OFFICIAL)
+    for name, (kind, path) in extra_names(size, tmp).items():
+        if path.is_file() or path == OFFICIAL:
+            files[name] = (kind, path)
+            continue
+        try:  # the other runtimes' files: skipped with the reason when a package is missing
+            if name.startswith("OpenVINO int8"):
+                quantize_model(model, path, calib, format="openvino", input_size=(size, size), progress=False)
+            else:
+                export_tflite(model, path, input_size=(size, size), output="logits" if "logits" in name else "labels")
+            files[name] = (kind, path)
+        except Exception as exc:  # noqa: BLE001 - a benchmark row left out, said
+            print(f"[{size}] {name}: skipped ({type(exc).__name__}: {str(exc)[:200]})", flush=True)
     return files, ckpt
 
 
+def extra_names(size: int, tmp: Path) -> dict[str, tuple[str, Path]]:
+    """OpenVINO int8 (NNCF) and LiteRT files: the official uint8 file at 513, segkit's fp32 export at 257."""
+    names = {"OpenVINO int8 logits": ("openvino", tmp / f"int8_logits_{size}.xml")}
+    if size == 513:
+        names["LiteRT official uint8 labels"] = ("litert", OFFICIAL)
+    else:
+        names["LiteRT fp32 labels"] = ("litert", tmp / f"fp32_labels_{size}.tflite")
+    return names
+
+
 def load(kind: str, path: Path, ckpt: Path, data_root: Path, threads: int):
-    """(model, cfg) as ``segkit test/infer`` load them, with the VOC copy as the data set."""
+    """(model, cfg) as ``segkit test/infer`` load them, with the VOC copy as the data set; a runtime's session gets
+    ``threads`` threads (torch's count when it is made); the PyTorch row is ``segkit.optimize_for_inference``."""
+    from segkit.checkpoint.load import load_eval_model
     from segkit.export.source import ModelSource
 
     overrides = {"data.root": str(data_root), "data.dataset": "voc", "data.val_split": "val", "data.num_workers": 2}
-    if kind == "pytorch":
-        return ModelSource(checkpoint=ckpt, overrides=overrides, fast=True).load("cpu")
-    return ModelSource(model=path, runtime=kind, overrides=overrides).load("cpu")
+    if kind == "pytorch":  # PyTorch itself (``--fast`` now picks ONNX Runtime when it is installed)
+        return load_eval_model(ckpt, overrides=overrides, device="cpu", fast=True)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return ModelSource(model=path, runtime=kind, overrides=overrides).load("cpu")
+    finally:
+        torch.set_num_threads(before)
 
 
 def model_only(model, cfg, pics: list[np.ndarray]):
@@ -209,11 +238,13 @@ def bench_size(size: int, args: argparse.Namespace, tmp: Path) -> dict:
     data_root, paths = voc_copy(tmp / f"voc{size}", args.images)
     pics = [read_image(p) for p in paths]
     rows = dict(files)
+    if "ONNX Runtime int8 labels" in files:  # the same file on one core: how throughput scales with the cores
+        rows["ONNX Runtime int8 labels, 1 thread"] = files["ONNX Runtime int8 labels"]
     if not args.rows or "PyTorch" in args.rows:
-        rows["PyTorch --fast fp32 logits"] = ("pytorch", None)
+        rows["PyTorch fp32 logits"] = ("pytorch", None)
     fns, models = {}, {}
     for name, (kind, path) in rows.items():
-        model, cfg = load(kind, path, ckpt, data_root, args.threads)
+        model, cfg = load(kind, path, ckpt, data_root, 1 if name.endswith("1 thread") else args.threads)
         models[name] = (model, cfg)
         fns[f"{name} | model"] = model_only(model, cfg, pics)
         fns.update(e2e_fns(name, model, cfg, paths, data_root, tmp / "out", skip))
@@ -239,19 +270,20 @@ def bench_size(size: int, args: argparse.Namespace, tmp: Path) -> dict:
         table.append(row)
         print(f"[{size}] {row}", flush=True)
     result = {"input_size": size, "images": args.images, "rows": table, "gemm_fp32_macs_per_s": 2048**3 / median(gemm)}
-    by_name = {r["row"]: r for r in table}
-    ort_fp32, ort_int8 = by_name.get("ONNX Runtime fp32 logits"), by_name.get("ONNX Runtime int8 logits")
-    fast = by_name.get("PyTorch --fast fp32 logits")
-    if ort_fp32 and fast:  # latency ratios, paired within rounds
-        result["pytorch_fast_vs_ort_fp32"] = paired_median_ratio(
-            times["PyTorch --fast fp32 logits | model"], times["ONNX Runtime fp32 logits | model"]
-        )
-    if ort_fp32 and ort_int8:
-        result["int8_vs_fp32_ort"] = paired_median_ratio(
-            times["ONNX Runtime int8 logits | model"], times["ONNX Runtime fp32 logits | model"]
-        )
-    if size == 513 and "fusion" not in skip and fast:
-        result["argmax_fusion"] = fusion_cost(models["PyTorch --fast fp32 logits"][0], data_root)
+    pairs = {  # latency ratios (model only), paired within rounds: (numerator row, denominator row)
+        "pytorch_vs_ort_fp32": ("PyTorch fp32 logits", "ONNX Runtime fp32 logits"),
+        "int8_vs_fp32_ort": ("ONNX Runtime int8 logits", "ONNX Runtime fp32 logits"),
+        "int8_labels_vs_fp32_labels_ort": ("ONNX Runtime int8 labels", "ONNX Runtime fp32 labels"),
+        "int8_vs_fp32_openvino": ("OpenVINO int8 logits", "OpenVINO fp32 logits"),
+        "one_vs_two_threads_ort_int8": ("ONNX Runtime int8 labels, 1 thread", "ONNX Runtime int8 labels"),
+    }
+    result["latency_ratios"] = {
+        key: paired_median_ratio(times[f"{a} | model"], times[f"{b} | model"])
+        for key, (a, b) in pairs.items()
+        if f"{a} | model" in times and f"{b} | model" in times
+    }
+    if size == 513 and "fusion" not in skip and "PyTorch fp32 logits" in models:
+        result["argmax_fusion"] = fusion_cost(models["PyTorch fp32 logits"][0], data_root)
     if "batch" not in skip:
         result["batch"] = batch_scaling(ckpt, size, tmp)
     if size == 513 and "memory" not in skip:
@@ -372,19 +404,25 @@ def to_markdown(result: dict) -> str:
                          cell("test_images_per_s"), cell("test_vs_model", "{:.2f}x")])  # fmt: skip
         lines.append(markdown_table(header, rows))
         lines.append("")
-        if "pytorch_fast_vs_ort_fp32" in s:
-            lines.append(
-                f"PyTorch --fast / ONNX Runtime fp32 latency (model only): {s['pytorch_fast_vs_ort_fp32']:.2f}x."
-            )
-        if "int8_vs_fp32_ort" in s:
-            lines.append(f"ONNX Runtime int8 / fp32 latency (model only): {s['int8_vs_fp32_ort']:.2f}x.")  # fmt: skip
+        words = {
+            "pytorch_vs_ort_fp32": "PyTorch (optimize_for_inference) / ONNX Runtime fp32",
+            "int8_vs_fp32_ort": "ONNX Runtime int8 / fp32 (logits files)",
+            "int8_labels_vs_fp32_labels_ort": "ONNX Runtime int8 / fp32 (labels files)",
+            "int8_vs_fp32_openvino": "OpenVINO int8 / fp32",
+            "one_vs_two_threads_ort_int8": "ONNX Runtime int8, 1 thread / 2 threads",
+        }
+        for key, value in s.get("latency_ratios", {}).items():
+            lines.append(f"- {words[key]} latency (model only): {value:.2f}x")
         if "argmax_fusion" in s:
             f = s["argmax_fusion"]
             lines.append(f"Argmax fusion (official weights, 8 VOC photos): pixel agreement {f['pixel_agreement']:.2%}, "
                          f"mIoU {f['miou_fused']:.4f} vs {f['miou_official']:.4f} official semantics.")  # fmt: skip
         if "batch" in s:
-            cells = ", ".join(f"b{b['batch']}/{b['threads']}t {b['images_per_s']:.1f}" for b in s["batch"])
-            lines.append(f"ONNX Runtime fp32 images/s by batch/threads: {cells}.")
+            by = {(b["threads"], b["batch"]): b["images_per_s"] for b in s["batch"]}
+            batches = sorted({b for _, b in by})
+            lines += ["", "ONNX Runtime fp32, model only, images/s by batch and threads:", ""]
+            rows = [[f"{t} thread(s)", *(f"{by[(t, b)]:.1f}" for b in batches)] for t in sorted({t for t, _ in by})]
+            lines += [markdown_table(["", *(f"batch {b}" for b in batches)], rows), ""]
         for mem in s.get("memory", []):
             peak = f"{mem['peak_rss_mb']:.0f} MB" if mem["peak_rss_mb"] else f"failed ({mem['error']})"
             lines.append(f"Peak RSS of segkit infer, {mem['case']}: {peak}.")

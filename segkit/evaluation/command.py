@@ -417,7 +417,7 @@ class Segmenter:
         (created); their paths (None: no overlay)."""
         folder.mkdir(parents=True, exist_ok=True)
         png, jpg = folder / f"{stem}.png", (folder / f"{stem}_overlay.jpg" if overlay else None)
-        save_label_png(png, label, self.palette)
+        save_label_png(png, label, self.palette, compress_level=1)  # the writer thread's cost, halved
         if jpg is not None:
             save_overlay(jpg, rgb, label, self.palette, self.names, alpha=self.alpha, contour=self.contour)
         return png, jpg

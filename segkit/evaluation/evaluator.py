@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from segkit.data.base import BAD_REASON
 from segkit.evaluation.metrics import ConfusionMatrix, SegMetrics
-from segkit.evaluation.pipeline import host_threads, prefetch
+from segkit.evaluation.pipeline import BackgroundWriter, host_threads, prefetch
 from segkit.evaluation.predict import (
     MAX_PIXELS,
     base_extent,
@@ -116,6 +116,14 @@ def _batch_parts(batch: Any, index: int) -> tuple[Tensor, Tensor, list[str]]:
     return images, masks, [str(i) for i in ids]
 
 
+def _score(
+    confusion: ConfusionMatrix, on_batch: OnBatch | None, images: Tensor, preds: Tensor, masks: Tensor, ids: list[str]
+) -> None:
+    confusion.update(preds, masks)
+    if on_batch is not None:
+        on_batch(images, preds, masks, ids)
+
+
 def _labels_pass_stage(
     model: Any, proto: Mapping[str, Any], max_pixels: int | None, device: torch.device
 ) -> Callable[[Any], tuple[Any, tuple[int, int]] | None]:
@@ -198,7 +206,9 @@ def evaluate(
     try:
         bar = tqdm(total=total, desc="eval", unit="batch", disable=not progress or _rank() != 0, dynamic_ncols=True)
         fetched_batches = prefetch(stage or (lambda batch: None), batches, workers=1 if stage else 0, depth=2)
-        with host_threads(model) if labels_pass else contextlib.nullcontext():
+        # the scoring (confusion matrix, on_batch) of a runner's batch runs on a thread behind the runtime, in order
+        scorer = BackgroundWriter(depth=2) if labels_pass else None
+        with host_threads(model) if labels_pass else contextlib.nullcontext(), scorer or contextlib.nullcontext():
             for index, (batch, fetched) in enumerate(fetched_batches):
                 bar.update()
                 skipped = _skipped(batch)
@@ -218,9 +228,10 @@ def evaluate(
                         preds = resize_label(label, tuple(masks.shape[-2:])).long()
                 else:
                     preds = predict(model, images, tuple(masks.shape[-2:]), max_pixels=max_pixels, **proto)  # [N, H, W]
-                confusion.update(preds, masks)
-                if on_batch is not None:
-                    on_batch(images, preds, masks, ids)
+                if scorer is not None:
+                    scorer.submit(_score, confusion, on_batch, images, preds, masks, ids)
+                else:
+                    _score(confusion, on_batch, images, preds, masks, ids)
         bar.close()
     finally:
         if isinstance(model, nn.Module):

@@ -106,15 +106,19 @@ def metrics_to_json(
 
 def model_identity(model: Any, cfg: Any) -> dict[str, Any]:
     """What a report records about the model: ``config`` (``cfg.name``), ``model`` (the architecture fields of
-    ``cfg.model``), ``precision``, ``runtime`` and ``quantization`` (the model's attributes or its file's metadata;
-    defaults fp32 / pytorch / None, and ``qat`` for a fake-int8 model)."""
+    ``cfg.model``, with ``argmax_fusion: true`` for a file exported with ``--argmax-fusion``), ``precision``,
+    ``runtime`` and ``quantization`` (the model's attributes or its file's metadata; defaults fp32 / pytorch / None,
+    and ``qat`` for a fake-int8 model)."""
     precision = str(getattr(model, "precision", None) or "fp32")
     quantization = (getattr(model, "metadata", None) or {}).get("quantization") or getattr(model, "quantization", None)
     if quantization is None and precision == "fake-int8":
         quantization = "qat"
+    arch = {k: getattr(cfg.model, k) for k in REPORT_MODEL_FIELDS}
+    if (getattr(model, "metadata", None) or {}).get("argmax_fusion"):  # labels not of the official semantics
+        arch["argmax_fusion"] = True
     return {
         "config": cfg.name,
-        "model": {k: getattr(cfg.model, k) for k in REPORT_MODEL_FIELDS},
+        "model": arch,
         "precision": precision,
         "runtime": str(getattr(model, "runtime", None) or "pytorch"),
         "quantization": quantization,

@@ -87,9 +87,10 @@ class ExportReport:
         shape = "dynamic H, W" if self.dynamic else f"{self.input_size[0]}x{self.input_size[1]}"
         meta = self.metadata
         opset = f", opset {self.opset}" if self.opset is not None else ""
+        fusion = " (argmax fusion)" if meta.get("argmax_fusion") else ""
         return (
             f"Wrote {self.path} ({self.format}, {shape}, input {meta['input']} {meta['input_layout']}, "
-            f"output {meta['output']}{opset})"
+            f"output {meta['output']}{fusion}{opset})"
         )
 
     def passed(self) -> bool:
@@ -162,6 +163,7 @@ def export_checkpoint(
     dynamic: bool = False,
     input: str = "float",  # noqa: A002 - --input
     output: str = "logits",
+    argmax_fusion: bool = False,
     opset: int = OPSET,
     exporter: str = DEFAULT_EXPORTER,
     verify_root: str | os.PathLike | None = None,
@@ -180,6 +182,10 @@ def export_checkpoint(
         input_size: H W (or one N for NxN) of a static file; default: the config's eval.pad_to, else data.crop_size.
         dynamic: dynamic batch, height and width (ONNX and OpenVINO only).
         input, output: see :func:`~segkit.export.onnx.export_onnx`.
+        argmax_fusion: with ``output="labels"``, the Edge TPU's argmax fusion (argmax at the logits' resolution,
+            nearest-neighbour upscale of the labels) instead of the official semantics. The file is verified against
+            the fused PyTorch labels, and ``report.verification.fusion`` holds its cost against the official
+            semantics on the same images (pixel agreement; mIoU of both where the images have masks).
         opset, exporter: ONNX, and the ONNX file an OpenVINO IR is converted from.
         verify_root: data-set root of the verification images; default: the config's data.root when it is on
             disk, else segkit's synthetic images.
@@ -208,6 +214,7 @@ def export_checkpoint(
         raise ExportError(DYNAMIC_REFUSED if fmt == "tflite" else EXECUTORCH_DYNAMIC)
     if fmt in ONNX_BASED:
         check_opset(opset, exporter)
+    check_argmax_fusion(argmax_fusion, output)
     _check_verify_options(verify_root, verify_images, skip_verify)
     check_output(out, inputs=_export_inputs(checkpoint, config, verify_root), flag="--out")
     if fmt == "openvino":  # its weights land beside it
@@ -218,17 +225,27 @@ def export_checkpoint(
     _refuse_classifier(model, checkpoint)
     cfg = model.segkit_config
     size = _input_size(input_size, cfg)
-    images, source = ([], "") if skip_verify else _verification_data(verify_root, cfg, verify_images)
+    images, masks, source = ([], None, "") if skip_verify else _verification_data(verify_root, cfg, verify_images)
     onnx_only = {"opset": opset, "exporter": exporter} if fmt in ONNX_BASED else {}
     with staged_output(out) as staged:
         what, note = _export_step(out, fmt, size, dynamic, exporter)
         with timed_step(what, note, enabled=fmt != "onnx" or exporter == "dynamo"):  # the tracer takes ~1-2 s
             meta = export_model(
-                model, staged.path, fmt, input_size=size, dynamic=dynamic, input=input, output=output, **onnx_only
+                model,
+                staged.path,
+                fmt,
+                input_size=size,
+                dynamic=dynamic,
+                input=input,
+                output=output,
+                argmax_fusion=argmax_fusion,
+                **onnx_only,
             )
         report = ExportReport(out, fmt, size, dynamic, meta, opset if fmt == "onnx" else None)
         if not skip_verify:  # verified where it was written: only a file that passed appears at ``out``
-            report.verification = verify(model, staged.path, images, source=source)
+            report.verification = verify(
+                model, staged.path, images, source=source, masks=masks, argmax_fusion=argmax_fusion
+            )
             staged.keep = report.written = report.passed()
     if log is not None and report.written:
         log(report.line())
@@ -239,9 +256,21 @@ def export_checkpoint(
     return report
 
 
-def _verification_data(verify_root: str | os.PathLike | None, cfg: Any, limit: int) -> tuple[list[Any], str]:
-    """``(images, where from)``: ``--verify``'s images, else the config's validation split when on disk, else segkit's
-    synthetic shapes; ``where from`` says which, whether real or synthetic, and whether held out from training."""
+def check_argmax_fusion(argmax_fusion: bool, output: str) -> None:
+    """ExportError for ``--argmax-fusion`` without ``--output labels`` (the fusion replaces the labels' argmax)."""
+    if argmax_fusion and output != "labels":
+        raise ExportError(
+            f"--argmax-fusion changes how the label map is computed, but --output is {output}; add --output labels "
+            "(the file then outputs uint8 labels), or drop --argmax-fusion."
+        )
+
+
+def _verification_data(
+    verify_root: str | os.PathLike | None, cfg: Any, limit: int
+) -> tuple[list[Any], list[Any] | None, str]:
+    """``(images, masks, where from)``: ``--verify``'s images, else the config's validation split when on disk, else
+    segkit's synthetic shapes; ``masks``: their ground truth where the root is a VOC split (else None); ``where from``
+    says which, whether real or synthetic, and whether held out from training."""
     root = verify_root if verify_root is not None else cfg.data.root
     found = find_verification_images(root if Path(root).exists() else None, limit=limit, split=cfg.data.val_split)
     if verify_root is not None and not found.real:  # fell back to synthetic images
@@ -252,14 +281,16 @@ def _verification_data(verify_root: str | os.PathLike | None, cfg: Any, limit: i
     same_root = Path(root).resolve() == Path(cfg.data.root).resolve()
     kind = "synthetic" if cfg.data.dataset == "synthetic" and same_root else "real"  # segkit's set: shapes, not photos
     if verify_root is not None:
-        return found.images, f"{found.where} ({kind} images, --verify)"
+        return found.images, found.masks, f"{found.where} ({kind} images, --verify)"
     if found.real:
         held_out = "held out from training" if cfg.data.train_split != cfg.data.val_split else "also its training one"
-        return found.images, f"{found.where} ({kind} images: the checkpoint's validation split, {held_out})"
-    return found.images, (
+        where = f"{found.where} ({kind} images: the checkpoint's validation split, {held_out})"
+        return found.images, found.masks, where
+    where = (
         f"{found.where} (synthetic images, not photos: the checkpoint's data root {cfg.data.root} is absent; pass "
         "--verify ROOT to verify on real images)"
     )
+    return found.images, None, where
 
 
 def _export_step(out: Path, fmt: str, size: tuple[int, int], dynamic: bool, exporter: str) -> tuple[str, str]:

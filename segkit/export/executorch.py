@@ -142,6 +142,7 @@ def export_executorch(
     output: str = "logits",
     metadata: dict[str, Any] | None = None,
     module: nn.Module | None = None,
+    argmax_fusion: bool = False,
 ) -> dict[str, Any]:
     """Write ``model`` as an ExecuTorch ``.pte`` program, XNNPACK-delegated fp32, and return its metadata.
 
@@ -154,6 +155,9 @@ def export_executorch(
         output: "logits" (NCHW float) or "labels" (uint8 [N, H, W]; the argmax runs outside XNNPACK).
         metadata: extra entries merged into the segkit metadata.
         module: an already wrapped module to export instead of ``ExportWrapper(model, ...)``.
+        argmax_fusion: with ``output="labels"``, the argmax at the logits' resolution upscaled with nearest
+            neighbour (:func:`~segkit.export.wrapper.fused_labels`) instead of the official argmax of the upsampled
+            logits; recorded in the metadata.
     """
     if dynamic:
         raise ExportError(DYNAMIC_REFUSED)
@@ -169,6 +173,7 @@ def export_executorch(
         dynamic=False,
         fmt="executorch",
         metadata=metadata,
+        argmax_fusion=argmax_fusion,
     )
     meta.setdefault("precision", "fp32")
     meta["runtime"] = "executorch"

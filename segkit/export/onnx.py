@@ -141,6 +141,7 @@ def export_onnx(
     exporter: str = DEFAULT_EXPORTER,
     metadata: dict[str, Any] | None = None,
     module: nn.Module | None = None,
+    argmax_fusion: bool = False,
 ) -> dict[str, Any]:
     """Write ``model`` as an ONNX file (atomically) and return the metadata it carries.
 
@@ -155,6 +156,9 @@ def export_onnx(
         exporter: "torchscript" (``dynamo=False``) or "dynamo" (``torch.export`` based).
         metadata: extra entries merged into the segkit metadata.
         module: an already wrapped module to export instead of ``ExportWrapper(model, ...)``.
+        argmax_fusion: with ``output="labels"``, the argmax at the logits' resolution upscaled with nearest
+            neighbour (:func:`~segkit.export.wrapper.fused_labels`) instead of the official argmax of the upsampled
+            logits; recorded in the metadata.
     """
     onnx = _import_onnx()
     check_opset(opset, exporter)
@@ -175,6 +179,7 @@ def export_onnx(
         dynamic=dynamic,
         fmt="onnx",
         metadata=metadata,
+        argmax_fusion=argmax_fusion,
     )
     spatial = (1, 2) if input == "uint8" else (2, 3)
     path = Path(path)

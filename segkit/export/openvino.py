@@ -65,11 +65,12 @@ def export_openvino(
     exporter: str = DEFAULT_EXPORTER,
     metadata: dict[str, Any] | None = None,
     module: nn.Module | None = None,
+    argmax_fusion: bool = False,
 ) -> dict[str, Any]:
     """Write ``model`` as an fp32 OpenVINO IR, ``path`` (.xml) with its .bin beside it, and return its metadata.
 
     The arguments are :func:`~segkit.export.onnx.export_onnx`'s (``opset`` and ``exporter`` make the intermediate
-    ONNX file); the layout is NCHW, the metadata says ``exported_as: "openvino"``.
+    ONNX file, ``argmax_fusion`` its labels); the layout is NCHW, the metadata says ``exported_as: "openvino"``.
     """
     path = Path(path)
     if path.suffix.lower() != ".xml":
@@ -91,6 +92,7 @@ def export_openvino(
             exporter=exporter,
             metadata=extra,
             module=module,
+            argmax_fusion=argmax_fusion,
         )
         try:
             with quiet_libraries():

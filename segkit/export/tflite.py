@@ -45,6 +45,7 @@ def export_tflite(
     output: str = "logits",
     metadata: dict[str, Any] | None = None,
     module: nn.Module | None = None,
+    argmax_fusion: bool = False,
     quant_config: Any = None,
 ) -> dict[str, Any]:
     """Write ``model`` as a .tflite file (atomically, with its segkit metadata) and return the metadata.
@@ -58,6 +59,9 @@ def export_tflite(
         output: "logits" (NHWC float) or "labels" (uint8 [N, H, W]).
         metadata: extra entries merged into the segkit metadata.
         module: an already wrapped (e.g. quantized) module to convert instead of ``ExportWrapper(model, ...)``.
+        argmax_fusion: with ``output="labels"``, the argmax at the logits' resolution upscaled with nearest
+            neighbour (:func:`~segkit.export.wrapper.fused_labels`) instead of the official argmax of the upsampled
+            logits; recorded in the metadata.
         quant_config: passed to ``litert_torch.convert`` (the int8 path).
     """
     if dynamic:
@@ -74,6 +78,7 @@ def export_tflite(
         dynamic=False,
         fmt="tflite",
         metadata=metadata,
+        argmax_fusion=argmax_fusion,
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

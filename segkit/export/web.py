@@ -71,6 +71,7 @@ _METADATA_KEYS = (
     "layout",
     "input_layout",
     "align_corners",
+    "argmax_fusion",
     "segkit_version",
 )
 
@@ -200,6 +201,7 @@ def export_web(
     input_size: int | Sequence[int] | None = None,
     input: str = "float",  # noqa: A002 - --input
     output: str = "logits",
+    argmax_fusion: bool = False,
     opset: int = OPSET,
     exporter: str = DEFAULT_EXPORTER,
     verify_root: str | os.PathLike | None = None,
@@ -218,9 +220,9 @@ def export_web(
             file): it must carry segkit's metadata and a static input size.
         ort_web: the onnxruntime-web package folder (default: :func:`find_ort_web`).
         format, dynamic: what ``segkit export`` was given: only "web" and False (the page feeds one fixed size).
-        input_size, input, output, opset, exporter, verify_root, verify_images, skip_verify, config, overrides:
-            as :func:`~segkit.export.command.export_checkpoint` (``input_size``, ``input``, ``output``, ``opset``,
-            ``exporter`` only when the model is exported here).
+        input_size, input, output, argmax_fusion, opset, exporter, verify_root, verify_images, skip_verify, config,
+            overrides: as :func:`~segkit.export.command.export_checkpoint` (``input_size``, ``input``, ``output``,
+            ``argmax_fusion``, ``opset``, ``exporter`` only when the model is exported here).
         log: called with :meth:`WebReport.line` once the folder is at ``out``.
 
     Raises:
@@ -228,7 +230,7 @@ def export_web(
             onnxruntime-web folder that is not the pinned package, or anything ``export_checkpoint`` refuses.
         OutputPathError: ``out`` is an input, a file, a folder holding other files, or cannot be written.
     """
-    from segkit.export.command import _check_verify_options, _export_inputs
+    from segkit.export.command import _check_verify_options, _export_inputs, check_argmax_fusion
 
     if format != "web":
         raise ExportError(
@@ -241,9 +243,10 @@ def export_web(
     inputs = _export_inputs(checkpoint, config, verify_root) | {"--model": model_file}
     check_output(out, inputs=inputs, kind="folder", flag="--out")
     _check_replaceable(out)
+    check_argmax_fusion(argmax_fusion, output)
     _check_verify_options(verify_root, verify_images, skip_verify)
     if model_file is not None:
-        _check_model_file(Path(model_file), input_size, input, output)
+        _check_model_file(Path(model_file), input_size, input, output, argmax_fusion)
     package = find_ort_web(ort_web)  # before any export: a wrong package folder is found in a second
     with _staged_folder(out) as stage:
         onnx_path = stage.path / MODEL_FILE
@@ -254,6 +257,7 @@ def export_web(
                 input_size=input_size,
                 input=input,
                 output=output,
+                argmax_fusion=argmax_fusion,
                 opset=opset,
                 exporter=exporter,
                 verify_root=verify_root,
@@ -276,7 +280,7 @@ def export_web(
     return report
 
 
-def _check_model_file(path: Path, input_size: Any, input: str, output: str) -> None:  # noqa: A002
+def _check_model_file(path: Path, input_size: Any, input: str, output: str, argmax_fusion: bool = False) -> None:  # noqa: A002
     from segkit.runtimes.metadata import read_metadata
 
     if path.suffix.lower() != ".onnx" or not path.is_file():
@@ -284,9 +288,9 @@ def _check_model_file(path: Path, input_size: Any, input: str, output: str) -> N
             f"--model {path} is not an ONNX file; the web page runs .onnx files: pass one made by segkit export "
             "--format onnx or segkit quantize --format onnx, or leave --model out to export the checkpoint."
         )
-    if input_size is not None or input != "float" or output != "logits":
+    if input_size is not None or input != "float" or output != "logits" or argmax_fusion:
         raise ExportError(
-            f"--input-size, --input and --output shape the exported file, but --model {path} is shipped as it is; "
+            f"--input-size, --input, --output and --argmax-fusion shape the exported file, but --model {path} is shipped as it is; "
             "leave them out (the file's metadata gives them), or leave --model out to export the checkpoint."
         )
     try:

@@ -123,9 +123,10 @@ def nearest_upscale(labels: Tensor, size: tuple[int, int] | Sequence[int], align
 
 def fused_labels(model: nn.Module, x: Tensor) -> Tensor:
     """Argmax fusion: uint8 labels [N, H, W] of normalised images [N, 3, H, W], the argmax at the logits'
-    resolution upscaled with :func:`nearest_upscale`."""
-    labels = low_res_logits(model, x).argmax(1).to(torch.uint8)
-    return nearest_upscale(labels, x.shape[-2:], bool(getattr(model, "align_corners", False)))
+    resolution upscaled with :func:`nearest_upscale`. The upscale gathers int32 labels: LiteRT's converter cannot
+    legalize the select it makes of a uint8 gather."""
+    labels = low_res_logits(model, x).argmax(1).to(torch.int32)
+    return nearest_upscale(labels, x.shape[-2:], bool(getattr(model, "align_corners", False))).to(torch.uint8)
 
 
 def prepare_export(
@@ -139,11 +140,21 @@ def prepare_export(
     dynamic: bool,
     fmt: str,
     metadata: dict | None,
+    argmax_fusion: bool = False,
 ) -> tuple[nn.Module, Tensor, dict]:
-    """The module to export (``module`` or an :class:`ExportWrapper`), its example input and the file's metadata."""
+    """The module to export (``module`` or an :class:`ExportWrapper`, with ``argmax_fusion`` when asked), its example
+    input and the file's metadata (``argmax_fusion``: whether the module computes the fusion)."""
+    from segkit.export.errors import ExportError
     from segkit.runtimes.metadata import model_metadata
 
-    wrapper = module if module is not None else ExportWrapper(model, input=input, output=output, layout=layout)
+    if module is not None and argmax_fusion and not getattr(module, "argmax_fusion", False):
+        raise ExportError(
+            "argmax_fusion=True with a module that does not compute it; pass ExportWrapper(model, output='labels', "
+            "argmax_fusion=True) as module, or leave module out."
+        )
+    if module is None:
+        module = ExportWrapper(model, input=input, output=output, layout=layout, argmax_fusion=argmax_fusion)
+    wrapper = module
     wrapper.eval()
     shape = (1, 3, *size) if layout == "nchw" else (1, *size, 3)
     example = wrapper.example(size) if hasattr(wrapper, "example") else torch.randn(*shape)
@@ -157,6 +168,7 @@ def prepare_export(
         mean=getattr(wrapper, "mean_rgb", []),
         std=getattr(wrapper, "std_rgb", []),
         fmt=fmt,
+        argmax_fusion=bool(getattr(wrapper, "argmax_fusion", False)),
     )
     meta.update(metadata or {})
     return wrapper, example, meta

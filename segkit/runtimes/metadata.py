@@ -40,8 +40,10 @@ def model_metadata(
     mean: list[float],
     std: list[float],
     fmt: str,
+    argmax_fusion: bool = False,
 ) -> dict[str, Any]:
-    """The metadata dict of an export of ``model`` (a segkit model carrying ``segkit_config``)."""
+    """The metadata dict of an export of ``model`` (a segkit model carrying ``segkit_config``); ``argmax_fusion``:
+    the labels are the argmax at the logits' resolution, upscaled (``segkit export --argmax-fusion``)."""
     cfg = getattr(model, "segkit_config", None)
     class_names = getattr(model, "class_names", None)
     palette = getattr(model, "palette", None)
@@ -73,6 +75,7 @@ def model_metadata(
         "layout": layout,
         "input_layout": "nhwc" if input == "uint8" else layout,
         "align_corners": bool(getattr(model, "align_corners", cfg.model.align_corners if cfg is not None else False)),
+        "argmax_fusion": bool(argmax_fusion),
     }
 
 
@@ -91,6 +94,7 @@ def add_onnx_metadata(onnx_model: Any, meta: dict[str, Any]) -> None:
         "input_size",
         "input",
         "output",
+        "argmax_fusion",
         "segkit_version",
     ):
         entries[f"segkit.{k}"] = json.dumps(meta.get(k))

@@ -110,6 +110,7 @@ _META_FIELDS: dict[str, tuple[Any, str]] = {
         "a list of [r, g, b] colours",
     ),
     "align_corners": (_optional(lambda v: isinstance(v, bool)), "true or false"),
+    "argmax_fusion": (_optional(lambda v: isinstance(v, bool)), "true or false"),
     "config": (_optional(lambda v: isinstance(v, dict)), "a JSON object (the config)"),
 }
 

@@ -46,6 +46,9 @@ def test_model_identity_defaults_and_model_attributes() -> None:
     runner = SimpleNamespace(precision="int8", runtime="onnxruntime", metadata={"quantization": "ptq"})
     ident = model_identity(runner, cfg)
     assert (ident["precision"], ident["runtime"], ident["quantization"]) == ("int8", "onnxruntime", "ptq")
+    assert "argmax_fusion" not in ident["model"]
+    fused = SimpleNamespace(runtime="onnxruntime", metadata={"argmax_fusion": True})
+    assert model_identity(fused, cfg)["model"]["argmax_fusion"] is True  # not the official semantics: said
 
 
 def test_prediction_writer_default_palette_is_voc(tmp_path: Path) -> None:

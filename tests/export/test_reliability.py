@@ -39,7 +39,7 @@ def test_a_file_that_fails_verification_never_appears(tiny_ckpt: Path, tmp_path:
     out = tmp_path / "out" / "m.onnx"
     seen = []
 
-    def verify(model, path, images, source=""):
+    def verify(model, path, images, source="", **options):
         seen.append(Path(path))
         assert Path(path).is_file() and Path(path) != out  # checked before it is renamed
         assert not out.exists() or out.read_bytes() == b"the previous, verified file"
