@@ -39,7 +39,7 @@ from segkit.data.workers import loader_workers
 from segkit.evaluation.evaluator import evaluate, protocol_dict
 from segkit.evaluation.image import StagedImage, finish_labels, label_map, stage_image, staged_labels
 from segkit.evaluation.metrics import SegMetrics
-from segkit.evaluation.pipeline import BackgroundWriter, host_threads, prefetch
+from segkit.evaluation.pipeline import BackgroundWriter, ThreadLoader, host_threads, prefetch
 from segkit.evaluation.predict import MAX_PIXELS, InferenceError, check_budget, slide_windows
 from segkit.evaluation.protocol import fitted_protocol, fixed_input_size, protocol_name, protocol_record
 from segkit.evaluation.report import (
@@ -201,14 +201,18 @@ def evaluate_model(
     transform = build_eval_transform(cfg.model.input_mean, cfg.model.input_std)
     # "drop": with data.skip_bad_samples a bad sample is left out, not replaced (no image counts twice)
     dataset = build_dataset(cfg.data, split, transform, num_classes=cfg.model.num_classes, skip_mode="drop")
-    loader = DataLoader(
-        dataset,
-        batch_size=1,
-        shuffle=False,
-        num_workers=loader_workers(cfg.data.num_workers, log, flag="--num-workers N"),  # at most the CPUs (one line)
-        pin_memory=device.type == "cuda",
-        collate_fn=collate_drop_bad,
-    )
+    workers = loader_workers(cfg.data.num_workers, log, flag="--num-workers N")  # at most the CPUs (one line)
+    if isinstance(model, torch.nn.Module) or device.type != "cpu":
+        loader: Any = DataLoader(
+            dataset,
+            batch_size=1,
+            shuffle=False,
+            num_workers=workers,
+            pin_memory=device.type == "cuda",
+            collate_fn=collate_drop_bad,
+        )
+    else:  # a runtime's runner on the CPU: samples read on threads, no worker processes to start and feed
+        loader = ThreadLoader(dataset, collate_drop_bad, workers=max(workers, 1))
     check_eval_outputs(json_path, save_pred, _dataset_inputs(dataset))  # never into the data set, before the work
     names = list(dataset.class_names)
     ident = dict(identity) if identity is not None else model_identity(model, cfg)

@@ -124,6 +124,22 @@ def _score(
         on_batch(images, preds, masks, ids)
 
 
+def _score_labels(
+    confusion: ConfusionMatrix,
+    on_batch: OnBatch | None,
+    images: Tensor,
+    label: Tensor,
+    masks: Tensor,
+    ids: list[str],
+    device: torch.device,
+) -> None:
+    """Score a runner's labels at the protocol's extent: resized to the masks (nearest neighbour) first."""
+    masks = masks.to(device).long()
+    with torch.inference_mode():
+        preds = resize_label(label, tuple(masks.shape[-2:])).long()
+    _score(confusion, on_batch, images.to(device).float(), preds, masks, ids)
+
+
 def _labels_pass_stage(
     model: Any, proto: Mapping[str, Any], max_pixels: int | None, device: torch.device
 ) -> Callable[[Any], tuple[Any, tuple[int, int]] | None]:
@@ -219,19 +235,16 @@ def evaluate(
                     raise fetched.error
                 images, masks, ids = _batch_parts(batch, index)
                 num_images += len(masks)
-                images = images.to(device, non_blocking=True).float()
-                masks = masks.to(device, non_blocking=True).long()
-                if fetched.value is not None:  # staged: labels out of the runtime, resized to the masks
+                if scorer is not None:  # staged: labels out of the runtime; resized to the masks and scored behind
                     x, extent = fetched.value
                     with torch.inference_mode():
                         label = run_labels_pass(model, x, extent, max_pixels)
-                        preds = resize_label(label, tuple(masks.shape[-2:])).long()
-                else:
-                    preds = predict(model, images, tuple(masks.shape[-2:]), max_pixels=max_pixels, **proto)  # [N, H, W]
-                if scorer is not None:
-                    scorer.submit(_score, confusion, on_batch, images, preds, masks, ids)
-                else:
-                    _score(confusion, on_batch, images, preds, masks, ids)
+                    scorer.submit(_score_labels, confusion, on_batch, images, label, masks, ids, device)
+                    continue
+                images = images.to(device, non_blocking=True).float()
+                masks = masks.to(device, non_blocking=True).long()
+                preds = predict(model, images, tuple(masks.shape[-2:]), max_pixels=max_pixels, **proto)  # [N, H, W]
+                _score(confusion, on_batch, images, preds, masks, ids)
         bar.close()
     finally:
         if isinstance(model, nn.Module):

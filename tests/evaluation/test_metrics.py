@@ -172,3 +172,26 @@ def test_real_voc_sample_matches_reference(shared_data):
     for k, v in ref["per_class"].items():
         assert m.per_class_iou[int(k)] == pytest.approx(v, abs=1e-9)
     assert metrics_from_confusion(expected).miou == pytest.approx(ref["miou_present"], abs=1e-9)
+
+
+def test_confusion_matrix_counts_equal_a_reference_for_every_integer_dtype() -> None:
+    """The one-bincount fast path (int32 for narrow inputs) counts what a per-pixel reference counts."""
+    gen = torch.Generator().manual_seed(0)
+    k = 21
+    target = torch.randint(0, k, (2, 37, 41), generator=gen)
+    target[:, :5] = 255  # ignored
+    pred = torch.randint(0, k, (2, 37, 41), generator=gen)
+    pred[:, :3] = 200  # out of range where ignored: not an error
+    want = np.zeros((k, k), np.int64)
+    for t, p in zip(target.reshape(-1).tolist(), pred.reshape(-1).tolist()):
+        if t != 255:
+            want[t, p] += 1
+    for dtype in (torch.uint8, torch.int32, torch.int64):
+        cm = ConfusionMatrix(k, ignore_index=255)
+        cm.update(pred.to(dtype), target.to(dtype))
+        cm.update(pred[:0].to(dtype), target[:0].to(dtype))  # an empty batch adds nothing
+        assert np.array_equal(cm.mat.numpy(), want), dtype
+    bad = pred.clone()
+    bad[0, 10, 0] = k  # out of range on a scored pixel: the one-line error
+    with pytest.raises(ValueError, match="pred holds values \\[21\\] outside 0..20"):
+        ConfusionMatrix(k, ignore_index=255).update(bad, target)

@@ -132,3 +132,25 @@ def test_host_threads_gives_a_runtime_one_torch_thread_and_restores():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_thread_loader_yields_collated_samples_in_order_and_reraises():
+    from segkit.evaluation.pipeline import ThreadLoader
+
+    class Data:
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, i):
+            if i == 3:
+                raise OSError("sample 3 is unreadable")
+            time.sleep(0.01 * (5 - i))  # later samples finish first on the other thread
+            return {"i": i}
+
+    loader = ThreadLoader(Data(), lambda batch: [s["i"] for s in batch], workers=2)
+    assert len(loader) == 5
+    got = []
+    with pytest.raises(OSError, match="sample 3"):
+        for batch in loader:
+            got.append(batch)
+    assert got == [[0], [1], [2]]
