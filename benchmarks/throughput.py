@@ -170,6 +170,8 @@ def load(kind: str, path: Path, ckpt: Path, data_root: Path, threads: int):
     overrides = {"data.root": str(data_root), "data.dataset": "voc", "data.val_split": "val", "data.num_workers": 2}
     if kind == "pytorch":  # PyTorch itself (``--fast`` now picks ONNX Runtime when it is installed)
         return load_eval_model(ckpt, overrides=overrides, device="cpu", fast=True)
+    if kind == "fast":  # what `segkit test/infer --checkpoint CKPT --fast` loads (exported once into the cache)
+        return ModelSource(checkpoint=ckpt, overrides=overrides, fast=True).load("cpu", log=lambda line: print(line))
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -242,6 +244,8 @@ def bench_size(size: int, args: argparse.Namespace, tmp: Path) -> dict:
         rows["ONNX Runtime int8 labels, 1 thread"] = files["ONNX Runtime int8 labels"]
     if not args.rows or "PyTorch" in args.rows:
         rows["PyTorch fp32 logits"] = ("pytorch", None)
+    if not args.rows or "--fast" in args.rows:  # the checkpoint as `--fast` runs it: ONNX Runtime via the cache
+        rows["--fast (checkpoint, ONNX Runtime via the cache)"] = ("fast", None)
     fns, models = {}, {}
     for name, (kind, path) in rows.items():
         model, cfg = load(kind, path, ckpt, data_root, 1 if name.endswith("1 thread") else args.threads)
@@ -272,6 +276,7 @@ def bench_size(size: int, args: argparse.Namespace, tmp: Path) -> dict:
     result = {"input_size": size, "images": args.images, "rows": table, "gemm_fp32_macs_per_s": 2048**3 / median(gemm)}
     pairs = {  # latency ratios (model only), paired within rounds: (numerator row, denominator row)
         "pytorch_vs_ort_fp32": ("PyTorch fp32 logits", "ONNX Runtime fp32 logits"),
+        "fast_vs_ort_fp32": ("--fast (checkpoint, ONNX Runtime via the cache)", "ONNX Runtime fp32 logits"),
         "int8_vs_fp32_ort": ("ONNX Runtime int8 logits", "ONNX Runtime fp32 logits"),
         "int8_labels_vs_fp32_labels_ort": ("ONNX Runtime int8 labels", "ONNX Runtime fp32 labels"),
         "int8_vs_fp32_openvino": ("OpenVINO int8 logits", "OpenVINO fp32 logits"),
@@ -406,6 +411,7 @@ def to_markdown(result: dict) -> str:
         lines.append("")
         words = {
             "pytorch_vs_ort_fp32": "PyTorch (optimize_for_inference) / ONNX Runtime fp32",
+            "fast_vs_ort_fp32": "`--fast` on the checkpoint / ONNX Runtime fp32",
             "int8_vs_fp32_ort": "ONNX Runtime int8 / fp32 (logits files)",
             "int8_labels_vs_fp32_labels_ort": "ONNX Runtime int8 / fp32 (labels files)",
             "int8_vs_fp32_openvino": "OpenVINO int8 / fp32",

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -37,7 +36,14 @@ from segkit.data import (
 from segkit.data.sources import COCO_DEFAULT_SPLIT
 from segkit.data.workers import loader_workers
 from segkit.evaluation.evaluator import evaluate, protocol_dict
-from segkit.evaluation.image import StagedImage, finish_labels, label_map, stage_image, staged_labels
+from segkit.evaluation.image import (
+    StagedImage,
+    finish_labels,
+    label_map,
+    labels_of_staged,
+    run_staged,
+    stage_image,
+)
 from segkit.evaluation.metrics import SegMetrics
 from segkit.evaluation.pipeline import BackgroundWriter, ThreadLoader, host_threads, prefetch
 from segkit.evaluation.predict import MAX_PIXELS, InferenceError, check_budget, slide_windows
@@ -400,19 +406,21 @@ class Segmenter:
         protocol = self.protocol((int(rgb.shape[0]), int(rgb.shape[1])))
         return stage_image(self.model, rgb, self.cfg, self.device, self.max_pixels, protocol)
 
-    def run(self, staged: StagedImage) -> Tensor:
-        """The model's labels [1, *base] of a staged image; :meth:`finish` makes them the image's label map."""
-        return staged_labels(self.model, staged, self.cfg, self.device, self.max_pixels)
+    def run(self, staged: StagedImage) -> Any:
+        """The model's work on a staged image (:func:`segkit.evaluation.image.run_staged`); :meth:`finish` makes its
+        output the image's label map."""
+        return run_staged(self.model, staged, self.cfg, self.device, self.max_pixels)
 
-    def finish(self, staged: StagedImage, label: Tensor) -> np.ndarray:
-        """The label map [H, W] of the image from :meth:`run`'s labels (host work, for the writer thread)."""
-        return finish_labels(label, staged.size, self.cfg)
+    def finish(self, staged: StagedImage, out: Any) -> np.ndarray:
+        """The label map [H, W] of the image from :meth:`run`'s output (a logits file's argmax, the resize to the
+        image: host work, for the writer thread)."""
+        return finish_labels(labels_of_staged(self.model, staged, out), staged.size, self.cfg)
 
     def finish_and_write(
-        self, folder: Path, stem: str, staged: StagedImage, label: Tensor, overlay: bool = True
+        self, folder: Path, stem: str, staged: StagedImage, out: Any, overlay: bool = True
     ) -> tuple[Path, Path | None]:
         """:meth:`finish` then :meth:`write`: the writer thread's job in ``segkit infer``."""
-        return self.write(folder, stem, staged.rgb, self.finish(staged, label), overlay)
+        return self.write(folder, stem, staged.rgb, self.finish(staged, out), overlay)
 
     def write(
         self, folder: Path, stem: str, rgb: np.ndarray, label: np.ndarray, overlay: bool = True

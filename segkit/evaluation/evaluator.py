@@ -29,11 +29,12 @@ from segkit.evaluation.predict import (
     MAX_PIXELS,
     base_extent,
     check_budget,
+    labels_of_pass,
     labels_pass_applies,
     predict,
     prepare_labels_pass,
     resize_label,
-    run_labels_pass,
+    run_model_pass,
 )
 
 __all__ = ["EvalProtocol", "evaluate", "protocol_dict"]
@@ -125,17 +126,20 @@ def _score(
 
 
 def _score_labels(
+    model: Any,
     confusion: ConfusionMatrix,
     on_batch: OnBatch | None,
     images: Tensor,
-    label: Tensor,
+    model_pass: tuple[Any, Any, tuple[int, int]],
     masks: Tensor,
     ids: list[str],
     device: torch.device,
 ) -> None:
-    """Score a runner's labels at the protocol's extent: resized to the masks (nearest neighbour) first."""
+    """Score a runner's pass ``(output, input, extent)``: its labels (a logits file's argmax) at the protocol's
+    extent, resized to the masks (nearest neighbour)."""
     masks = masks.to(device).long()
     with torch.inference_mode():
+        label = labels_of_pass(model, *model_pass)
         preds = resize_label(label, tuple(masks.shape[-2:])).long()
     _score(confusion, on_batch, images.to(device).float(), preds, masks, ids)
 
@@ -238,8 +242,10 @@ def evaluate(
                 if scorer is not None:  # staged: labels out of the runtime; resized to the masks and scored behind
                     x, extent = fetched.value
                     with torch.inference_mode():
-                        label = run_labels_pass(model, x, extent, max_pixels)
-                    scorer.submit(_score_labels, confusion, on_batch, images, label, masks, ids, device)
+                        out = run_model_pass(model, x, max_pixels)  # the runtime's work alone
+                    scorer.submit(
+                        _score_labels, model, confusion, on_batch, images, (out, x, extent), masks, ids, device
+                    )
                     continue
                 images = images.to(device, non_blocking=True).float()
                 masks = masks.to(device, non_blocking=True).long()

@@ -35,13 +35,14 @@ from segkit.evaluation.predict import (
     _scaled,
     base_extent,
     check_budget,
+    labels_of_pass,
     labels_pass_applies,
     normalize,
     predict,
     predict_logits,
     prepare_labels_pass,
     resize_label,
-    run_labels_pass,
+    run_model_pass,
 )
 from segkit.evaluation.protocol import fitted_protocol
 
@@ -51,7 +52,9 @@ __all__ = [
     "attach_predict",
     "finish_labels",
     "label_map",
+    "labels_of_staged",
     "predict_image",
+    "run_staged",
     "stage_image",
     "staged_labels",
 ]
@@ -182,10 +185,26 @@ def stage_image(
 def staged_labels(
     model: Any, staged: StagedImage, cfg: Config, device: str | torch.device, max_pixels: int | None = MAX_PIXELS
 ) -> Tensor:
-    """The labels [1, *base] of a :func:`stage_image` image (the model's work; the rest is host work)."""
+    """The labels [1, *base] of a :func:`stage_image` image: :func:`run_staged` then :func:`labels_of_staged`."""
+    return labels_of_staged(model, staged, run_staged(model, staged, cfg, device, max_pixels))
+
+
+def labels_of_staged(model: Any, staged: StagedImage, out: Any) -> Tensor:
+    """The labels [1, *base] of :func:`run_staged`'s output (a logits file's argmax: host work, for another thread)."""
+    if staged.x is None:
+        return out
+    with torch.inference_mode():
+        return labels_of_pass(model, out, staged.x, staged.extent)
+
+
+def run_staged(
+    model: Any, staged: StagedImage, cfg: Config, device: str | torch.device, max_pixels: int | None = MAX_PIXELS
+) -> Any:
+    """The model's work on a :func:`stage_image` image: a runtime's raw output for its labels pass
+    (:func:`segkit.evaluation.predict.run_model_pass`), else the labels [1, *base] of the protocol."""
     if staged.x is not None:
         with torch.inference_mode():
-            return run_labels_pass(model, staged.x, staged.extent, max_pixels)
+            return run_model_pass(model, staged.x, max_pixels)
     proto = staged.protocol
     x = normalize(staged.rgb, cfg.model.input_mean, cfg.model.input_std)[None].to(device)  # [1, 3, H, W]
     return predict(

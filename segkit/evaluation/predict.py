@@ -50,6 +50,7 @@ __all__ = [
     "normalize",
     "predict",
     "base_extent",
+    "labels_of_pass",
     "labels_pass_applies",
     "predict_logits",
     "prepare_labels_pass",
@@ -57,6 +58,7 @@ __all__ = [
     "resize_label",
     "resized_extent",
     "run_labels_pass",
+    "run_model_pass",
     "slide_windows",
 ]
 
@@ -323,10 +325,26 @@ def prepare_labels_pass(
 
 def run_labels_pass(model: Any, x: Any, extent: tuple[int, int], max_pixels: int | None = MAX_PIXELS) -> Tensor:
     """Label maps [N, h, w] of :func:`prepare_labels_pass`'s input from the runner's ``predict_labels`` (labels out of
-    the runtime: no logits in torch; uint8 up to 256 classes), cropped to ``extent``."""
+    the runtime: no logits in torch; uint8 up to 256 classes), cropped to ``extent``: :func:`run_model_pass`, then
+    :func:`labels_of_pass`."""
+    return labels_of_pass(model, run_model_pass(model, x, max_pixels), x, extent)
+
+
+def run_model_pass(model: Any, x: Any, max_pixels: int | None = MAX_PIXELS) -> Any:
+    """The runtime's work on :func:`prepare_labels_pass`'s input: the runner's raw outputs when it can hand them over
+    (``run_prepared``; the argmax of a logits file is then :func:`labels_of_pass`'s, on another thread), else its
+    labels."""
     _check_budget(x, max_pixels)
-    label = model.predict_labels(x)
-    if not torch.is_tensor(label) or label.ndim != 3 or label.shape[-2:] != x.shape[-2:]:
+    run = getattr(model, "run_prepared", None)
+    if callable(run) and not torch.is_tensor(x):
+        return run(x)
+    return model.predict_labels(x)
+
+
+def labels_of_pass(model: Any, out: Any, x: Any, extent: tuple[int, int]) -> Tensor:
+    """The label maps [N, h, w] of :func:`run_model_pass`'s ``out`` for the input ``x``, cropped to ``extent``."""
+    label = out if torch.is_tensor(out) else model.labels_of(out)
+    if not torch.is_tensor(label) or label.ndim != 3 or tuple(label.shape[-2:]) != tuple(x.shape[-2:]):
         shape = tuple(label.shape) if torch.is_tensor(label) else type(label).__name__
         raise ValueError(f"predict_labels must return label maps [N, H, W] at its input size, got {shape}.")
     return label[..., : extent[0], : extent[1]]

@@ -154,6 +154,14 @@ class PreparedInput:
     shape: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class RawOutput:
+    """An exported file's outputs as the runtime gave them (:meth:`ExportedModel.run_prepared`): ``chunks`` of
+    ``(output, h, w)``, one per call, with the extent its labels are cropped to."""
+
+    chunks: list[tuple[Tensor, int, int]]
+
+
 class ExportedModel:
     """A .onnx / .xml / .tflite / .pte file run in ONNX Runtime, OpenVINO, LiteRT or ExecuTorch like a segkit model.
 
@@ -355,11 +363,19 @@ class ExportedModel:
         :meth:`prepare_input`'s result): the file's own labels when it outputs them, else the argmax of its logits
         taken in the file's layout on the cropped extent (no float copy, no one-hot). The single-view protocols use it
         (:func:`segkit.evaluation.predict.predict`); the labels equal ``self(x)["out"].argmax(1)`` (ties: the lowest
-        class, as ``argmax``)."""
+        class, as ``argmax``). The same in two steps: :meth:`run_prepared` then :meth:`labels_of`."""
         prepared = x if isinstance(x, PreparedInput) else self.prepare_input(x)
+        return self.labels_of(self.run_prepared(prepared))
+
+    def run_prepared(self, prepared: PreparedInput) -> RawOutput:
+        """The file's outputs on :meth:`prepare_input`'s result, as they come: the runtime's work alone (``segkit
+        infer`` and ``segkit test`` take the labels, :meth:`labels_of`, on another thread)."""
+        return RawOutput([(self._run_prepared(native, h, w), h, w) for native, h, w in prepared.chunks])
+
+    def labels_of(self, raw: RawOutput) -> Tensor:
+        """The label maps [N, h, w] of :meth:`run_prepared`'s outputs (see :meth:`predict_labels`)."""
         labels = []
-        for native, h, w in prepared.chunks:
-            y = self._run_prepared(native, h, w)
+        for y, h, w in raw.chunks:
             if self.output_kind == "labels":
                 labels.append(y[..., :h, :w])
                 continue

@@ -87,8 +87,8 @@ def test_predict_uses_labels_only_for_single_view(files, tiny, monkeypatch):
 
     runner = load_exported(files["logits"])
     calls = []
-    original = runner.predict_labels
-    monkeypatch.setattr(runner, "predict_labels", lambda x: calls.append(x.shape) or original(x))
+    original = runner.run_prepared  # the runtime's pass on the prepared input; its labels are taken from the output
+    monkeypatch.setattr(runner, "run_prepared", lambda x: calls.append(tuple(x.shape)) or original(x))
     x = torch.randn(1, 3, 40, 50)
     predict(runner, x, pad_to=SIZE)
     assert calls == [(1, 3, SIZE, SIZE)]
@@ -172,8 +172,10 @@ def test_argmax_fusion_needs_labels_and_a_segmentor(tiny):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("readers", [0, 2])
-def test_infer_stages_a_runner_off_the_main_thread_with_the_same_labels(files, tiny, synth_root, tmp_path, readers):
+@pytest.mark.parametrize(("kind", "readers"), [("labels", 0), ("labels", 2), ("logits", 2)])
+def test_infer_stages_a_runner_off_the_main_thread_with_the_same_labels(
+    files, tiny, synth_root, tmp_path, kind, readers
+):
     """segkit infer on a runner: input prepared on the reader thread, labels finished on the writer thread, torch on
     one thread while the runtime runs; the label maps equal today's logits path image by image."""
     from PIL import Image
@@ -184,11 +186,11 @@ def test_infer_stages_a_runner_off_the_main_thread_with_the_same_labels(files, t
 
     base = tiny.segkit_config
     cfg = dataclasses.replace(base, eval=dataclasses.replace(base.eval, resize_longer=60, pad_to=SIZE))
-    runner = load_exported(files["labels"])
+    runner = load_exported(files[kind])  # a logits file: its argmax taken on the writer thread
     jpgs = sorted((synth_root / "VOCdevkit" / "VOC2012" / "JPEGImages").glob("*.jpg"))[:4]
     threads = []
-    original = runner.predict_labels
-    runner.predict_labels = lambda x: threads.append(torch.get_num_threads()) or original(x)
+    original = runner.run_prepared
+    runner.run_prepared = lambda x: threads.append(torch.get_num_threads()) or original(x)
     torch.set_num_threads(2)
     quiet = {"device": "cpu", "progress": False, "log": lambda line: None, "fit": False}
     segment_images(runner, cfg, jpgs, tmp_path / "out", readers=readers, overlay=False, **quiet)
