@@ -59,14 +59,18 @@ def cache_plan(model: Any, eval_cfg: Any) -> CachePlan:
 
     A protocol whose passes are all NxN gets a static NxN file (TorchScript tracer: ~2 s at 513); otherwise a
     dynamic file, from the TorchScript tracer (~1 s) unless the model pads like TF's 'SAME' (a converted official
-    model: the tracer would bake in the padding of one size), then from the dynamo exporter (minutes on a CPU).
+    model: the tracer would bake in the padding of one size), then from the dynamo exporter (minutes on a CPU). A
+    'SAME'-padding model's static file also comes from the dynamo exporter (~9 s at 513): the tracer's graph computes
+    each padding from the input's shape at run time, which ONNX Runtime does not fold away (60 ms against 48 ms per
+    513 image on 2 cores, 2026-12-03).
     """
     from segkit.export.onnx import has_tf_same_padding
 
     side = fixed_input_side(eval_cfg)
+    same = has_tf_same_padding(model)
     if side is not None:
-        return CachePlan("torchscript", (side, side))
-    return CachePlan("dynamo" if has_tf_same_padding(model) else "torchscript", None)
+        return CachePlan("dynamo" if same else "torchscript", (side, side))
+    return CachePlan("dynamo" if same else "torchscript", None)
 
 
 STATIC_FORMATS = {"litert": "tflite", "executorch": "pte"}  # runtime -> its static file's format (else ONNX)

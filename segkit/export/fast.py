@@ -84,7 +84,8 @@ def choose_fast_runtime(
     except ExportError:  # its only ExportError: a QAT checkpoint (a bad file raises CheckpointError, as PyTorch's)
         return FastChoice("pytorch", "a quantization-aware training checkpoint runs its fake-quantized model there")
     model, cfg = load_eval_model(checkpoint, config=config, overrides=overrides, device="cpu")
-    if cache_plan(model, cfg.eval).exporter == "dynamo":
+    plan = cache_plan(model, cfg.eval)
+    if plan.exporter == "dynamo" and plan.size is None:  # a static dynamo export takes ~9 s: fine
         return FastChoice(
             "pytorch",
             "the model pads like TF 'SAME' and the protocol is not fixed-size, so its ONNX export would take minutes "

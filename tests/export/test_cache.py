@@ -48,7 +48,7 @@ def test_the_plan_follows_the_protocol_and_the_padding() -> None:
     assert cache_plan(build_model(cfg), cfg.eval) == CachePlan("torchscript", None)
     # TF 'SAME' padding depends on the size, which the tracer bakes in: a dynamic file needs the dynamo exporter
     assert cache_plan(build_model(same), same.eval) == CachePlan("dynamo", None)
-    assert cache_plan(build_model(same), fixed) == CachePlan("torchscript", (513, 513))
+    assert cache_plan(build_model(same), fixed) == CachePlan("dynamo", (513, 513))  # no run-time padding shapes
 
 
 def test_verifies_on_the_images_of_the_data_given(tiny_ckpt, synth_root, tmp_path, monkeypatch) -> None:
