@@ -19,6 +19,7 @@ EXAMPLES = """examples:
   segkit quantize --checkpoint best.pth --calib-data data --out model_int8.tflite --input uint8   # LiteRT
   segkit quantize --checkpoint best.pth --calib-data data --out model_int8.pte           # ExecuTorch (XNNPACK)
   segkit quantize --checkpoint qat/best.pth --out qat_int8.tflite --input-size 160 160   # QAT: no --calib-data
+  segkit quantize --checkpoint best.pth --calib-data data --out fused_int8.onnx --output labels --argmax-fusion
 
 Exit status: 0 written and verified; 1 the verification failed (nothing written); 2 a usage or input error."""
 
@@ -80,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="logits at the input size (default), or the uint8 label map (argmax in the graph)",
     )
     p.add_argument(
+        "--argmax-fusion",
+        action="store_true",
+        help="with --output labels, --format onnx or openvino: argmax at the logits' resolution, labels upscaled by "
+        "nearest neighbour (the Edge TPU's fusion; verified against the fused float labels, its cost printed)",
+    )
+    p.add_argument(
         "--verify",
         default=None,
         metavar="ROOT",
@@ -106,11 +113,14 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint,
         args.out,
         **options(args, "format", "calib_data", "calib_split", "num_calib", "dataset", "input", "output"),
+        **options(args, "argmax_fusion"),
         **options(args, "verify", "verify_split", "num_verify"),
         input_size=tuple(args.input_size),
         progress=not args.no_progress,
     )
     print(report.line())
+    if report.fusion is not None:
+        print(report.fusion.line())
     if report.reference == "fake-int8":
         print("(QAT checkpoint: the reference is its fake-quantized model in PyTorch, precision fake-int8)")
     return verdict(report)

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ from segkit.evaluation.metrics import (
     metrics_from_confusion,
     stray_classes,
 )
+
+if TYPE_CHECKING:
+    from segkit.export.verify import FusionCost
 
 AGREE_MIN = 0.99  # pixel agreement an int8 file needs with its reference model to be written
 
@@ -58,6 +61,8 @@ class Int8Report:
     stray_int8: list[tuple[str, int]] = field(default_factory=list)  # (class, predicted px): stray int8 classes
     calibrated_on: str = ""  # "200 real images of 'train' under data" (segkit.quantize.images.choose_images)
     verified_on: str = ""  # "50 real images of 'val' under data (held out: ...)"; empty: f"{n_images} images"
+    # an --argmax-fusion file (verified against the fused float labels): the fusion's cost against the official ones
+    fusion: FusionCost | None = None
 
     def passed(self, agree_min: float = AGREE_MIN) -> bool:
         return self.agreement >= agree_min
@@ -73,7 +78,8 @@ class Int8Report:
 
     def line(self) -> str:
         text = (
-            f"{self.path}: {self.size_bytes / 1e6:.2f} MB; int8 vs float on {self.verified_on or f'{self.n_images} images'}: "
+            f"{self.path}: {self.size_bytes / 1e6:.2f} MB; int8 vs float{' (both argmax-fused)' if self.fusion else ''} "
+            f"on {self.verified_on or f'{self.n_images} images'}: "
             f"pixel agreement {100 * self.agreement:.2f}%"
         )
         if self.miou_float is not None:
@@ -106,15 +112,21 @@ def verify_int8(
     Agreement and mIoU count only the resized image content (padding excluded); mIoU is over the classes
     present in the ground truth (as ``segkit test`` reports it; the mean over the classes in the ground truth or
     the prediction beside it), the masks resized to the content with nearest neighbour. ``progress``: a bar.
+
+    A file whose metadata says ``argmax_fusion`` is compared with the fused float labels
+    (:func:`segkit.export.wrapper.fused_labels`), and the report's ``fusion`` gives the fusion's cost against the
+    official labels of the float model on the same images (pixel agreement; the mIoU of both with masks).
     """
     import torch.nn.functional as F
 
+    from segkit.export.wrapper import fused_labels
     from segkit.runtimes import load_exported
 
     runner = load_exported(path, threads=torch.get_num_threads())  # what `segkit test --model` runs
+    fusion = bool((runner.metadata or {}).get("argmax_fusion", False))
     n = model.segkit_config.model.num_classes
-    cm_f, cm_q = np.zeros((n, n), np.int64), np.zeros((n, n), np.int64)
-    same = total = 0
+    cm_f, cm_q, cm_o = (np.zeros((n, n), np.int64) for _ in range(3))  # reference, int8, official (fusion only)
+    same = total = official_same = 0
     per_image: list[float] = []
     has_masks = all("mask" in item for item in images) and len(images) > 0
     from tqdm import tqdm
@@ -124,7 +136,9 @@ def verify_int8(
         h, w = item["extent"]
         with torch.no_grad():
             out = model(item["image"])
-        ref = (out["out"] if isinstance(out, dict) else out)[0].argmax(0).numpy()[:h, :w]
+            official = (out["out"] if isinstance(out, dict) else out)[0].argmax(0).numpy()[:h, :w]
+            ref = fused_labels(model, item["image"])[0].long().numpy()[:h, :w] if fusion else official
+        official_same += int((ref == official).sum())
         got = _labels(runner, item["image"])[:h, :w]
         eq = int((ref == got).sum())
         same, total = same + eq, total + ref.size
@@ -132,7 +146,7 @@ def verify_int8(
         if has_masks:
             mask = F.interpolate(item["mask"][None, None].float(), size=(h, w), mode="nearest")[0, 0].long().numpy()
             valid = mask != ignore_index
-            for cm, pred in ((cm_f, ref), (cm_q, got)):
+            for cm, pred in ((cm_f, ref), (cm_q, got), (cm_o, official)):
                 cm += np.bincount(n * mask[valid] + pred[valid], minlength=n * n).reshape(n, n)
     report = Int8Report(str(path), file_size(path), len(images), same / max(total, 1), per_image=per_image)
     if has_masks:
@@ -141,4 +155,9 @@ def verify_int8(
         report.miou_float_gt_or_pred, report.miou_int8_gt_or_pred = m_f.miou_gt_or_pred, m_q.miou_gt_or_pred
         names = getattr(model, "class_names", None) or []
         report.stray_int8 = [(names[c] if c < len(names) else f"class {c}", px) for c, px in stray_classes(m_q)]
+    if fusion:
+        from segkit.export.verify import FusionCost
+
+        miou = (report.miou_float, metrics_from_confusion(cm_o).miou) if has_masks else (None, None)
+        report.fusion = FusionCost(official_same / max(total, 1), len(images), "the images above", *miou)
     return report

@@ -13,7 +13,7 @@ from typing import Any
 
 from segkit.evaluation.predict import check_input_size
 from segkit.quantize.check import Int8Report, verify_int8
-from segkit.quantize.formats import EXTENSIONS, QuantizeError, quantize_format
+from segkit.quantize.formats import EXTENSIONS, QuantizeError, check_fusion_format, quantize_format
 from segkit.quantize.images import choose_images
 from segkit.quantize.ptq import quantize_model, quantize_qat, require_packages
 from segkit.utils.io import check_output, staged_output
@@ -52,6 +52,7 @@ def quantize_checkpoint(
     input_size: tuple[int, int] = (513, 513),
     input: str = "float",  # noqa: A002 - --input
     output: str = "logits",
+    argmax_fusion: bool = False,
     verify: str | None = None,
     verify_split: str = "val",
     num_verify: int = 50,
@@ -70,10 +71,17 @@ def quantize_checkpoint(
     when it is another split, else a disjoint part of the calibration split, else (a QAT checkpoint to tflite) the
     checkpoint's own validation split when it is here, else random images. ``log`` says which before the work, and
     the report's ``calibrated_on`` / ``verified_on`` record it.
+
+    ``argmax_fusion`` (with ``output="labels"``; onnx and openvino): the Edge TPU's argmax fusion, as
+    ``segkit export --argmax-fusion``; the file is verified against the fused float labels and ``report.fusion``
+    holds the fusion's cost against the official semantics.
     """
     from segkit.checkpoint.load import load_model
+    from segkit.export.command import check_argmax_fusion
 
     format = quantize_format(out, format)  # noqa: A001 - .onnx onnx, .xml openvino, .tflite tflite
+    check_argmax_fusion(argmax_fusion, output)  # export's error: --argmax-fusion needs --output labels
+    check_fusion_format(argmax_fusion, format)
     input_size = check_input_size(tuple(input_size), error=QuantizeError)  # before anything of that size exists
     if num_calib < 1:
         raise QuantizeError(
@@ -105,6 +113,8 @@ def quantize_checkpoint(
     log(f"Calibrating on {chosen.calibrated_on}; verifying on {chosen.verified_on}.")
     images, check = chosen.calibration, chosen.verification
     options = dict(format=format, input_size=size, input=input, output=output, progress=progress)
+    if argmax_fusion:  # quantize_qat takes it for onnx / openvino, as quantize_model does
+        options["argmax_fusion"] = True
     # written and verified beside ``out``, renamed onto it only when the verification passed
     with staged_output(out) as staged:
         meta = (quantize_qat if qat else quantize_model)(model, staged.path, images, **options)

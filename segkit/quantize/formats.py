@@ -8,11 +8,12 @@ from pathlib import Path
 
 from segkit.errors import SegkitError
 
-__all__ = ["EXTENSIONS", "FORMATS", "QuantizeError", "quantize_format"]
+__all__ = ["EXTENSIONS", "FORMATS", "FUSION_FORMATS", "QuantizeError", "check_fusion_format", "quantize_format"]
 
 FORMATS = ("onnx", "openvino", "tflite", "executorch")
 # format -> the extension of its file
 EXTENSIONS = {"onnx": ".onnx", "openvino": ".xml", "tflite": ".tflite", "executorch": ".pte"}
+FUSION_FORMATS = ("onnx", "openvino")  # the int8 formats ``--argmax-fusion`` writes (both quantize an ONNX graph)
 
 
 class QuantizeError(SegkitError, ValueError):
@@ -42,3 +43,13 @@ def quantize_format(out: str | os.PathLike, format: str | None = None) -> str:  
         ext = EXTENSIONS[format]
         raise QuantizeError(f"--format {format} writes a {ext} file, got --out {out}; name the output *{ext}.")
     return format
+
+
+def check_fusion_format(argmax_fusion: bool, format: str) -> None:  # noqa: A002 - mirrors --format
+    """QuantizeError for ``--argmax-fusion`` with an int8 format that does not write it (LiteRT, ExecuTorch)."""
+    if argmax_fusion and format not in FUSION_FORMATS:
+        raise QuantizeError(
+            f"--argmax-fusion is written to --format onnx or openvino, got --format {format}; quantize to "
+            f"{' or '.join(EXTENSIONS[f] for f in FUSION_FORMATS)}, or drop --argmax-fusion (`segkit export "
+            "--argmax-fusion` writes a float file of every format)."
+        )

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from segkit.quantize.formats import EXTENSIONS, FORMATS, QuantizeError
+from segkit.quantize.formats import EXTENSIONS, FORMATS, QuantizeError, check_fusion_format
 from segkit.utils.io import atomic_path
 from segkit.utils.quiet import quiet_libraries
 
@@ -104,6 +104,7 @@ def quantize_model(
     output: str = "logits",  # noqa: A002 - --input
     progress: bool = True,
     quantization: str = "ptq",
+    argmax_fusion: bool = False,
 ) -> dict[str, Any]:
     """Write an int8 file of ``model`` calibrated on ``images`` (from :func:`calibration_images`); returns its metadata.
 
@@ -117,15 +118,19 @@ def quantize_model(
         input: "float" (normalised) or "uint8" (RGB NHWC, normalisation in the graph; the official files' input).
         output: "logits" or "labels" (argmax in the graph).
         quantization: the metadata's "quantization" ("qat": float weights fine-tuned by QAT, recalibrated).
+        argmax_fusion: with ``output="labels"``, the Edge TPU's argmax fusion (argmax at the logits' resolution,
+            labels upscaled by nearest neighbour; onnx and openvino only), recorded as the metadata's
+            ``argmax_fusion``.
     """
     from segkit.export import ExportWrapper
 
     path = Path(path)
     _check(format, path, images)
+    check_fusion_format(argmax_fusion, format)
     require_packages(format)
     path.parent.mkdir(parents=True, exist_ok=True)
     layout = "nhwc" if format == "tflite" else "nchw"  # ExecuTorch: NCHW, as the PyTorch model
-    wrapper = ExportWrapper(model, input=input, output=output, layout=layout).eval()
+    wrapper = ExportWrapper(model, input=input, output=output, layout=layout, argmax_fusion=argmax_fusion).eval()
     feeds = [_as_input(item["image"], input, wrapper.mean_rgb, wrapper.std_rgb, layout) for item in images]
     extra = {"precision": "int8", "quantization": quantization, "num_calib": len(images)}
     from segkit.export.progress import timed_step
@@ -246,18 +251,21 @@ def quantize_qat(
     input: str = "float",  # noqa: A002 - --input
     output: str = "logits",
     progress: bool = True,
+    argmax_fusion: bool = False,
 ) -> dict[str, Any]:
     """Write the int8 file of a quantization-aware trained :class:`segkit.models.qat.QatModel`; returns its metadata.
 
     tflite: ``convert_pt2e`` of the trained fake-quant graph (its learned ranges, no calibration:
     ``num_calib`` 0) through litert-torch. onnx / openvino have no PT2E path here: they recalibrate the
-    float model holding the QAT-fine-tuned weights on ``images`` (needed; ``quantization`` "qat").
+    float model holding the QAT-fine-tuned weights on ``images`` (needed; ``quantization`` "qat"), with
+    ``argmax_fusion`` when asked (tflite refuses it: its converted graph has no backbone and head to fuse).
     """
     from segkit.export import ExportWrapper
     from segkit.models.qat import convert, float_state_dict, pt2e_quantizer
 
     path = Path(path)
     cfg = model.segkit_config
+    check_fusion_format(argmax_fusion, format)
     if format != "tflite":
         if not images:
             raise QuantizeError(
@@ -279,6 +287,7 @@ def quantize_qat(
             output=output,
             progress=progress,
             quantization="qat",
+            argmax_fusion=argmax_fusion,
         )
     _check(format, path, [{}])
     require_packages(format, qat=True)
