@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from segkit.cli import main as segkit_main
+from tests.helpers.models import decisive_checkpoint
 
 pytest.importorskip("onnxruntime", reason="the deploy extra is not installed (pip install 'segkit-deeplab[deploy]')")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -22,20 +23,8 @@ SIZE = 64
 
 @pytest.fixture(scope="module")
 def spread_ckpt(tiny_ckpt, tmp_path_factory) -> Path:
-    """The tiny model with a large random classifier: its label maps hold several classes, so the fused labels differ
-    from the official ones on some pixels (the random model otherwise predicts one class everywhere)."""
-    from segkit.checkpoint.format import save_checkpoint
-    from segkit.checkpoint.load import load_model
-
-    model = load_model(tiny_ckpt)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        weight = model.head.classifier.weight
-        weight.copy_(torch.randn(weight.shape, generator=generator) * 50)
-        model.head.classifier.bias.zero_()
-    path = tmp_path_factory.mktemp("fusion") / "spread.pth"
-    save_checkpoint(path, model, model.segkit_config)
-    return path
+    """The tiny model with a large random classifier (tests/helpers/models.py)."""
+    return decisive_checkpoint(tiny_ckpt, tmp_path_factory.mktemp("fusion") / "spread.pth")
 
 
 @pytest.fixture(scope="module")
