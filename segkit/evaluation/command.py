@@ -46,7 +46,7 @@ from segkit.evaluation.image import (
 )
 from segkit.evaluation.metrics import SegMetrics
 from segkit.evaluation.pipeline import BackgroundWriter, ThreadLoader, host_threads, prefetch
-from segkit.evaluation.predict import MAX_PIXELS, InferenceError, check_budget, slide_windows
+from segkit.evaluation.predict import MAX_PIXELS, InferenceError, check_budget, labels_pass_applies, slide_windows
 from segkit.evaluation.protocol import fitted_protocol, fixed_input_size, protocol_name, protocol_record
 from segkit.evaluation.report import (
     PredictionWriter,
@@ -218,7 +218,7 @@ def evaluate_model(
             collate_fn=collate_drop_bad,
         )
     else:  # a runtime's runner on the CPU: samples read on threads, no worker processes to start and feed
-        loader = ThreadLoader(dataset, collate_drop_bad, workers=max(workers, 1))
+        loader = ThreadLoader(dataset, collate_drop_bad, workers=workers)  # at least one thread
     check_eval_outputs(json_path, save_pred, _dataset_inputs(dataset))  # never into the data set, before the work
     names = list(dataset.class_names)
     ident = dict(identity) if identity is not None else model_identity(model, cfg)
@@ -539,7 +539,8 @@ def segment_images(
 
     # decode and prepare the next images while the model runs; finish and encode the outputs behind it
     # (segkit.evaluation.pipeline); torch on one thread when a runtime runs the model (host_threads)
-    with host_threads(model), BackgroundWriter() as writer:
+    one_view = labels_pass_applies(model, cfg.eval.scales, cfg.eval.flip, cfg.eval.slide)  # fitting keeps it one view
+    with host_threads(model, active=one_view), BackgroundWriter() as writer:
         for (path, stem), fetched in prefetch(read_and_stage, items, workers=readers):
             bar.update()
             record: dict[str, Any] = {"input": str(path)}

@@ -228,7 +228,7 @@ def evaluate(
         fetched_batches = prefetch(stage or (lambda batch: None), batches, workers=1 if stage else 0, depth=2)
         # the scoring (confusion matrix, on_batch) of a runner's batch runs on a thread behind the runtime, in order
         scorer = BackgroundWriter(depth=2) if labels_pass else None
-        with host_threads(model) if labels_pass else contextlib.nullcontext(), scorer or contextlib.nullcontext():
+        with host_threads(model, active=labels_pass), scorer or contextlib.nullcontext():
             for index, (batch, fetched) in enumerate(fetched_batches):
                 bar.update()
                 skipped = _skipped(batch)

@@ -136,12 +136,14 @@ class BackgroundWriter:
 
 
 @contextlib.contextmanager
-def host_threads(model: Any) -> Iterator[None]:
+def host_threads(model: Any, *, active: bool = True) -> Iterator[None]:
     """Within the block, torch runs on one thread when ``model`` is not a torch module (a runtime's runner, whose
-    runtime has its own threads); a torch model keeps torch's threads. The previous count is restored."""
+    runtime has its own threads) and ``active`` (the callers pass whether the runtime does the work: a one-view
+    protocol; multi-scale and sliding-window protocols do their softmax and averaging in torch, on torch's threads);
+    a torch model keeps torch's threads. The previous count is restored."""
     import torch
 
-    if isinstance(model, torch.nn.Module) or torch.get_num_threads() == 1:
+    if not active or isinstance(model, torch.nn.Module) or torch.get_num_threads() == 1:
         yield
         return
     before = torch.get_num_threads()

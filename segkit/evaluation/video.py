@@ -34,7 +34,7 @@ from segkit.data.io import label_image
 from segkit.errors import SegkitError
 from segkit.evaluation.command import InferResult, Log, Segmenter, check_protocol, infer_report, note
 from segkit.evaluation.pipeline import host_threads
-from segkit.evaluation.predict import MAX_PIXELS, InferenceError
+from segkit.evaluation.predict import MAX_PIXELS, InferenceError, labels_pass_applies
 from segkit.evaluation.protocol import protocol_name
 from segkit.evaluation.report import format_report_json
 from segkit.evaluation.style import DEFAULT_ALPHA, DEFAULT_CONTOUR
@@ -373,7 +373,8 @@ def segment_video(
     bar = tqdm(total=info.frames or None, desc="infer", unit="frame", disable=not progress, dynamic_ncols=True)
     created = not out.exists()
     try:
-        with host_threads(model):  # torch on one thread while a runtime runs the model
+        one_view = labels_pass_applies(model, cfg.eval.scales, cfg.eval.flip, cfg.eval.slide)
+        with host_threads(model, active=one_view):  # torch on one thread while a runtime runs the model
             first_label = _label(seg, first, result, path)  # over the pixel budget: refused before anything is written
             _write_outputs(seg, result, _labelled(seg, result, path, first, first_label, frames), bar)
     except BaseException:

@@ -26,6 +26,9 @@ def cache_dir() -> Path:
 # Seconds an export of MobileNetV2 + DeepLabV3 at 513x513 took on a 2-core CPU (docs/deploy.md#the-export-cache):
 # what the first-use message announces.
 EXPORT_SECONDS = {("torchscript", False): 2, ("torchscript", True): 1, ("dynamo", False): 9, ("dynamo", True): 150}
+# Part of every cache key: bumped when cache_plan exports differently, so older files are exported again (2: a
+# 'SAME'-padding model's static file from dynamo).
+CACHE_VERSION = 2
 _PROTOCOL_KEYS = ("eval.resize_longer", "eval.pad_to", "eval.scales", "eval.slide", "eval.resize_range")
 
 
@@ -102,6 +105,7 @@ def cache_file(
     fmt = STATIC_FORMATS.get(runtime, "onnx")
     key = json.dumps(
         [
+            CACHE_VERSION,
             str(ckpt.resolve()),
             stat.st_size,
             stat.st_mtime_ns,

@@ -1,11 +1,11 @@
 """``--fast``: run a checkpoint in the fastest installed runtime, and say which in one line.
 
-On a CPU that is ONNX Runtime, through the export cache (:mod:`segkit.export.cache`: exported once, ~1-2 s, verified
+On a CPU that is ONNX Runtime, through the export cache (:mod:`segkit.export.cache`: exported once, ~1-7 s, verified
 on 2 images, then reused). Measured 2026-12-03 on an AMD EPYC, 2 threads, the official weights at 513x513: ONNX
 Runtime fp32 44.7 ms, PyTorch ``optimize_for_inference`` (BN folded, channels_last) 80 ms (1.8x), ``torch.compile``
 with inductor freezing 51.5 ms (1.15x, after a 28 s compile). PyTorch ``optimize_for_inference`` runs instead, with
 the reason, on a GPU (PyTorch is the fast path there), without onnxruntime, for a quantization-aware training
-checkpoint, when the export would need the dynamo exporter (minutes), or when the cache refuses the export.
+checkpoint, when the export would be a dynamic one from the dynamo exporter (minutes), or when the cache refuses it.
 """
 
 from __future__ import annotations

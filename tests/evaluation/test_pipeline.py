@@ -127,6 +127,8 @@ def test_host_threads_gives_a_runtime_one_torch_thread_and_restores():
         assert torch.get_num_threads() == 2
         with host_threads(Tiny()):  # a torch model keeps torch's threads
             assert torch.get_num_threads() == 2
+        with host_threads(object(), active=False):  # a multi-view protocol: torch does the averaging, on its threads
+            assert torch.get_num_threads() == 2
         with pytest.raises(KeyError), host_threads(object()):
             raise KeyError("restored on an error too")
         assert torch.get_num_threads() == 2

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from segkit.config import load_config
-from segkit.export.cache import CachePlan, cache_plan, cached_export, fixed_input_side
+from segkit.export.cache import CachePlan, cache_file, cache_plan, cached_export, fixed_input_side
 from segkit.models import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -49,6 +49,17 @@ def test_the_plan_follows_the_protocol_and_the_padding() -> None:
     # TF 'SAME' padding depends on the size, which the tracer bakes in: a dynamic file needs the dynamo exporter
     assert cache_plan(build_model(same), same.eval) == CachePlan("dynamo", None)
     assert cache_plan(build_model(same), fixed) == CachePlan("dynamo", (513, 513))  # no run-time padding shapes
+
+
+def test_a_new_cache_version_exports_again(tiny_ckpt, tmp_path, monkeypatch) -> None:
+    """Files cached under an older plan (e.g. a tracer export of a 'SAME'-padding model) are not reused."""
+    import segkit.export.cache as cache
+
+    monkeypatch.setenv("SEGKIT_CACHE", str(tmp_path))
+    now = cache_file(tiny_ckpt, "onnxruntime")
+    assert cache_file(tiny_ckpt, "onnxruntime") == now  # the same key for the same checkpoint
+    monkeypatch.setattr(cache, "CACHE_VERSION", cache.CACHE_VERSION - 1)
+    assert cache_file(tiny_ckpt, "onnxruntime") != now
 
 
 def test_verifies_on_the_images_of_the_data_given(tiny_ckpt, synth_root, tmp_path, monkeypatch) -> None:
